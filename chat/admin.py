@@ -1,0 +1,355 @@
+"""Transcript review for staff: read-only conversations and messages, exports, usage, and an audit trail.
+
+Access: any active staff member may review; nobody may add or change history from here; only
+superusers may delete; only superusers see who opened which transcript.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from chat.admin_selectors import (
+    conversation_models,
+    conversation_review_queryset,
+    conversation_search,
+    transcript_export_json,
+    transcript_export_markdown,
+    transcript_messages,
+    transcripts_for_export,
+    usage_summary_for_period,
+)
+from chat.admin_services import transcript_view_record
+from chat.models import Conversation, Message, TranscriptView
+
+
+class ReviewOnlyAdmin(admin.ModelAdmin):
+    """Staff may look; history cannot be added to or changed here; deleting is for superusers."""
+
+    show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice: too dear at scale
+    show_full_result_count = False  # spares a COUNT(*) over the whole table on every filtered page
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    class Media:
+        css = {"all": ["admin_transcript.css"]}
+
+
+class NonBlankValuesFilter(admin.AllValuesFieldListFilter):
+    """The field's distinct values, without the blank one most rows have."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lookup_choices = [value for value in self.lookup_choices if value]
+
+
+class LastActivityFilter(admin.DateFieldListFilter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "last activity"
+
+
+class ConversationProviderFilter(admin.SimpleListFilter):
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        providers = sorted({reference.partition(":")[0] for reference in conversation_models()})
+        return [(provider, provider) for provider in providers]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(model__startswith=f"{self.value()}:") if self.value() else queryset
+
+
+class ConversationModelFilter(admin.SimpleListFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(reference, reference) for reference in conversation_models()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+class LastStatusFilter(admin.SimpleListFilter):
+    title = "last status"
+    parameter_name = "last_status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return Message.Status.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(last_status=self.value()) if self.value() else queryset
+
+
+class SupersededFilter(admin.SimpleListFilter):
+    title = "superseded"
+    parameter_name = "superseded"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Superseded"), ("no", "Current")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(superseded_at__isnull=self.value() == "no")
+        return queryset
+
+
+def _tokens(count: int | None, estimated: bool) -> str:
+    return f"~{count or 0:,}" if estimated else f"{count or 0:,}"
+
+
+class UsagePeriodForm(forms.Form):
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    @classmethod
+    def for_request(cls, request: HttpRequest) -> "UsagePeriodForm":
+        """Bound to the query string, or to the last 30 days when the page is first opened."""
+        if "start" in request.GET or "end" in request.GET:
+            return cls(request.GET)
+        today = timezone.localdate()
+        return cls({"start": today - timedelta(days=29), "end": today})
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
+            raise forms.ValidationError("The period must start on or before its last day.")
+        return cleaned
+
+
+ExportRenderer = Callable[..., str]
+EXPORT_FORMATS: dict[str, tuple[ExportRenderer, str, str]] = {
+    TranscriptView.Via.JSON: (transcript_export_json, "application/json; charset=utf-8", "json"),
+    TranscriptView.Via.MARKDOWN: (transcript_export_markdown, "text/markdown; charset=utf-8", "md"),
+}
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReviewOnlyAdmin):
+    list_display = [
+        "conversation_title",
+        "owner",
+        "model",
+        "message_count",
+        "tokens_in",
+        "tokens_out",
+        "last_status",
+        "last_activity",
+    ]
+    list_filter = [
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ConversationProviderFilter,
+        ConversationModelFilter,
+        LastStatusFilter,
+        ("updated_at", LastActivityFilter),
+    ]
+    list_select_related = ["owner"]
+    search_fields = ["title"]  # shows the search box; get_search_results also searches message content
+    search_help_text = "Titles and message content. Several words must all match; quote a phrase."
+    date_hierarchy = "created_at"
+    ordering = ["-updated_at"]
+    list_per_page = 50
+    fields = ["owner", "title", "model", "created_at", "last_activity", "message_count", "tokens_in", "tokens_out"]
+    readonly_fields = fields
+    actions = ["export_json", "export_markdown"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return conversation_review_queryset()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        return conversation_search(conversations=queryset, query=search_term), False
+
+    @admin.display(description="Title", ordering="title")
+    def conversation_title(self, conversation: Conversation) -> str:
+        return str(conversation)
+
+    @admin.display(description="Messages", ordering="message_count")
+    def message_count(self, conversation: Conversation) -> int:
+        return conversation.message_count
+
+    @admin.display(description="Tokens in", ordering="tokens_in")
+    def tokens_in(self, conversation: Conversation) -> str:
+        return _tokens(conversation.tokens_in, conversation.tokens_estimated)
+
+    @admin.display(description="Tokens out", ordering="tokens_out")
+    def tokens_out(self, conversation: Conversation) -> str:
+        return _tokens(conversation.tokens_out, conversation.tokens_estimated)
+
+    @admin.display(description="Last status", ordering="last_status")
+    def last_status(self, conversation: Conversation) -> str:
+        return Message.Status(conversation.last_status).label if conversation.last_status else "-"
+
+    @admin.display(description="Last activity", ordering="updated_at")
+    def last_activity(self, conversation: Conversation) -> datetime:
+        return conversation.updated_at
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Conversation | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
+            context["transcript"] = transcript_messages(conversation=obj)
+            context["audit_url"] = self._audit_url(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _audit_url(self, request: HttpRequest, conversation: Conversation) -> str | None:
+        if not request.user.is_superuser:
+            return None
+        return reverse("admin:chat_transcriptview_changelist") + f"?conversation__id__exact={conversation.pk}"
+
+    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return self._export(request, queryset, TranscriptView.Via.JSON)
+
+    @admin.action(description="Export selected conversations as Markdown", permissions=["view"])
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return self._export(request, queryset, TranscriptView.Via.MARKDOWN)
+
+    def _export(self, request: HttpRequest, queryset: QuerySet[Conversation], via: TranscriptView.Via) -> HttpResponse:
+        render, content_type, extension = EXPORT_FORMATS[via]
+        conversations = transcripts_for_export(conversations=queryset)
+        transcript_view_record(viewer=request.user, conversations=conversations, via=via)
+        now = timezone.now()
+        body = render(conversations=conversations, exported_by=request.user.get_username(), exported_at=now)
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="transcripts-{now:%Y%m%d-%H%M%S}.{extension}"'
+        return response
+
+    def get_urls(self) -> list[URLPattern]:
+        usage = path("usage/", self.admin_site.admin_view(self.usage_view), name="chat_conversation_usage")
+        return [usage, *super().get_urls()]
+
+    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = UsagePeriodForm.for_request(request)
+        summary = usage_summary_for_period(**form.cleaned_data) if form.is_valid() else None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Usage summary",
+            "form": form,
+            "summary": summary,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/chat/usage_summary.html", context)
+
+
+@admin.register(Message)
+class MessageAdmin(ReviewOnlyAdmin):
+    list_display = [
+        "id",
+        "conversation_link",
+        "owner",
+        "role",
+        "status",
+        "provider",
+        "model",
+        "error_code",
+        "tokens",
+        "created_at",
+        "excerpt",
+        "superseded",
+    ]
+    list_filter = [
+        "status",
+        ("error_code", NonBlankValuesFilter),
+        ("provider", NonBlankValuesFilter),
+        ("model", NonBlankValuesFilter),
+        "role",
+        SupersededFilter,
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["conversation__owner"]
+    search_fields = ["content"]
+    search_help_text = "Message content. Several words must all match; quote a phrase."
+    ordering = ["-id"]
+    list_per_page = 50
+
+    @admin.display(description="Conversation", ordering="conversation")
+    def conversation_link(self, message: Message) -> str:
+        url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
+        return format_html('<a href="{}#message-{}">{}</a>', url, message.pk, message.conversation)
+
+    @admin.display(description="Owner", ordering="conversation__owner")
+    def owner(self, message: Message) -> str:
+        return message.conversation.owner.get_username()
+
+    @admin.display(description="Tokens in / out")
+    def tokens(self, message: Message) -> str:
+        estimated = message.tokens_estimated
+        return f"{_tokens(message.input_tokens, estimated)} / {_tokens(message.output_tokens, estimated)}"
+
+    @admin.display(description="Content")
+    def excerpt(self, message: Message) -> str:
+        return Truncator(message.content).chars(80)
+
+    @admin.display(description="Superseded", boolean=True, ordering="superseded_at")
+    def superseded(self, message: Message) -> bool:
+        return message.superseded_at is not None
+
+
+@admin.register(TranscriptView)
+class TranscriptViewAdmin(admin.ModelAdmin):
+    """Who opened or exported which transcript: superusers only, and nobody may alter it."""
+
+    list_display = ["viewed_at", "viewer_username", "conversation_link", "via"]
+    list_filter = ["via", ("viewer", admin.RelatedOnlyFieldListFilter), ("viewed_at", admin.DateFieldListFilter)]
+    search_fields = ["viewer_username", "conversation_label"]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="Conversation", ordering="conversation_label")
+    def conversation_link(self, view: TranscriptView) -> str:
+        if view.conversation_id is None:
+            return f"{view.conversation_label} (deleted)"
+        url = reverse("admin:chat_conversation_change", args=[view.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, view.conversation_label)

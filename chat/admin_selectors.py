@@ -1,0 +1,261 @@
+"""Reads for transcript review in the admin: list annotations, search, transcripts, exports and usage.
+
+Every function here runs a fixed number of queries however many rows it touches: per-row figures are
+correlated subqueries or database aggregates, never Python loops over related managers.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.text import smart_split, unescape_string_literal
+
+from chat.models import Conversation, Message
+
+FAILED_STATUSES = (Message.Status.FAILED, Message.Status.INTERRUPTED)
+
+
+def _per_conversation(aggregate: Count | Sum) -> Coalesce:
+    """One aggregate over a conversation's messages, as a correlated subquery (0 when it has none)."""
+    figure = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(figure=aggregate)
+        .values("figure")
+    )
+    return Coalesce(Subquery(figure, output_field=IntegerField()), 0)
+
+
+def conversation_review_queryset() -> QuerySet[Conversation]:
+    """Conversations with the figures the review list shows and sorts by."""
+    messages = Message.objects.filter(conversation=OuterRef("pk"))
+    return Conversation.objects.select_related("owner").annotate(
+        message_count=_per_conversation(Count("id")),
+        tokens_in=_per_conversation(Sum("input_tokens")),
+        tokens_out=_per_conversation(Sum("output_tokens")),
+        tokens_estimated=Exists(messages.filter(tokens_estimated=True)),
+        last_status=Subquery(messages.order_by("-id").values("status")[:1]),
+    )
+
+
+def search_terms(query: str) -> list[str]:
+    """The admin's own splitting: words AND together, "quoted phrases" stay whole."""
+    terms = []
+    for bit in smart_split(query):
+        if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+            bit = unescape_string_literal(bit)
+        if bit:
+            terms.append(bit)
+    return terms
+
+
+def conversation_search(*, conversations: QuerySet[Conversation], query: str) -> QuerySet[Conversation]:
+    """Conversations whose title or any message contains every term.
+
+    The message side is a semi-join on `content__icontains`, which the trigram index answers on
+    PostgreSQL; a join through `messages__content` would make the admin add DISTINCT over the join.
+    """
+    for term in search_terms(query):
+        matching = Message.objects.filter(content__icontains=term).values("conversation_id")
+        conversations = conversations.filter(Q(title__icontains=term) | Q(pk__in=matching))
+    return conversations
+
+
+def conversation_models() -> list[str]:
+    """Every distinct 'provider:model' reference conversations use, sorted."""
+    return list(Conversation.objects.order_by("model").values_list("model", flat=True).distinct())
+
+
+def transcript_messages(*, conversation: Conversation) -> list[Message]:
+    """Every message of a conversation in order, superseded ones included (history is evidence)."""
+    return list(Message.objects.filter(conversation=conversation).order_by("id"))
+
+
+def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:
+    """The chosen conversations with owner and ordered messages loaded: two queries in all."""
+    ordered_messages = Prefetch("messages", queryset=Message.objects.order_by("id"), to_attr="transcript")
+    return list(
+        Conversation.objects.filter(pk__in=conversations.values("pk"))
+        .select_related("owner")
+        .prefetch_related(ordered_messages)
+        .order_by("id")
+    )
+
+
+def _message_record(message: Message) -> dict[str, object]:
+    record = {field.attname: field.value_from_object(message) for field in Message._meta.concrete_fields}
+    record["superseded"] = message.superseded_at is not None
+    record["tokens_per_second"] = message.tokens_per_second
+    return record
+
+
+def _conversation_record(conversation: Conversation) -> dict[str, object]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "owner": {"id": conversation.owner_id, "username": conversation.owner.get_username()},
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+        "messages": [_message_record(message) for message in conversation.transcript],
+    }
+
+
+def _json_value(value: object) -> str:
+    """Full-precision ISO 8601 timestamps (DjangoJSONEncoder would cut them to milliseconds)."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def transcript_export_json(*, conversations: list[Conversation], exported_by: str, exported_at: datetime) -> str:
+    """Every field of every message, in order, as one JSON document."""
+    document = {
+        "exported_at": exported_at,
+        "exported_by": exported_by,
+        "conversations": [_conversation_record(conversation) for conversation in conversations],
+    }
+    return json.dumps(document, default=_json_value, indent=2, ensure_ascii=False)
+
+
+_MARKDOWN_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]<>&!~|#])")
+
+
+def _inline(value: object) -> str:
+    """Plain text on one Markdown line: no emphasis, links, HTML or entities can come of it."""
+    return _MARKDOWN_INLINE_SPECIALS.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _literal_block(text: str) -> str:
+    """A fenced block longer than any backtick run inside, so the text can neither close it nor render."""
+    longest_run = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest_run + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _stamp(moment: datetime | None) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "-"
+
+
+def _message_markdown(number: int, message: Message) -> str:
+    heading = [message.get_role_display(), message.get_status_display()]
+    if message.provider or message.model:
+        heading.append(_inline(f"{message.provider}:{message.model}".strip(":")))
+    if message.superseded_at:
+        heading.append("superseded")
+    lines = [f"### {number}. " + " · ".join(heading), "", f"- Created: {_stamp(message.created_at)}"]
+    if message.started_at or message.finished_at:
+        lines.append(f"- Started: {_stamp(message.started_at)} · finished: {_stamp(message.finished_at)}")
+    if message.superseded_at:
+        lines.append(f"- Superseded: {_stamp(message.superseded_at)}")
+    if message.finish_reason:
+        lines.append(f"- Finish reason: {_inline(message.finish_reason)}")
+    if message.error_code or message.error_message:
+        error = " ".join(_inline(part) for part in (message.error_code, message.error_message) if part)
+        lines.append(f"- Error: {error}")
+    if message.input_tokens is not None or message.output_tokens is not None:
+        estimated = " (estimated)" if message.tokens_estimated else ""
+        lines.append(f"- Tokens: in {message.input_tokens or 0}, out {message.output_tokens or 0}{estimated}")
+    if message.duration_ms is not None:
+        lines.append(
+            f"- Time to first token: {message.time_to_first_token_ms or 0} ms · duration: {message.duration_ms} ms"
+            f" · {message.tokens_per_second or 0} tokens/s"
+        )
+    return "\n".join([*lines, "", _literal_block(message.content)])
+
+
+def _conversation_markdown(conversation: Conversation) -> str:
+    parts = [
+        f"# Conversation {conversation.pk}: {_inline(conversation.title or 'untitled')}",
+        "",
+        f"- Owner: {_inline(conversation.owner.get_username())} (id {conversation.owner_id})",
+        f"- Model: {_inline(conversation.model)}",
+        f"- Started: {_stamp(conversation.created_at)} · last activity: {_stamp(conversation.updated_at)}",
+        f"- Messages: {len(conversation.transcript)}",
+    ]
+    if conversation.system_prompt:
+        parts += ["", "## System prompt", "", _literal_block(conversation.system_prompt)]
+    parts += ["", "## Messages"]
+    for number, message in enumerate(conversation.transcript, start=1):
+        parts += ["", _message_markdown(number, message)]
+    return "\n".join(parts)
+
+
+def transcript_export_markdown(*, conversations: list[Conversation], exported_by: str, exported_at: datetime) -> str:
+    """A readable transcript; every user- or model-written text is inert plain text."""
+    header = f"Exported by {_inline(exported_by)} at {_stamp(exported_at)}."
+    return "\n\n---\n\n".join([header, *(_conversation_markdown(c) for c in conversations)]) + "\n"
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    user_id: int
+    username: str
+    messages: int
+    assistant_replies: int
+    tokens_in: int
+    tokens_out: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    start: date
+    end: date
+    rows: list[UsageRow]
+    totals: UsageRow
+
+
+def _period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00, day after end 00:00) in the current time zone: an index range on created_at."""
+    tz = timezone.get_current_timezone()
+    return (
+        datetime.combine(start, time.min, tzinfo=tz),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz),
+    )
+
+
+def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
+    rows = list(rows)
+    return UsageRow(
+        user_id=0,
+        username="Total",
+        messages=sum(row.messages for row in rows),
+        assistant_replies=sum(row.assistant_replies for row in rows),
+        tokens_in=sum(row.tokens_in for row in rows),
+        tokens_out=sum(row.tokens_out for row in rows),
+        failures=sum(row.failures for row in rows),
+    )
+
+
+def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
+    """Per user, messages created from `start` to `end` inclusive, aggregated in one query."""
+    since, until = _period_bounds(start, end)
+    grouped = (
+        Message.objects.filter(created_at__gte=since, created_at__lt=until)
+        .values("conversation__owner_id", "conversation__owner__username")
+        .annotate(
+            messages=Count("id", filter=Q(role=Message.Role.USER)),
+            assistant_replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),
+            tokens_in=Coalesce(Sum("input_tokens"), 0),
+            tokens_out=Coalesce(Sum("output_tokens"), 0),
+            failures=Count("id", filter=Q(status__in=FAILED_STATUSES)),
+        )
+        .order_by("conversation__owner__username")
+    )
+    rows = [
+        UsageRow(
+            user_id=row.pop("conversation__owner_id"),
+            username=row.pop("conversation__owner__username"),
+            **row,
+        )
+        for row in grouped
+    ]
+    return UsageSummary(start=start, end=end, rows=rows, totals=_sum_rows(rows))

@@ -1,0 +1,221 @@
+"""The HTTP API: JSON endpoints (session auth, CSRF) and the SSE stream of a conversation.
+
+A person with curl can chat through these alone (docs/protocol.md shows how).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_http_methods
+
+from chat import commands, events, selectors, services
+from chat.errors import ChatError
+
+STATUS_FOR_CODE = {
+    "unauthenticated": 401,
+    "not_found": 404,
+    "busy": 409,
+    "not_running": 409,
+    "nothing_to_regenerate": 409,
+    "nothing_to_continue": 409,
+    "message_too_long": 413,
+    "frame_too_large": 413,
+    "unavailable": 503,
+}
+
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+def error_response(error: ChatError) -> JsonResponse:
+    body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
+    response = JsonResponse(body, status=STATUS_FOR_CODE.get(error.code, 400))
+    if error.retry_after is not None:
+        response["Retry-After"] = str(int(error.retry_after + 0.999))
+    return response
+
+
+def api_view(view: View) -> View:
+    """Session auth, JSON errors with stable codes, and the request body parsed as a JSON object."""
+
+    @wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = await request.auser()
+        if not user.is_authenticated:
+            return error_response(ChatError("unauthenticated"))
+        try:
+            body = _json_body(request) if request.method in {"POST", "PATCH"} else {}
+            return await view(request, user, body, *args, **kwargs)
+        except ChatError as error:
+            return error_response(error)
+        except DatabaseError:
+            return error_response(ChatError("unavailable", retry_after=2))
+
+    return wrapper
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    if len(request.body) > settings.CHAT_WS_MAX_FRAME_BYTES:
+        raise ChatError("frame_too_large", f"Request bodies are limited to {settings.CHAT_WS_MAX_FRAME_BYTES:,} bytes.")
+    if not request.body:
+        return {}
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise ChatError("bad_json", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ChatError("invalid", "The request body must be a JSON object.")
+    return body
+
+
+@database_sync_to_async
+def _conversation_list(user: Any) -> list[dict[str, Any]]:
+    return [
+        events.conversation_payload(conversation, running=conversation.running)
+        for conversation in selectors.conversation_list_for(user=user)
+    ]
+
+
+@database_sync_to_async
+def _conversation_detail(user: Any, conversation_id: int) -> dict[str, Any]:
+    conversation = selectors.conversation_list_for(user=user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ChatError("not_found")
+    messages = [events.message_payload(m) for m in selectors.messages_for(conversation=conversation)]
+    return {
+        "conversation": events.conversation_payload(conversation, running=conversation.running),
+        "messages": messages,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@api_view
+async def conversations(request: HttpRequest, user: Any, body: dict[str, Any]) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse({"conversations": await _conversation_list(user)})
+    conversation = await database_sync_to_async(services.conversation_create)(
+        owner=user,
+        model=body.get("model") or "",
+        system_prompt=body.get("system_prompt", ""),
+        title=body.get("title", ""),
+    )
+    await events.publish_to_user(user.pk, events.conversation_frame(conversation, running=False))
+    return JsonResponse(events.conversation_payload(conversation, running=False), status=201)
+
+
+@require_http_methods(["GET", "PATCH", "DELETE"])
+@api_view
+async def conversation(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse(await _conversation_detail(user, pk))
+    target = await commands.conversation_for(user, pk)
+    if request.method == "DELETE":
+        await database_sync_to_async(services.conversation_delete)(conversation=target)
+        await events.publish_to_user(user.pk, events.conversation_deleted_frame(pk))
+        return HttpResponse(status=204)
+    updated = await database_sync_to_async(services.conversation_update)(
+        conversation=target, title=body.get("title"), model=body.get("model"), system_prompt=body.get("system_prompt")
+    )
+    await events.publish_to_user(user.pk, events.conversation_frame(updated, running=False))
+    return JsonResponse(events.conversation_payload(updated, running=False))
+
+
+def _started_response(started: commands.ReplyStarted, client_id: str) -> JsonResponse:
+    return JsonResponse(started.frame(client_id=client_id), status=200 if started.duplicate else 202)
+
+
+@require_http_methods(["POST"])
+@api_view
+async def messages(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    started = await commands.send_message(user, pk, client_id=body.get("client_id"), content=body.get("content"))
+    return _started_response(started, body["client_id"])
+
+
+@require_http_methods(["POST"])
+@api_view
+async def regenerate(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    started = await commands.regenerate_reply(user, pk, client_id=body.get("client_id"))
+    return _started_response(started, body["client_id"])
+
+
+@require_http_methods(["POST"])
+@api_view
+async def edit(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    started = await commands.edit_last_message(user, pk, client_id=body.get("client_id"), content=body.get("content"))
+    return _started_response(started, body["client_id"])
+
+
+@require_http_methods(["POST"])
+@api_view
+async def continue_(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    started = await commands.continue_reply(user, pk, client_id=body.get("client_id"))
+    return _started_response(started, body["client_id"])
+
+
+@require_http_methods(["POST"])
+@api_view
+async def cancel(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    reply = await commands.stop_reply(user, pk)
+    return JsonResponse({"conversation": pk, "message": reply.pk, "stopping": True}, status=202)
+
+
+# --- Server-sent events --------------------------------------------------------------------
+
+
+def parse_last_event_id(value: str | None) -> commands.Position | None:
+    """`<message id>:<seq>`, as sent in every `id:` line; anything else means "send a snapshot"."""
+    if not value:
+        return None
+    message, _, seq = value.strip().partition(":")
+    if not (message.isdigit() and seq.isdigit()):
+        return None
+    return commands.Position(message_id=int(message), seq=int(seq))
+
+
+def sse_event(kind: str, data: str, *, message_id: int | None = None, seq: int | None = None) -> bytes:
+    lines = [f"event: {kind}"]
+    if message_id is not None:
+        lines.insert(0, f"id: {message_id}:{seq or 0}")
+    lines.append(f"data: {data}")
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+@require_http_methods(["GET"])
+@api_view
+async def conversation_events(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    target = await commands.conversation_for(user, pk)
+    position = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+    response = StreamingHttpResponse(_event_stream(target.pk, position), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _event_stream(conversation_id: int, position: commands.Position | None) -> AsyncIterator[bytes]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = events.conversation_group(conversation_id)
+    await layer.group_add(group, channel)
+    try:
+        frame, message_id, covered = await commands.catch_up(conversation_id, position)
+        yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=message_id, seq=covered)
+        while True:
+            try:
+                event = await asyncio.wait_for(layer.receive(channel), settings.CHAT_SSE_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if event.get("type") != "chat.frame":
+                continue
+            if event["kind"] == "delta" and event["message"] == message_id and event["seq"] <= covered:
+                continue
+            yield sse_event(event["kind"], event["json"], message_id=event.get("message"), seq=event.get("seq"))
+    finally:
+        await layer.group_discard(group, channel)

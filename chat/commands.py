@@ -1,0 +1,134 @@
+"""What a client can ask for, whatever the transport: the WebSocket consumer and the HTTP API both
+call these. Each runs a service, tells every follower, and hands any new reply to a worker."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AbstractBaseUser
+
+from chat import events, selectors, services, worker
+from chat.events import Frame
+from chat.live import live_log
+from chat.models import Conversation, Message
+
+
+@dataclass(frozen=True)
+class ReplyStarted:
+    """What a send returns to its sender: the messages, and whether they already existed."""
+
+    conversation_id: int
+    user_message: Message | None
+    reply: Message
+    duplicate: bool
+
+    def frame(self, *, client_id: str) -> Frame:
+        return {
+            "type": "accepted",
+            "client_id": client_id,
+            "conversation": self.conversation_id,
+            "user_message": events.message_payload(self.user_message) if self.user_message else None,
+            "message": events.message_payload(self.reply),
+            "duplicate": self.duplicate,
+        }
+
+
+@database_sync_to_async
+def _owned(user: AbstractBaseUser, conversation_id: object) -> Conversation:
+    return selectors.conversation_get_for(user=user, conversation_id=conversation_id)
+
+
+async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> Conversation:
+    """The user's conversation or ChatError('not_found'), for foreign ids too."""
+    return await _owned(user, conversation_id)
+
+
+async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> ReplyStarted:
+    result: services.SendResult = await database_sync_to_async(service)(conversation=conversation, **kwargs)
+    started = ReplyStarted(conversation.pk, result.user_message, result.reply, duplicate=not result.created)
+    if result.created:
+        if result.user_message is not None:
+            await events.publish_to_conversation(conversation.pk, events.message_frame(result.user_message))
+        await events.publish_to_conversation(conversation.pk, events.message_frame(result.reply))
+        await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=True))
+        await worker.submit(message_id=result.reply.pk, conversation_id=conversation.pk)
+    return started
+
+
+async def send_message(user: AbstractBaseUser, conversation_id: object, *, client_id: object, content: object):
+    conversation = await conversation_for(user, conversation_id)
+    return await _start(conversation, services.message_send, client_id=client_id, content=content)
+
+
+async def regenerate_reply(user: AbstractBaseUser, conversation_id: object, *, client_id: object) -> ReplyStarted:
+    conversation = await conversation_for(user, conversation_id)
+    return await _start(conversation, services.reply_regenerate, client_id=client_id)
+
+
+async def edit_last_message(
+    user: AbstractBaseUser, conversation_id: object, *, client_id: object, content: object
+) -> ReplyStarted:
+    conversation = await conversation_for(user, conversation_id)
+    return await _start(conversation, services.message_edit_last, client_id=client_id, content=content)
+
+
+async def continue_reply(user: AbstractBaseUser, conversation_id: object, *, client_id: object) -> ReplyStarted:
+    conversation = await conversation_for(user, conversation_id)
+    return await _start(conversation, services.reply_continue, client_id=client_id)
+
+
+async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message:
+    """Stop the running reply. The worker saves it as `cancelled` and tells every follower."""
+    conversation = await conversation_for(user, conversation_id)
+    reply = await database_sync_to_async(services.generation_cancel)(conversation=conversation)
+    if reply.status == Message.Status.CANCELLED:
+        # No worker had taken it: nobody else will announce the end.
+        await events.publish_done(reply)
+        await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=False))
+    else:
+        await worker.request_stop(conversation_id=conversation.pk)
+    return reply
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a client already is in a reply: it has every frame up to `seq` of `message`."""
+
+    message_id: int
+    seq: int
+
+
+async def catch_up(conversation_id: int, position: Position | None = None) -> tuple[Frame, int | None, int]:
+    """The frame that brings a client up to date on a conversation's latest reply.
+
+    Call it after joining the conversation's group. Returns (frame, message id, seq covered):
+    live frames of that message up to `seq` are already in the frame and must be dropped.
+    With a `position` in the running reply, the frame is a delta with only the missing text;
+    otherwise it is a snapshot of the whole reply.
+    """
+    reply = await database_sync_to_async(selectors.latest_reply_for)(conversation_id=conversation_id)
+    if reply is None:
+        return events.snapshot_frame(conversation_id=conversation_id, reply=None), None, 0
+    state = None
+    if reply.is_active:
+        state = await live_log().state(reply.pk)
+        if state is None:
+            # Not begun yet, or finished between the two reads: the database has the final word.
+            await database_sync_to_async(reply.refresh_from_db)()
+    if state is not None and position is not None and position.message_id == reply.pk and position.seq <= state.seq:
+        offset = await live_log().offset_after(reply.pk, position.seq)
+        if offset is not None:
+            frame = events.delta_frame(
+                conversation_id=conversation_id,
+                message_id=reply.pk,
+                seq=state.seq,
+                offset=offset,
+                text=state.content[offset:],
+            )
+            return frame, reply.pk, state.seq
+    if state is not None:
+        frame = events.snapshot_frame(
+            conversation_id=conversation_id, reply=reply, content=state.content, seq=state.seq
+        )
+        return frame, reply.pk, state.seq
+    return events.snapshot_frame(conversation_id=conversation_id, reply=reply), reply.pk, reply.seq

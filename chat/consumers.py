@@ -1,0 +1,189 @@
+"""The WebSocket endpoint: parse a frame, check it, hand it to chat.commands; relay live frames."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+
+from chat import commands, events
+from chat.errors import ChatError
+from chat.events import Frame
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SESSION_ENDED = 4403
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One browser tab. It follows the user's sidebar and any conversations it subscribes to."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        self.following: set[int] = set()
+        # Per message: the last seq a snapshot covered; live deltas up to it are dropped.
+        self.covered: dict[int, int] = {}
+        await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
+        await self.accept()
+        limits = {"max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS, "max_frame_bytes": _max_frame_bytes()}
+        await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits))
+
+    async def disconnect(self, code: int) -> None:
+        # The reply goes on without us: closing a tab never stops a generation.
+        if not hasattr(self, "user"):
+            return
+        await self.channel_layer.group_discard(events.user_group(self.user.pk), self.channel_name)
+        for conversation_id in self.following:
+            await self.channel_layer.group_discard(events.conversation_group(conversation_id), self.channel_name)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Live frames touch no database: skip Channels' per-message connection cleanup (a thread hop).
+        if message["type"] == "chat.frame":
+            await self.chat_frame(message)
+        else:
+            await super().dispatch(message)
+
+    async def send_frame(self, frame: Frame) -> None:
+        await self.send(text_data=events.encode(frame))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        ref = None
+        conversation_id = None
+        try:
+            frame = _parse(text_data, bytes_data)
+            ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else frame["type"]
+            conversation_id = frame.get("conversation") if isinstance(frame.get("conversation"), int) else None
+            handler = HANDLERS.get(frame["type"])
+            if handler is None:
+                raise ChatError("unknown_type", f"Unknown frame type {frame['type']!r}."[:200])
+            await handler(self, frame)
+        except ChatError as error:
+            await self.send_frame(events.error_frame(error, ref=ref, conversation_id=conversation_id))
+        except DatabaseError:
+            logger.warning("database error while handling a frame", exc_info=True)
+            await self.send_frame(
+                events.error_frame(ChatError("unavailable"), ref=ref, conversation_id=conversation_id)
+            )
+
+    # --- client frames -----------------------------------------------------------------------
+
+    async def on_subscribe(self, frame: Frame) -> None:
+        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        position = _position(frame.get("after"))
+        await self._follow(conversation.pk)
+        catch_up, message_id, seq = await commands.catch_up(conversation.pk, position)
+        if message_id is not None:
+            self.covered[message_id] = seq
+        await self.send_frame(catch_up)
+
+    async def on_unsubscribe(self, frame: Frame) -> None:
+        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        if conversation.pk in self.following:
+            self.following.discard(conversation.pk)
+            await self.channel_layer.group_discard(events.conversation_group(conversation.pk), self.channel_name)
+
+    async def on_send(self, frame: Frame) -> None:
+        await self._started(
+            frame,
+            lambda: commands.send_message(
+                self.user, frame.get("conversation"), client_id=frame.get("client_id"), content=frame.get("content")
+            ),
+        )
+
+    async def on_regenerate(self, frame: Frame) -> None:
+        await self._started(
+            frame,
+            lambda: commands.regenerate_reply(self.user, frame.get("conversation"), client_id=frame.get("client_id")),
+        )
+
+    async def on_edit(self, frame: Frame) -> None:
+        await self._started(
+            frame,
+            lambda: commands.edit_last_message(
+                self.user, frame.get("conversation"), client_id=frame.get("client_id"), content=frame.get("content")
+            ),
+        )
+
+    async def on_continue(self, frame: Frame) -> None:
+        await self._started(
+            frame,
+            lambda: commands.continue_reply(self.user, frame.get("conversation"), client_id=frame.get("client_id")),
+        )
+
+    async def on_cancel(self, frame: Frame) -> None:
+        await commands.stop_reply(self.user, frame.get("conversation"))
+
+    async def on_ping(self, frame: Frame) -> None:
+        await self.send_frame(events.pong_frame())
+
+    async def _started(self, frame: Frame, start: Callable[[], Awaitable[commands.ReplyStarted]]) -> None:
+        # Follow first, so the frames of the new reply reach this tab too.
+        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        await self._follow(conversation.pk)
+        started = await start()
+        await self.send_frame(started.frame(client_id=frame["client_id"]))
+
+    async def _follow(self, conversation_id: int) -> None:
+        if conversation_id not in self.following:
+            await self.channel_layer.group_add(events.conversation_group(conversation_id), self.channel_name)
+            self.following.add(conversation_id)
+
+    # --- channel layer events ----------------------------------------------------------------
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
+            return
+        if event["kind"] == "done":
+            self.covered.pop(event["message"], None)
+        await self.send(text_data=event["json"])
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        if event.get("session_key") == getattr(self.scope.get("session"), "session_key", None):
+            await self.close(code=CLOSE_SESSION_ENDED)
+
+
+def _max_frame_bytes() -> int:
+    return settings.CHAT_WS_MAX_FRAME_BYTES
+
+
+def _parse(text_data: str | None, bytes_data: bytes | None) -> Frame:
+    if text_data is None:
+        raise ChatError("bad_json", "Send frames as JSON text, not binary.")
+    if len(text_data) > _max_frame_bytes():
+        raise ChatError("frame_too_large", f"Frames are limited to {_max_frame_bytes():,} bytes.")
+    try:
+        frame = orjson.loads(text_data)
+    except orjson.JSONDecodeError:
+        raise ChatError("bad_json") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ChatError("invalid", "A frame is a JSON object with a string `type`.")
+    return frame
+
+
+def _position(after: object) -> commands.Position | None:
+    if after is None:
+        return None
+    if not isinstance(after, dict) or not all(isinstance(after.get(k), int) for k in ("message", "seq")):
+        raise ChatError("invalid", "`after` must be an object with integer `message` and `seq`.")
+    return commands.Position(message_id=after["message"], seq=after["seq"])
+
+
+HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
+    "subscribe": ChatConsumer.on_subscribe,
+    "unsubscribe": ChatConsumer.on_unsubscribe,
+    "send": ChatConsumer.on_send,
+    "regenerate": ChatConsumer.on_regenerate,
+    "retry": ChatConsumer.on_regenerate,
+    "edit": ChatConsumer.on_edit,
+    "continue": ChatConsumer.on_continue,
+    "cancel": ChatConsumer.on_cancel,
+    "ping": ChatConsumer.on_ping,
+}

@@ -1,0 +1,30 @@
+"""The app's own errors: a stable code for clients and a message a person can act on."""
+
+from typing import ClassVar
+
+
+class ChatError(Exception):
+    """A refused request. `code` is stable (docs/protocol.md lists every one)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "bad_json": "The frame is not valid JSON.",
+        "invalid": "The request is missing a field or has one of the wrong type.",
+        "unknown_type": "Unknown frame type.",
+        "frame_too_large": "The frame is too large.",
+        "empty_message": "The message is empty.",
+        "message_too_long": "The message is too long.",
+        "not_found": "No such conversation.",
+        "unknown_model": "That model is not offered on this server.",
+        "busy": "A reply is still running in this conversation. Wait for it or stop it first.",
+        "nothing_to_regenerate": "There is no finished reply to regenerate.",
+        "nothing_to_continue": "There is no stopped or interrupted reply to continue.",
+        "not_running": "No reply is running in this conversation.",
+        "unauthenticated": "Log in first.",
+        "unavailable": "The server cannot reach its database right now. Try again in a few seconds.",
+    }
+
+    def __init__(self, code: str, message: str = "", *, retry_after: float | None = None) -> None:
+        self.code = code
+        self.message = message or self.MESSAGES.get(code, code)
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {self.message}")

@@ -1,0 +1,178 @@
+"""The one place that names groups and builds the frames clients receive (see docs/protocol.md).
+
+Frames are built here and only here, so the protocol document and the code cannot drift apart.
+A live frame crosses the channel layer already encoded as JSON, so a consumer relays it to its
+socket without decoding and re-encoding it for every listener.
+"""
+
+from typing import Any
+
+import orjson
+from channels.layers import get_channel_layer
+
+from chat.errors import ChatError
+from chat.models import Conversation, Message
+
+PROTOCOL_VERSION = 1
+Frame = dict[str, Any]
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def cancel_group(conversation_id: int) -> str:
+    """Joined by the worker running this conversation's reply, on the jobs layer."""
+    return f"cancel-{conversation_id}"
+
+
+def encode(frame: Frame) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def message_payload(message: Message, *, with_content: bool = True) -> Frame:
+    payload: Frame = {
+        "id": message.pk,
+        "role": message.role,
+        "status": message.status,
+        "client_id": message.client_id or None,
+        "model": message.model or None,
+        "provider": message.provider or None,
+        "finish_reason": message.finish_reason or None,
+        "error": {"code": message.error_code, "message": message.error_message} if message.error_code else None,
+        "usage": {
+            "input_tokens": message.input_tokens,
+            "output_tokens": message.output_tokens,
+            "estimated": message.tokens_estimated,
+        },
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
+        "tokens_per_second": message.tokens_per_second,
+        "seq": message.seq,
+        "length": len(message.content),
+        "created_at": message.created_at.isoformat() if message.created_at else None,
+    }
+    if with_content:
+        payload["content"] = message.content
+    return payload
+
+
+def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "updated_at": conversation.updated_at.isoformat(),
+        "running": running,
+    }
+
+
+def hello_frame(*, user_id: int, limits: Frame) -> Frame:
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "user": user_id, "limits": limits}
+
+
+def message_frame(message: Message) -> Frame:
+    return {"type": "message", "conversation": message.conversation_id, "message": message_payload(message)}
+
+
+def start_frame(message: Message) -> Frame:
+    return {
+        "type": "start",
+        "conversation": message.conversation_id,
+        "message": message.pk,
+        "model": message.model,
+        "provider": message.provider,
+        "seq": 0,
+    }
+
+
+def delta_frame(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> Frame:
+    return {
+        "type": "delta",
+        "conversation": conversation_id,
+        "message": message_id,
+        "seq": seq,
+        "offset": offset,
+        "text": text,
+    }
+
+
+def done_frame(message: Message) -> Frame:
+    return {
+        "type": "done",
+        "conversation": message.conversation_id,
+        "message": message_payload(message, with_content=False),
+    }
+
+
+def snapshot_frame(*, conversation_id: int, reply: Message | None, content: str | None = None, seq: int = 0) -> Frame:
+    """The state of the conversation's latest reply; `content`/`seq` come from the live log when it runs."""
+    payload = None
+    if reply is not None:
+        payload = message_payload(reply)
+        if content is not None:
+            payload.update(content=content, seq=seq, length=len(content))
+    return {"type": "snapshot", "conversation": conversation_id, "message": payload}
+
+
+def conversation_frame(conversation: Conversation, *, running: bool) -> Frame:
+    return {"type": "conversation", "conversation": conversation_payload(conversation, running=running)}
+
+
+def conversation_deleted_frame(conversation_id: int) -> Frame:
+    return {"type": "conversation_deleted", "conversation": conversation_id}
+
+
+def error_frame(error: ChatError, *, ref: str | None = None, conversation_id: int | None = None) -> Frame:
+    frame: Frame = {"type": "error", "code": error.code, "message": error.message}
+    if error.retry_after is not None:
+        frame["retry_after"] = error.retry_after
+    if ref is not None:
+        frame["ref"] = ref
+    if conversation_id is not None:
+        frame["conversation"] = conversation_id
+    return frame
+
+
+def pong_frame() -> Frame:
+    return {"type": "pong"}
+
+
+async def publish(group: str, frame: Frame, *, message_id: int | None = None, seq: int | None = None) -> None:
+    """Send one frame to every client following `group` (at most once: the database is the truth).
+
+    Frames about a reply also carry its message id and seq outside the JSON, so consumers can
+    drop what a snapshot already covered, and SSE can set `id:`, without decoding the frame.
+    """
+    event: Frame = {"type": "chat.frame", "kind": frame["type"], "json": encode(frame)}
+    if message_id is not None:
+        event["message"] = message_id
+        event["seq"] = seq or 0
+    await get_channel_layer().group_send(group, event)
+
+
+async def publish_delta(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> None:
+    frame = delta_frame(conversation_id=conversation_id, message_id=message_id, seq=seq, offset=offset, text=text)
+    await publish(conversation_group(conversation_id), frame, message_id=message_id, seq=seq)
+
+
+async def publish_start(message: Message) -> None:
+    await publish(conversation_group(message.conversation_id), start_frame(message), message_id=message.pk, seq=0)
+
+
+async def publish_done(message: Message) -> None:
+    frame = done_frame(message)
+    await publish(conversation_group(message.conversation_id), frame, message_id=message.pk, seq=message.seq)
+
+
+async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
+    await publish(conversation_group(conversation_id), frame)
+
+
+async def publish_to_user(user_id: int, frame: Frame) -> None:
+    await publish(user_group(user_id), frame)

@@ -1,0 +1,134 @@
+"""Conversations and their messages: the database is the truth, the channel layer only carries frames."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, help_text="Model reference, 'provider:model'.")
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.STREAMING)
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    # The id the client chose for a send: the same id twice creates one message.
+    client_id = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    finish_reason = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(default=False, help_text="Token counts estimated, not reported.")
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Last frame sequence number covered by `content` (checkpoints keep it in step).
+    seq = models.PositiveIntegerField(default=0)
+    # Set by a stop request; the worker also reads it at each checkpoint, should the live signal be lost.
+    cancel_requested = models.BooleanField(default=False)
+    # A running generation renews this lease; a reply whose lease ran out lost its worker.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Regenerate and edit keep the old reply for review but take it out of the conversation.
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="message_conversation_order"),
+            models.Index(fields=["status", "created_at"], name="message_status"),
+            models.Index(fields=["provider", "model"], name="message_provider_model"),
+            models.Index(fields=["error_code"], name="message_error_code"),
+            models.Index(fields=["created_at"], name="message_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status__in=["pending", "streaming"]),
+                name="one_active_generation_per_conversation",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~Q(client_id=""),
+                name="unique_client_id_per_conversation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.output_tokens or not self.duration_ms:
+            return None
+        generating_ms = self.duration_ms - (self.time_to_first_token_ms or 0)
+        return round(self.output_tokens / (max(generating_ms, 1) / 1000), 1)
+
+
+class TranscriptView(models.Model):
+    """Audit trail: a staff member opened or exported a transcript in the admin."""
+
+    class Via(models.TextChoices):
+        PAGE = "page", "Transcript page"
+        JSON = "json", "JSON export"
+        MARKDOWN = "markdown", "Markdown export"
+
+    # SET_NULL plus the snapshots below: the record outlives a deleted user or conversation.
+    viewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, db_index=False, related_name="+"
+    )
+    viewer_username = models.CharField(max_length=150)
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, db_index=False, related_name="transcript_views"
+    )
+    conversation_label = models.CharField(max_length=250)
+    via = models.CharField(max_length=16, choices=Via.choices, default=Via.PAGE)
+    viewed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-viewed_at", "-id"]
+        indexes = [
+            models.Index(fields=["-viewed_at"], name="transcript_view_recent"),
+            models.Index(fields=["conversation", "-viewed_at"], name="transcript_view_conversation"),
+            models.Index(fields=["viewer", "-viewed_at"], name="transcript_view_viewer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.viewer_username} viewed {self.conversation_label} ({self.via})"

@@ -1,0 +1,38 @@
+"""How a conversation becomes a prompt, and the trimming rule that fits it into a model's context.
+
+Rule: the system prompt and the newest user message are always sent. Older messages are added
+newest first while the estimate (4 characters a token) stays within the model's context minus the
+reply budget; the first message that does not fit, and every older one, is left out, so the model
+always sees an unbroken recent stretch of the conversation. Replies that failed before any text,
+and superseded messages, are never sent; a stopped or interrupted reply is sent with the text it has.
+"""
+
+from chat.models import Conversation, Message
+from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, estimate_tokens
+
+# Room for the chat template's own tokens around each message.
+PER_MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def reply_budget(model: ModelInfo, max_output_tokens: int) -> int:
+    """Output tokens a reply may use: at most half of a small model's context."""
+    return max(16, min(max_output_tokens, model.context_tokens // 2))
+
+
+def build_request(
+    *, conversation: Conversation, history: list[Message], model: ModelInfo, max_output_tokens: int
+) -> GenerationRequest:
+    """`history` is the visible conversation up to (not including) the reply being generated."""
+    budget = reply_budget(model, max_output_tokens)
+    available = model.context_tokens - budget - estimate_tokens(conversation.system_prompt)
+    turns: list[ChatTurn] = []
+    for message in reversed(history):
+        if message.role == Message.Role.ASSISTANT and not message.content:
+            continue
+        cost = estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD_TOKENS
+        if turns and cost > available:
+            break
+        available -= cost
+        turns.append(ChatTurn(role=message.role, content=message.content))
+    turns.reverse()
+    return GenerationRequest(model=model.name, system=conversation.system_prompt, turns=turns, max_output_tokens=budget)

@@ -1,0 +1,157 @@
+"""The one interface every provider implements: a stream of text deltas, then a final result."""
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+Role = Literal["user", "assistant"]
+
+ERROR_CODES = (
+    "auth",
+    "rate_limited",
+    "overloaded",
+    "timeout",
+    "connection",
+    "bad_request",
+    "truncated",
+    "upstream_error",
+)
+
+
+class ProviderError(Exception):
+    """A provider failure in the app's own terms: a stable code and a message a user can act on."""
+
+    DEFAULT_MESSAGES: ClassVar[dict[str, str]] = {
+        "auth": "The provider rejected the API key configured on this server. Ask an administrator to check it.",
+        "rate_limited": "The provider is rate limiting requests. Try again in a moment.",
+        "overloaded": "The provider is overloaded right now. Try again in a moment.",
+        "timeout": "The provider took too long to answer.",
+        "connection": "Could not reach the provider.",
+        "bad_request": "The provider refused the request (it may be too long for this model).",
+        "truncated": "The provider's reply was cut off before it finished.",
+        "upstream_error": "The provider failed while answering. Try again.",
+    }
+    RETRYABLE: ClassVar[frozenset[str]] = frozenset({"rate_limited", "overloaded", "connection", "upstream_error"})
+
+    def __init__(self, code: str, message: str = "", *, retry_after: float | None = None) -> None:
+        assert code in ERROR_CODES, code
+        self.code = code
+        self.message = message or self.DEFAULT_MESSAGES[code]
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in self.RETRYABLE
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str
+    system: str
+    turns: list[ChatTurn]
+    max_output_tokens: int
+
+
+@dataclass
+class StreamResult:
+    """What a finished stream reports besides its text."""
+
+    finish_reason: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_estimated: bool = False
+    time_to_first_token_ms: int | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    ref: str  # "provider:model", what conversations store
+    provider: str
+    name: str
+    label: str
+    context_tokens: int
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: used only where a provider reports no usage."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+@dataclass
+class ReplyStream(ABC):
+    """One generation in flight. Iterate it for text deltas; `result` is set once it ends.
+
+    Use it as `async with`: leaving the block early closes the upstream response, so the
+    provider stops generating (and billing).
+    """
+
+    request: GenerationRequest
+    result: StreamResult = field(default_factory=StreamResult)
+    _started: float = field(default_factory=time.monotonic)
+    _text_chars: int = 0
+
+    async def __aenter__(self) -> "ReplyStream":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._deltas()
+
+    async def _deltas(self) -> AsyncIterator[str]:
+        async for delta in self.deltas():
+            if not delta:
+                continue
+            if self.result.time_to_first_token_ms is None:
+                self.result.time_to_first_token_ms = self._elapsed_ms()
+            self._text_chars += len(delta)
+            yield delta
+        self._finish()
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def _finish(self) -> None:
+        self.result.duration_ms = self._elapsed_ms()
+        if not self.result.finish_reason:
+            raise ProviderError("truncated")
+        if self.result.input_tokens is None:
+            prompt = self.request.system + "".join(turn.content for turn in self.request.turns)
+            self.result.input_tokens = estimate_tokens(prompt)
+            self.result.tokens_estimated = True
+        if self.result.output_tokens is None:
+            self.result.output_tokens = math.ceil(self._text_chars / 4)
+            self.result.tokens_estimated = True
+
+    @abstractmethod
+    def deltas(self) -> AsyncIterator[str]:
+        """Yield text deltas; set `self.result.finish_reason` and usage as the provider reports them."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the upstream response (idempotent)."""
+
+
+class Provider(ABC):
+    """A configured provider: which models it offers, and how to stream a reply from one."""
+
+    name: str
+    label: str
+
+    @abstractmethod
+    def models(self) -> list[ModelInfo]: ...
+
+    @abstractmethod
+    def stream(self, request: GenerationRequest) -> ReplyStream: ...

@@ -1,0 +1,137 @@
+"""OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+
+from chat.providers.base import GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
+from chat.providers.transport import (
+    ClientPerLoop,
+    error_for_kind,
+    error_for_status,
+    error_for_transport,
+    request_timeout,
+)
+
+# Context windows of OpenAI's models; other servers' models get the conservative default.
+CONTEXT_TOKENS = {"gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576}
+DEFAULT_CONTEXT_TOKENS = 8_192
+
+
+class OpenAIProvider(Provider):
+    """Streams from the Chat Completions API of OpenAI or of a compatible server."""
+
+    def __init__(self, *, name: str, label: str, api_key: str, base_url: str | None, model_names: list[str]) -> None:
+        self.name = name
+        self.label = label
+        self.model_names = list(model_names)
+        # OpenAI wants the newer field (its reasoning models refuse `max_tokens`); compatible servers
+        # such as llama.cpp's only know `max_tokens` and silently ignore the other.
+        self.token_limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
+        # The worker retries before the first token itself, so the SDK must not.
+        self._clients = ClientPerLoop(
+            lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout())
+        )
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                ref=f"{self.name}:{model}",
+                provider=self.name,
+                name=model,
+                label=model,
+                context_tokens=CONTEXT_TOKENS.get(model, DEFAULT_CONTEXT_TOKENS),
+            )
+            for model in self.model_names
+        ]
+
+    def stream(self, request: GenerationRequest) -> ReplyStream:
+        return OpenAIReplyStream(request, provider=self)
+
+    def open_response(self, request: GenerationRequest) -> Any:
+        """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
+        messages = [{"role": "system", "content": request.system}] if request.system else []
+        messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
+        return self._clients.get().chat.completions.with_streaming_response.create(
+            model=request.model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=request_timeout(),
+            **{self.token_limit_field: request.max_output_tokens},
+        )
+
+
+class OpenAIReplyStream(ReplyStream):
+    """Parses the SSE bytes with orjson: no SDK model object per chunk."""
+
+    def __init__(self, request: GenerationRequest, *, provider: OpenAIProvider) -> None:
+        super().__init__(request)
+        self._provider = provider
+        self._exit_stack = AsyncExitStack()
+        self._closed = False
+        self._done = False  # [DONE] arrived: failures while draining the body do not matter
+
+    async def deltas(self) -> AsyncIterator[str]:
+        try:
+            response = await self._exit_stack.enter_async_context(self._provider.open_response(self.request))
+            if self._closed:  # closed by another task while connecting
+                return
+            async for payload in _event_data(response):
+                if payload == b"[DONE]":
+                    # Keep reading to the end of the body, so the connection goes back to the pool.
+                    self._done = True
+                elif not self._done and (text := self._take(orjson.loads(payload))):
+                    yield text
+        except ProviderError:
+            raise
+        except openai.APIStatusError as exc:
+            raise error_for_status(exc.status_code, exc.response.headers) from exc
+        except openai.APITimeoutError as exc:
+            raise ProviderError("timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderError("connection") from exc
+        except httpx2.HTTPError as exc:
+            if not (self._done or self._closed):
+                raise error_for_transport(exc) from exc
+        except (openai.OpenAIError, orjson.JSONDecodeError) as exc:
+            raise ProviderError("upstream_error") from exc
+        finally:
+            await self.aclose()
+
+    def _take(self, chunk: dict[str, Any]) -> str:
+        """Record what the chunk reports; return its text."""
+        if error := chunk.get("error"):
+            # vLLM and others report a failure mid-stream as an event with an "error" object.
+            details = error if isinstance(error, dict) else {}
+            raise error_for_kind(details.get("code"), details.get("type"))
+        if usage := chunk.get("usage"):
+            self.result.input_tokens = usage.get("prompt_tokens")
+            self.result.output_tokens = usage.get("completion_tokens")
+        choices = chunk.get("choices")
+        if not choices:
+            return ""
+        choice = choices[0]
+        if finish_reason := choice.get("finish_reason"):
+            self.result.finish_reason = finish_reason
+        return (choice.get("delta") or {}).get("content") or ""
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._exit_stack.aclose()
+
+
+async def _event_data(response: openai.AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a server-sent event stream; other fields (event:, error:, comments) are skipped."""
+    pending = b""
+    async for chunk in response.iter_bytes():
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if pending.startswith(b"data:"):
+        yield pending[5:].strip()

@@ -1,0 +1,82 @@
+"""Which providers this server offers, built once from settings: a provider without credentials is not offered."""
+
+from functools import cache
+
+from django.conf import settings
+
+from chat.providers.base import ModelInfo, Provider
+
+
+class UnknownModel(LookupError):
+    """The model reference names no configured provider or model."""
+
+
+@cache
+def providers() -> dict[str, Provider]:
+    """Every configured provider by name, in the order the model picker lists them."""
+    from chat.providers.anthropic import AnthropicProvider
+    from chat.providers.local import LocalProvider
+    from chat.providers.openai import OpenAIProvider
+
+    found: list[Provider] = []
+    if settings.LOCAL_MODEL_ENABLED:
+        found.append(LocalProvider())
+    if settings.OPENAI_API_KEY:
+        found.append(
+            OpenAIProvider(
+                name="openai",
+                label="OpenAI",
+                api_key=settings.OPENAI_API_KEY,
+                base_url=settings.OPENAI_BASE_URL or None,
+                model_names=settings.OPENAI_MODELS,
+            )
+        )
+    if settings.ANTHROPIC_API_KEY:
+        found.append(
+            AnthropicProvider(
+                api_key=settings.ANTHROPIC_API_KEY,
+                base_url=settings.ANTHROPIC_BASE_URL or None,
+                model_names=settings.ANTHROPIC_MODELS,
+            )
+        )
+    for server in settings.OPENAI_COMPATIBLE_SERVERS:
+        if server["base_url"] and server["models"]:
+            found.append(
+                OpenAIProvider(
+                    name=server["name"],
+                    label=server["name"],
+                    # Local servers usually need no key; the SDK insists on a non-empty one.
+                    api_key=server["api_key"] or "not-needed",
+                    base_url=server["base_url"],
+                    model_names=server["models"],
+                )
+            )
+    return {provider.name: provider for provider in found}
+
+
+def available_models() -> list[ModelInfo]:
+    return [model for provider in providers().values() for model in provider.models()]
+
+
+def resolve(model_ref: str) -> tuple[Provider, ModelInfo]:
+    """The provider and model for a 'provider:model' reference, or UnknownModel."""
+    provider_name, _, _ = model_ref.partition(":")
+    provider = providers().get(provider_name)
+    if provider is not None:
+        for model in provider.models():
+            if model.ref == model_ref:
+                return provider, model
+    raise UnknownModel(model_ref)
+
+
+def default_model_ref() -> str:
+    """The configured default if it is offered, else the first model offered."""
+    refs = [model.ref for model in available_models()]
+    if settings.CHAT_DEFAULT_MODEL in refs:
+        return settings.CHAT_DEFAULT_MODEL
+    return refs[0] if refs else ""
+
+
+def reset() -> None:
+    """Forget the providers built from settings (tests change settings)."""
+    providers.cache_clear()

@@ -1,0 +1,60 @@
+"""Reads: every query the chat features make, each scoped to its owner."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, QuerySet
+
+from chat.errors import ChatError
+from chat.models import Conversation, Message
+
+
+def _active_replies() -> QuerySet[Message]:
+    return Message.objects.filter(status__in=Message.ACTIVE_STATUSES)
+
+
+def conversation_list_for(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+    """The user's conversations, most recent activity first, each marked `running`."""
+    running = _active_replies().filter(conversation=OuterRef("pk"))
+    return Conversation.objects.filter(owner=user).annotate(running=Exists(running)).order_by("-updated_at", "-pk")
+
+
+def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
+    """The user's conversation, or `not_found`: another user's conversation answers exactly like a missing one."""
+    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+        try:
+            conversation_id = int(str(conversation_id))
+        except ValueError:
+            raise ChatError("not_found") from None
+    conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    if conversation is None or not user.is_authenticated:
+        raise ChatError("not_found")
+    return conversation
+
+
+def messages_for(*, conversation: Conversation) -> QuerySet[Message]:
+    """The conversation as its owner sees it: superseded messages left out."""
+    return conversation.messages.filter(superseded_at__isnull=True).order_by("id")
+
+
+def latest_reply_for(*, conversation_id: int) -> Message | None:
+    return (
+        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT, superseded_at__isnull=True)
+        .order_by("-id")
+        .first()
+    )
+
+
+def active_reply_for(*, conversation_id: int) -> Message | None:
+    return _active_replies().filter(conversation_id=conversation_id).first()
+
+
+def message_by_client_id(*, conversation: Conversation, client_id: str) -> Message | None:
+    return conversation.messages.filter(client_id=client_id).first()
+
+
+def reply_after(*, message: Message) -> Message | None:
+    """The assistant message that answers a user message, if any."""
+    return (
+        Message.objects.filter(conversation_id=message.conversation_id, pk__gt=message.pk, role=Message.Role.ASSISTANT)
+        .order_by("id")
+        .first()
+    )

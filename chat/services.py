@@ -1,0 +1,351 @@
+"""Writes: every change to conversations and messages goes through these functions."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from chat import selectors
+from chat.errors import ChatError
+from chat.models import Conversation, Message
+from chat.prompts import build_request
+from chat.providers import registry
+from chat.providers.base import GenerationRequest, StreamResult
+
+TITLE_MAX_CHARS = 60
+CLIENT_ID_MAX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class SendResult:
+    user_message: Message | None
+    reply: Message
+    created: bool
+
+
+def _validate_model(model_ref: str) -> str:
+    try:
+        registry.resolve(model_ref)
+    except registry.UnknownModel:
+        raise ChatError("unknown_model") from None
+    return model_ref
+
+
+def _validate_content(content: object) -> str:
+    if not isinstance(content, str):
+        raise ChatError("invalid", "`content` must be a string.")
+    if not content.strip():
+        raise ChatError("empty_message")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ChatError("message_too_long", f"The message is {len(content):,} characters; the limit is {limit:,}.")
+    return content
+
+
+def _validate_client_id(client_id: object) -> str:
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS:
+        raise ChatError("invalid", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX_CHARS} characters.")
+    return client_id
+
+
+def conversation_create(
+    *, owner: AbstractBaseUser, model: str = "", system_prompt: str = "", title: str = ""
+) -> Conversation:
+    """A new, empty conversation; the model defaults to the server's default."""
+    model_ref = _validate_model(model or registry.default_model_ref())
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+    return Conversation.objects.create(
+        owner=owner, model=model_ref, system_prompt=system_prompt, title=_clean_title(title)
+    )
+
+
+def _clean_title(title: object) -> str:
+    if not isinstance(title, str):
+        raise ChatError("invalid", "`title` must be a string.")
+    return " ".join(title.split())[:200]
+
+
+def conversation_update(
+    *, conversation: Conversation, title: str | None = None, model: str | None = None, system_prompt: str | None = None
+) -> Conversation:
+    """Rename, switch model or change the system prompt (each only when given)."""
+    if title is not None:
+        conversation.title = _clean_title(title)
+    if model is not None:
+        conversation.model = _validate_model(model)
+    if system_prompt is not None:
+        if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
+            raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+        conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["title", "model", "system_prompt"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy", "Stop the running reply before deleting this conversation.")
+    conversation.delete()
+
+
+def _touch(conversation: Conversation) -> None:
+    conversation.updated_at = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=conversation.updated_at)
+
+
+def _new_reply(conversation: Conversation, *, client_id: str = "") -> Message:
+    provider, _, _ = conversation.model.partition(":")
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        client_id=client_id,
+        provider=provider,
+        model=conversation.model,
+    )
+
+
+def _start_reply(conversation: Conversation, *, client_id: str, user_content: str | None) -> SendResult:
+    """Create (optionally) a user message and a pending reply, atomically; `busy` if one runs."""
+    try:
+        with transaction.atomic():
+            user_message = None
+            if user_content is not None:
+                user_message = Message.objects.create(
+                    conversation=conversation, role=Message.Role.USER, content=user_content, client_id=client_id
+                )
+                reply = _new_reply(conversation)
+            else:
+                reply = _new_reply(conversation, client_id=client_id)
+            if not conversation.title and user_message is not None:
+                conversation.title = title_from(user_content or "")
+                Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+            _touch(conversation)
+    except IntegrityError:
+        # The partial unique index lets one reply run per conversation, whichever process asks.
+        existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            return _replay(existing)
+        raise ChatError("busy") from None
+    return SendResult(user_message=user_message, reply=reply, created=True)
+
+
+def _replay(existing: Message) -> SendResult:
+    """The result of a send that already happened (same client id): nothing new is created."""
+    if existing.role == Message.Role.USER:
+        reply = selectors.reply_after(message=existing)
+        return SendResult(user_message=existing, reply=reply, created=False)
+    return SendResult(user_message=None, reply=existing, created=False)
+
+
+def title_from(text: str) -> str:
+    """A title from the first message: its first line, cut at a word near 60 characters."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_MAX_CHARS:
+        return line
+    cut = line[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
+    return (cut or line[:TITLE_MAX_CHARS]) + "…"
+
+
+def message_send(*, conversation: Conversation, client_id: object, content: object) -> SendResult:
+    """Post the user's message and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
+    client_id = _validate_client_id(client_id)
+    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+    if existing is not None:
+        return _replay(existing)
+    content = _validate_content(content)
+    _validate_model(conversation.model)
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy")
+    return _start_reply(conversation, client_id=client_id, user_content=content)
+
+
+def _last_visible(conversation: Conversation) -> Message | None:
+    return selectors.messages_for(conversation=conversation).last()
+
+
+def _supersede(*messages: Message) -> None:
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(superseded_at=timezone.now())
+
+
+def reply_regenerate(*, conversation: Conversation, client_id: object) -> SendResult:
+    """Replace the last reply (kept for review, out of the conversation) with a new one."""
+    client_id = _validate_client_id(client_id)
+    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+    if existing is not None:
+        return _replay(existing)
+    _validate_model(conversation.model)
+    last = _last_visible(conversation)
+    if last is None or last.role != Message.Role.ASSISTANT:
+        raise ChatError("nothing_to_regenerate")
+    if last.is_active:
+        raise ChatError("busy")
+    with transaction.atomic():
+        _supersede(last)
+        return _start_reply(conversation, client_id=client_id, user_content=None)
+
+
+def message_edit_last(*, conversation: Conversation, client_id: object, content: object) -> SendResult:
+    """Replace the last user message (and its reply) with an edited one, and answer it."""
+    client_id = _validate_client_id(client_id)
+    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+    if existing is not None:
+        return _replay(existing)
+    content = _validate_content(content)
+    _validate_model(conversation.model)
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy")
+    visible = list(selectors.messages_for(conversation=conversation).order_by("-id")[:2])
+    last_user = next((m for m in visible if m.role == Message.Role.USER), None)
+    if last_user is None:
+        raise ChatError("nothing_to_regenerate", "There is no message to edit.")
+    with transaction.atomic():
+        _supersede(*[m for m in visible if m.pk >= last_user.pk])
+        return _start_reply(conversation, client_id=client_id, user_content=content)
+
+
+def reply_continue(*, conversation: Conversation, client_id: object) -> SendResult:
+    """Continue a stopped or interrupted reply: a new reply picks up after the kept partial text."""
+    client_id = _validate_client_id(client_id)
+    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+    if existing is not None:
+        return _replay(existing)
+    last = _last_visible(conversation)
+    resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
+    if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
+        raise ChatError("nothing_to_continue")
+    _validate_model(conversation.model)
+    return _start_reply(conversation, client_id=client_id, user_content=None)
+
+
+def generation_cancel(*, conversation: Conversation) -> Message:
+    """Ask the running reply to stop. A reply no worker has taken yet is cancelled here and now."""
+    reply = selectors.active_reply_for(conversation_id=conversation.pk)
+    if reply is None:
+        raise ChatError("not_running")
+    now = timezone.now()
+    taken = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
+        status=Message.Status.CANCELLED, cancel_requested=True, finished_at=now, finish_reason="cancelled"
+    )
+    if not taken:
+        Message.objects.filter(pk=reply.pk).update(cancel_requested=True)
+    reply.refresh_from_db()
+    return reply
+
+
+# --- The worker's side: claim, checkpoint, finish -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationContext:
+    reply: Message
+    conversation: Conversation
+    request: GenerationRequest
+    provider_name: str
+
+
+def _lease_deadline():  # noqa: ANN202 - datetime
+    return timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+
+
+def generation_begin(*, message_id: int) -> GenerationContext | None:
+    """Claim a pending reply for this worker and build its prompt; None if it is no longer pending."""
+    claimed = Message.objects.filter(pk=message_id, status=Message.Status.PENDING, cancel_requested=False).update(
+        status=Message.Status.STREAMING, started_at=timezone.now(), lease_expires_at=_lease_deadline()
+    )
+    if not claimed:
+        return None
+    reply = Message.objects.select_related("conversation").get(pk=message_id)
+    conversation = reply.conversation
+    try:
+        provider, model = registry.resolve(reply.model)
+    except registry.UnknownModel:
+        generation_finish(
+            message_id=message_id,
+            content="",
+            seq=0,
+            status=Message.Status.FAILED,
+            result=StreamResult(),
+            error=ChatError("unknown_model"),
+        )
+        return None
+    history = list(selectors.messages_for(conversation=conversation).filter(pk__lt=reply.pk))
+    request = build_request(
+        conversation=conversation, history=history, model=model, max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS
+    )
+    return GenerationContext(reply=reply, conversation=conversation, request=request, provider_name=provider.name)
+
+
+def generation_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
+    """Save the text so far and renew the lease. False when a stop was requested meanwhile."""
+    saved = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, cancel_requested=False).update(
+        content=content, seq=seq, lease_expires_at=_lease_deadline()
+    )
+    return bool(saved)
+
+
+def generation_finish(
+    *, message_id: int, content: str, seq: int, status: str, result: StreamResult, error: object | None = None
+) -> Message:
+    """Save the final state of a reply, whatever ended it."""
+    code = getattr(error, "code", "")
+    fields = {
+        "content": content,
+        "seq": seq,
+        "status": status,
+        "finish_reason": result.finish_reason or ("cancelled" if status == Message.Status.CANCELLED else ""),
+        "error_code": code,
+        "error_message": getattr(error, "message", "") if code else "",
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "tokens_estimated": result.tokens_estimated,
+        "time_to_first_token_ms": result.time_to_first_token_ms,
+        "duration_ms": result.duration_ms,
+        "lease_expires_at": None,
+        "finished_at": timezone.now(),
+    }
+    Message.objects.filter(pk=message_id).update(**fields)
+    reply = Message.objects.select_related("conversation").get(pk=message_id)
+    _touch(reply.conversation)
+    return reply
+
+
+def replies_interrupt_stale() -> list[Message]:
+    """Mark replies whose worker vanished as `interrupted`, keeping their last checkpoint.
+
+    A streaming reply whose lease ran out lost its worker; a pending one older than the job
+    expiry was never taken (its job was lost with a restart).
+    """
+    now = timezone.now()
+    stale = Q(status=Message.Status.STREAMING, lease_expires_at__lt=now) | Q(
+        status=Message.Status.PENDING, created_at__lt=now - timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    )
+    interrupted = []
+    for reply in Message.objects.filter(stale).only("pk", "status"):
+        updated = (
+            Message.objects.filter(pk=reply.pk, status=reply.status)
+            .filter(stale)
+            .update(
+                status=Message.Status.INTERRUPTED,
+                error_code="interrupted",
+                error_message="The reply was interrupted (its worker stopped). Continue or retry it.",
+                lease_expires_at=None,
+                finished_at=now,
+                duration_ms=None,
+            )
+        )
+        if updated:
+            interrupted.append(Message.objects.select_related("conversation").get(pk=reply.pk))
+    return interrupted
+
+
+def reply_mark_interrupted(*, message_id: int, content: str, seq: int, result: StreamResult) -> Message:
+    """A worker shutting down saves what it has of a reply it could not finish."""
+    error = ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
+    return generation_finish(
+        message_id=message_id, content=content, seq=seq, status=Message.Status.INTERRUPTED, result=result, error=error
+    )

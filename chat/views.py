@@ -1,0 +1,83 @@
+"""Pages: the chat UI (a template plus static JS that speaks the WebSocket protocol) and sign-up."""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from chat import events, selectors
+from chat.errors import ChatError
+from chat.models import Conversation
+from chat.providers import registry
+
+
+def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
+    """Everything the chat template and its script need; the script reads `page_data` as JSON."""
+    default_model = registry.default_model_ref()
+    messages = []
+    if conversation is not None:
+        messages = [events.message_payload(m) for m in selectors.messages_for(conversation=conversation)]
+    page_data = {
+        "conversation": events.conversation_payload(conversation, running=False) if conversation else None,
+        "messages": messages,
+        "default_model": default_model,
+        "urls": {
+            "websocket": "/ws/chat/",
+            "home": reverse("chat:home"),
+            "conversations": reverse("chat:api-conversations"),
+            # The script puts a conversation id where the zero is.
+            "conversation_page": reverse("chat:conversation", args=[0]),
+            "conversation_api": reverse("chat:api-conversation", args=[0]),
+        },
+    }
+    return {
+        "conversations": selectors.conversation_list_for(user=request.user),
+        "conversation": conversation,
+        "models": registry.available_models(),
+        "selected_model": conversation.model if conversation else default_model,
+        "page_data": page_data,
+    }
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """A new, empty chat: the conversation is created when its first message is sent."""
+    return render(request, "chat/chat.html", _chat_context(request, None))
+
+
+@login_required
+def conversation_page(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        conversation = selectors.conversation_get_for(user=request.user, conversation_id=pk)
+    except ChatError:
+        raise Http404("No such conversation.") from None
+    return render(request, "chat/chat.html", _chat_context(request, conversation))
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, which also tells the template whether sign-up is open."""
+
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "signup_enabled": settings.CHAT_SIGNUP_ENABLED}
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account and log in; a 404 when CHAT_SIGNUP_ENABLED is off."""
+    if not settings.CHAT_SIGNUP_ENABLED:
+        raise Http404("Sign-up is closed on this server.")
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "registration/signup.html", {"form": form})

@@ -1,0 +1,195 @@
+"""The provider worker: generation jobs in from the jobs channel, frames out. Thin: Generation does the work.
+
+With Redis it runs as `manage.py runworker --layer jobs chat-generate` (several processes share the
+queue: each job goes to exactly one). Embedded, the same worker runs inside the server process.
+"""
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import ChannelNameRouter
+from channels.worker import Worker
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from chat import events, services
+from chat.generation import Generation, _announce_conversation, _best_effort
+from chat.models import Message
+
+logger = logging.getLogger(__name__)
+
+
+class Runner:
+    """The replies this process is generating, and the slots that bound how many at once."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.running: dict[int, Generation] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self, *, message_id: int, conversation_id: int, worker: "GenerationWorker") -> None:
+        generation = Generation(message_id, conversation_id)
+        self.running[message_id] = generation
+        self.idle.clear()
+        task = asyncio.get_running_loop().create_task(self._run(generation, worker))
+        generation.task = task
+
+    async def _run(self, generation: Generation, worker: "GenerationWorker") -> None:
+        try:
+            await generation.run()
+        except Exception:  # noqa: BLE001 - one reply failing must not take the worker down
+            logger.exception("generation of reply %s crashed", generation.message_id)
+        finally:
+            await _best_effort(worker.leave_cancel_group(generation.conversation_id))
+            self.running.pop(generation.message_id, None)
+            self.slots.release()
+            if not self.running:
+                self.idle.set()
+
+    def find(self, conversation_id: int) -> Generation | None:
+        return next((g for g in self.running.values() if g.conversation_id == conversation_id), None)
+
+
+_runner: Runner | None = None
+
+
+def current_runner() -> Runner:
+    assert _runner is not None, "no ChatWorker runs in this process"
+    return _runner
+
+
+class GenerationWorker(AsyncConsumer):
+    """Receives `generation.start` jobs and `generation.cancel` signals; each reply runs as its own task."""
+
+    channel_layer_alias = "jobs"
+
+    async def generation_start(self, event: dict) -> None:
+        message_id = int(event["message"])
+        conversation_id = int(event["conversation"])
+        # Join before starting, so a stop sent the moment the reply starts is not missed.
+        await self.channel_layer.group_add(events.cancel_group(conversation_id), self.channel_name)
+        current_runner().start(message_id=message_id, conversation_id=conversation_id, worker=self)
+
+    async def generation_cancel(self, event: dict) -> None:
+        generation = current_runner().find(int(event["conversation"]))
+        if generation is not None:
+            generation.stop()
+
+    async def leave_cancel_group(self, conversation_id: int) -> None:
+        await self.channel_layer.group_discard(events.cancel_group(conversation_id), self.channel_name)
+
+
+worker_application = ChannelNameRouter({settings.CHAT_WORKER_CHANNEL: GenerationWorker.as_asgi()})
+
+
+class ChatWorker(Worker):
+    """Channels' worker, plus: a job is taken only when a slot is free (so idle workers take the
+    rest), leases renewed for running replies, stale replies reaped, and a graceful SIGTERM."""
+
+    maintenance_interval = 2.0
+
+    def __init__(self, *, handle_signals: bool = True) -> None:
+        super().__init__(
+            application=worker_application,
+            channels=[settings.CHAT_WORKER_CHANNEL],
+            channel_layer=get_channel_layer("jobs"),
+        )
+        self.handle_signals = handle_signals
+        self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY)
+        self.stopping = asyncio.Event()
+
+    async def arun(self) -> None:
+        checker = asyncio.ensure_future(self.application_checker())
+        try:
+            await self.handle()
+        finally:
+            checker.cancel()
+
+    async def handle(self) -> None:
+        global _runner
+        _runner = self.runner
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+            loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
+        maintenance = asyncio.ensure_future(self.maintenance())
+        await self.stopping.wait()
+        for task in listeners:
+            task.cancel()
+        await self.shutdown()
+        maintenance.cancel()
+
+    async def listener(self, channel: str) -> None:
+        while True:
+            await self.runner.slots.acquire()
+            try:
+                message = await self.channel_layer.receive(channel)
+            except BaseException:
+                self.runner.slots.release()
+                raise
+            instance_queue = self.get_or_create_application_instance(channel, {"type": "channel", "channel": channel})
+            await instance_queue.put(message)
+
+    async def shutdown(self) -> None:
+        """Stop taking jobs, give running replies the grace period, interrupt the rest (text kept)."""
+        running = len(self.runner.running)
+        logger.info("worker stopping: %s replies running, %ss grace", running, settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        try:
+            await asyncio.wait_for(self.runner.idle.wait(), settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            tasks = [g.task for g in self.runner.running.values() if g.task is not None]
+            for generation in list(self.runner.running.values()):
+                generation.interrupt()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def maintenance(self) -> None:
+        while True:
+            try:
+                await database_sync_to_async(renew_leases)(list(self.runner.running))
+                for reply in await database_sync_to_async(services.replies_interrupt_stale)():
+                    await _best_effort(events.publish_done(reply))
+                    await _announce_conversation(reply)
+            except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
+                logger.warning("worker maintenance failed", exc_info=True)
+            await asyncio.sleep(self.maintenance_interval)
+
+
+def renew_leases(message_ids: list[int]) -> None:
+    """One query renews the lease of every reply this worker runs, whether or not text is flowing."""
+    if message_ids:
+        deadline = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+        Message.objects.filter(Q(pk__in=message_ids), status=Message.Status.STREAMING).update(lease_expires_at=deadline)
+
+
+_in_process: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def ensure_in_process_worker() -> None:
+    """Embedded mode: run the worker inside this server process, once per event loop."""
+    loop = asyncio.get_running_loop()
+    task = _in_process.get(loop)
+    if task is None or task.done():
+        _in_process[loop] = loop.create_task(ChatWorker(handle_signals=False).arun())
+
+
+async def submit(*, message_id: int, conversation_id: int) -> None:
+    """Queue a generation job. It carries ids only: the worker reads everything else from the database."""
+    if settings.CHAT_WORKER_IN_PROCESS:
+        ensure_in_process_worker()
+    job = {"type": "generation.start", "message": message_id, "conversation": conversation_id}
+    await get_channel_layer("jobs").send(settings.CHAT_WORKER_CHANNEL, job)
+
+
+async def request_stop(*, conversation_id: int) -> None:
+    """Tell whichever worker runs this conversation's reply to stop (the database flag backs this up)."""
+    await get_channel_layer("jobs").group_send(
+        events.cancel_group(conversation_id), {"type": "generation.cancel", "conversation": conversation_id}
+    )

@@ -1,0 +1,205 @@
+"""Settings, read from the environment (see the table in README.md).
+
+With no variables set, the app runs embedded: SQLite, the in-memory channel layer, the generation
+worker inside the server process, and the local model. DATABASE_URL switches to PostgreSQL and
+REDIS_URL to Redis (channels-redis) with separate `runworker` processes.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+PRODUCTION = env_str("DJANGO_ENV", "development") == "production"
+DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production")
+    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    # Before "channels": chat's `runworker` (lease reaper, graceful SIGTERM) takes precedence.
+    "chat",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            # WAL lets the worker checkpoint while pages read; the timeout absorbs short write locks.
+            "OPTIONS": {
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    # Live frames go through Redis pub/sub (no capacity limit, ~6x cheaper per message than the
+    # list-based layer); generation jobs go through the list-based layer, where exactly one worker
+    # takes each job. See docs/deployment.md.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHAT_REDIS_PREFIX", "chat")},
+        },
+        "jobs": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHAT_REDIS_PREFIX", "chat") + "-jobs",
+                "capacity": env_int("CHAT_JOB_QUEUE_CAPACITY", 1000),
+                "expiry": 600,
+            },
+        },
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "jobs": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {"httpx2": {"level": "WARNING"}, "httpcore2": {"level": "WARNING"}},
+}
+
+# Security headers; the Content-Security-Policy is set by chat.middleware (no 'unsafe-inline').
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Providers -------------------------------------------------------------------------------
+# Secrets stay here, in process memory: they are never written to the database, frames or pages.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+OPENAI_MODELS = env_list("OPENAI_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
+ANTHROPIC_MODELS = env_list("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5")
+# Named OpenAI-compatible servers: OPENAI_COMPATIBLE_SERVERS=ollama,vllm then, per NAME,
+# OPENAI_COMPATIBLE_<NAME>_BASE_URL (required), _API_KEY (optional), _MODELS (comma list).
+OPENAI_COMPATIBLE_SERVERS = [
+    {
+        "name": name.lower(),
+        "base_url": env_str(f"OPENAI_COMPATIBLE_{name.upper()}_BASE_URL"),
+        "api_key": env_str(f"OPENAI_COMPATIBLE_{name.upper()}_API_KEY"),
+        "models": env_list(f"OPENAI_COMPATIBLE_{name.upper()}_MODELS"),
+    }
+    for name in env_list("OPENAI_COMPATIBLE_SERVERS")
+]
+LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
+LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
+LOCAL_MODEL_THREADS = env_int("LOCAL_MODEL_THREADS", 2)
+LOCAL_MODEL_CONTEXT = env_int("LOCAL_MODEL_CONTEXT", 2048)
+CHAT_DEFAULT_MODEL = env_str("CHAT_DEFAULT_MODEL", "local:smollm2-135m-instruct")
+
+# --- Streaming engine ------------------------------------------------------------------------
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000)
+CHAT_MAX_OUTPUT_TOKENS = env_int("CHAT_MAX_OUTPUT_TOKENS", 4096)
+CHAT_TIMEOUT_CONNECT = env_float("CHAT_TIMEOUT_CONNECT", 10.0)
+CHAT_TIMEOUT_FIRST_TOKEN = env_float("CHAT_TIMEOUT_FIRST_TOKEN", 60.0)
+CHAT_TIMEOUT_IDLE = env_float("CHAT_TIMEOUT_IDLE", 30.0)
+CHAT_TIMEOUT_TOTAL = env_float("CHAT_TIMEOUT_TOTAL", 600.0)
+CHAT_RETRY_ATTEMPTS = env_int("CHAT_RETRY_ATTEMPTS", 2)
+CHAT_RETRY_BASE_DELAY = env_float("CHAT_RETRY_BASE_DELAY", 0.5)
+CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0)
+CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 40)
+CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 4096)
+CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
+CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 10.0)
+CHAT_PENDING_EXPIRY_SECONDS = env_float("CHAT_PENDING_EXPIRY_SECONDS", 600.0)
+CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
+CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15.0)
+CHAT_WORKER_CHANNEL = env_str("CHAT_WORKER_CHANNEL", "chat-generate")
+CHAT_WORKER_CONCURRENCY = env_int("CHAT_WORKER_CONCURRENCY", 500)
+# Embedded mode runs the worker inside the server process; with Redis, `runworker` processes do.
+CHAT_WORKER_IN_PROCESS = env_bool("CHAT_WORKER_IN_PROCESS", not REDIS_URL)
+CHAT_SIGNUP_ENABLED = env_bool("CHAT_SIGNUP_ENABLED", True)
+CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 256 * 1024)

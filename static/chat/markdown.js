@@ -1,0 +1,161 @@
+// Markdown for untrusted model output: marked parses, DOMPurify sanitises, highlight.js colours code.
+//
+// Streaming: the text is cut into blocks at blank lines and code fences (outside fences). Completed
+// blocks are parsed, sanitised and highlighted once and never touched again; only the open block at
+// the end is re-parsed when new text arrives, at most once per animation frame (see render.js).
+// When the reply ends, the whole text is parsed once, so the final markup is exactly marked's.
+
+const { marked, DOMPurify, hljs } = window;
+
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+// Raw HTML in the model's markdown is shown as text, never as markup.
+marked.use({
+  gfm: true,
+  renderer: {
+    html({ text }) {
+      return escapeHtml(text);
+    },
+  },
+});
+
+const PURIFY_CONFIG = {
+  // Images, media, forms and embeds could load remote content or trick the reader: none from a model.
+  FORBID_TAGS: ["style", "img", "picture", "source", "video", "audio", "iframe", "object", "embed", "svg", "math",
+    "form", "input", "button", "select", "textarea", "link", "meta", "base"],
+  // No inline styles (the CSP forbids them anyway), no ids or names that could clobber the page's own.
+  FORBID_ATTR: ["style", "id", "name", "srcset", "action", "formaction"],
+  ALLOW_DATA_ATTR: false,
+  // Only web and mail links: javascript:, data:, vbscript: and relative URLs are dropped.
+  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
+};
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+    node.setAttribute("target", "_blank");
+  }
+});
+
+hljs.configure({ ignoreUnescapedHTML: true });
+
+/** Sanitised HTML for a markdown string. */
+export function toSafeHtml(markdown) {
+  return DOMPurify.sanitize(marked.parse(markdown), PURIFY_CONFIG);
+}
+
+function fillBlock(element, markdown, { highlight }) {
+  element.innerHTML = toSafeHtml(markdown);
+  for (const pre of element.querySelectorAll("pre")) {
+    const code = pre.querySelector("code");
+    if (!code) continue;
+    const language = [...code.classList].find((c) => c.startsWith("language-"))?.slice(9);
+    if (highlight && language && hljs.getLanguage(language)) hljs.highlightElement(code);
+    const wrapper = document.createElement("div");
+    wrapper.className = "code-block";
+    pre.replaceWith(wrapper);
+    wrapper.append(pre);
+    if (highlight) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", language ? `Copy ${language} code` : "Copy code");
+      wrapper.prepend(button);
+    }
+  }
+}
+
+const FENCE = /^ {0,3}(`{3,}|~{3,})/;
+
+/** Renders one message's markdown into `container`, incrementally while it streams. */
+export class MarkdownView {
+  constructor(container) {
+    this.container = container;
+    this.container.classList.add("markdown");
+    this.reset();
+  }
+
+  reset() {
+    this.container.replaceChildren();
+    this.stable = document.createElement("div");
+    this.stable.className = "blocks";
+    this.tail = document.createElement("div");
+    this.tail.className = "blocks tail";
+    this.container.append(this.stable, this.tail);
+    this.scanned = 0; // every complete line before this index has been looked at
+    this.fence = null; // the open fence's marker, e.g. "```"
+    this.boundary = 0; // text before this index is made of complete blocks
+    this.rendered = 0; // text before this index is in `stable`
+    this.tailText = null;
+    this.final = false;
+  }
+
+  /** Show `text` (which extends what was shown before) as a reply still being written. */
+  renderStreaming(text, cursor) {
+    if (this.final) this.reset();
+    this.scan(text);
+    if (this.boundary > this.rendered) {
+      const block = document.createElement("div");
+      fillBlock(block, text.slice(this.rendered, this.boundary), { highlight: true });
+      this.stable.append(block);
+      this.rendered = this.boundary;
+      this.tailText = null;
+    }
+    const tail = text.slice(this.rendered);
+    if (tail !== this.tailText) {
+      this.tailText = tail;
+      if (this.fence && tail.length > 2000) {
+        // A long open code block: no markdown to parse in it, so show it as text (cheap).
+        const pre = document.createElement("pre");
+        const code = document.createElement("code");
+        code.textContent = tail.slice(tail.indexOf("\n") + 1);
+        pre.append(code);
+        this.tail.replaceChildren(pre);
+      } else {
+        fillBlock(this.tail, tail, { highlight: false });
+      }
+    }
+    placeCursor(this.tail.lastElementChild ? this.tail : this.stable, cursor);
+  }
+
+  /** Show the finished text: one full parse, highlighted, with copy buttons. */
+  renderFinal(text) {
+    this.reset();
+    fillBlock(this.stable, text, { highlight: true });
+    this.final = true;
+  }
+
+  // Find block boundaries in the complete lines added since the last call.
+  scan(text) {
+    let start = this.scanned;
+    for (let end = text.indexOf("\n", start); end !== -1; end = text.indexOf("\n", start)) {
+      const line = text.slice(start, end);
+      const marker = FENCE.exec(line)?.[1];
+      if (this.fence) {
+        if (marker && marker[0] === this.fence[0] && marker.length >= this.fence.length && !line.trim().slice(marker.length)) {
+          this.fence = null;
+          this.boundary = end + 1;
+        }
+      } else if (marker) {
+        this.fence = marker;
+        this.boundary = start;
+      } else if (!line.trim()) {
+        this.boundary = end + 1;
+      }
+      start = end + 1;
+    }
+    this.scanned = start;
+  }
+}
+
+// The blinking cursor goes at the end of the last line of text, inside lists and code blocks.
+function placeCursor(root, cursor) {
+  let target = root;
+  while (target.lastElementChild && /^(DIV|UL|OL|LI|BLOCKQUOTE|PRE|P|H[1-6]|TABLE|TBODY|TR|TD)$/.test(target.lastElementChild.tagName)) {
+    target = target.lastElementChild;
+  }
+  if (target.tagName === "PRE" && target.lastElementChild) target = target.lastElementChild;
+  target.append(cursor);
+}

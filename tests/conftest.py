@@ -1,0 +1,59 @@
+"""Shared fixtures. One section per concern; keep each section's fixtures together."""
+
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from chat.providers.base import ReplyStream
+from tests.fake_upstream import FakeUpstream
+
+pytest_plugins = ["tests.engine_fixtures"]
+
+# --- Providers: the fake upstream HTTP server -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """One fake provider server on 127.0.0.1 for the whole run; use `upstream` in tests."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(fake_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The fake provider server with no scenarios scripted and no requests recorded."""
+    fake_upstream.reset()
+    yield fake_upstream
+    fake_upstream.reset()
+
+
+@pytest.fixture
+def read_reply() -> Callable[..., Awaitable[str]]:
+    """Reads a provider stream to its end and closes it; returns the text. Pass a list to see the deltas
+    received before a failure."""
+
+    async def read(stream: ReplyStream, received: list[str] | None = None) -> str:
+        received = [] if received is None else received
+        async with stream:
+            async for delta in stream:
+                received.append(delta)
+        return "".join(received)
+
+    return read
+
+
+# --- Modes ---------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """In cluster mode (REDIS_URL set) only tests marked for it are collected; the rest ran embedded."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    keep = [item for item in items if item.get_closest_marker("cluster") or item.get_closest_marker("cluster_only")]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -1,0 +1,506 @@
+"""A fake LLM provider on 127.0.0.1 speaking the OpenAI and Anthropic streaming wire formats exactly.
+
+It runs in a background thread with its own event loop, so sync tests, async tests, browser tests and
+the benchmark can all share one instance. A test scripts what the next requests get:
+
+    upstream.script(Scenario.http_error(503), Scenario.text("Hello there"))
+
+Every request is recorded (path, headers, JSON body); the server notices when a client closes the
+connection before the reply finished (`closed_early`, `wait_closed`). Replies use chunked transfer
+encoding with one chunk per event, so a cut connection is a transport error for the client, as with a
+real provider. Plain asyncio rather than a web framework: the server must control exactly when bytes
+are flushed, cut or withheld, and see the client's close at once.
+"""
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OPENAI_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/anthropic/v1/messages"
+DEFAULT_TOKENS = ("Hello", ",", " world", "!")
+
+End = Literal["finish", "error", "cut", "stall", "no_finish"]
+
+# Error `type` each provider puts in an HTTP error body, by status.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+_ANTHROPIC_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+
+
+def split_text(text: str) -> tuple[str, ...]:
+    """Small pieces (a word with its leading space, or punctuation), as a tokenizer would stream them."""
+    return tuple(re.findall(r"\s*\w+|\s*[^\w\s]|\s+", text))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the fake upstream does with one request. Build one with the class methods below."""
+
+    tokens: tuple[str, ...] = DEFAULT_TOKENS
+    delay: float = 0.0  # seconds before each token
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None  # HTTP error body; None: the provider's usual error body for `status`
+    end: End = "finish"  # how the stream ends once `after` tokens were sent
+    after: int | None = None  # tokens sent before `end` happens; None: all of them
+    finish_reason: str = "stop"  # OpenAI terms; Anthropic gets end_turn / max_tokens
+    input_tokens: int = 12  # reported usage; output tokens = tokens sent
+    error_type: str = "overloaded_error"  # the mid-stream error (end="error")
+    error_message: str = "Overloaded"
+    error_code: int | str | None = None
+    extra_delta: dict[str, Any] = field(default_factory=dict)  # added to OpenAI token deltas (Ollama's role, reasoning)
+
+    @classmethod
+    def reply(cls, *tokens: str, delay: float = 0.0, **fields: Any) -> "Scenario":
+        return cls(tokens=tokens or DEFAULT_TOKENS, delay=delay, **fields)
+
+    @classmethod
+    def text(cls, text: str, *, delay: float = 0.0, **fields: Any) -> "Scenario":
+        """A reply whose concatenated tokens are exactly `text`."""
+        return cls(tokens=split_text(text), delay=delay, **fields)
+
+    @classmethod
+    def slow(cls, count: int = 200, *, delay: float = 0.05, **fields: Any) -> "Scenario":
+        """A long reply trickling in: for stop, cancel and reconnect tests."""
+        return cls(tokens=tuple(f" t{i}" for i in range(count)), delay=delay, **fields)
+
+    @classmethod
+    def http_error(cls, status: int, *, body: Any = None, headers: dict[str, str] | None = None) -> "Scenario":
+        return cls(status=status, body=body, headers=headers or {})
+
+    @classmethod
+    def rate_limited(cls, *, retry_after: float = 0.1) -> "Scenario":
+        return cls.http_error(429, headers={"retry-after": f"{retry_after:g}"})
+
+    @classmethod
+    def error_mid_stream(cls, *, after: int = 2, error_type: str = "overloaded_error", **fields: Any) -> "Scenario":
+        """OpenAI/vLLM: a `data: {"error": ...}` event then [DONE]; Anthropic: an `event: error`."""
+        return cls(end="error", after=after, error_type=error_type, **fields)
+
+    @classmethod
+    def cut(cls, *, after: int = 2, **fields: Any) -> "Scenario":
+        """The connection drops mid-stream, without the end of the chunked body."""
+        return cls(end="cut", after=after, **fields)
+
+    @classmethod
+    def stall(cls, *, after: int = 2, **fields: Any) -> "Scenario":
+        """The server stops sending but keeps the connection open until the client gives up."""
+        return cls(end="stall", after=after, **fields)
+
+    @classmethod
+    def no_finish(cls, *, after: int | None = None, **fields: Any) -> "Scenario":
+        """The body ends cleanly but no finish (stop) reason was ever sent, as llama.cpp does on errors."""
+        return cls(end="no_finish", after=after, **fields)
+
+    @property
+    def sent_tokens(self) -> tuple[str, ...]:
+        return self.tokens if self.after is None else self.tokens[: self.after]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: Any  # parsed JSON, or None
+    scenario: Scenario | None = None
+    closed_early: bool = False  # the client closed the connection before the reply ended
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
+
+    @property
+    def retry_count(self) -> int:
+        return int(self.headers.get("x-stainless-retry-count", "0"))
+
+
+class FakeUpstream:
+    """The fake provider server. `start()` it once, `script()` per test, `reset()` between tests."""
+
+    def __init__(self) -> None:
+        self.default = Scenario()
+        self.requests: list[RecordedRequest] = []
+        self.closed_early = 0
+        self.port = 0
+        self._queue: deque[Scenario] = deque()
+        self._changed = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url_openai(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def base_url_anthropic(self) -> str:
+        return f"{self.base_url}/anthropic"
+
+    def start(self) -> "FakeUpstream":
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=30) or not self.port:
+            raise RuntimeError("the fake upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop = self._thread = None
+
+    def script(self, *scenarios: Scenario) -> None:
+        """The next requests get these scenarios, in order; later ones get `default`."""
+        with self._changed:
+            self._queue.extend(scenarios)
+
+    def reset(self) -> None:
+        """Forget scripted scenarios, recorded requests and counters; restore the default scenario."""
+        with self._changed:
+            self._queue.clear()
+            self.requests = []
+            self.closed_early = 0
+            self.default = Scenario()
+
+    def wait_closed(self, count: int = 1, within: float = 15.0) -> bool:
+        """Block until `count` replies were closed early by clients; False if that takes over `within` s."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.closed_early >= count, timeout=within)
+
+    async def wait_closed_async(self, count: int = 1, within: float = 15.0) -> bool:
+        return await asyncio.to_thread(self.wait_closed, count, within)
+
+    def wait_requests(self, count: int, within: float = 15.0) -> bool:
+        """Block until `count` requests arrived; False if that takes over `within` s."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.requests) >= count, timeout=within)
+
+    # --- server thread ---------------------------------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            self._server = loop.run_until_complete(
+                loop.create_server(lambda: _Connection(self), "127.0.0.1", 0, reuse_address=True)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+        finally:
+            ready.set()
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        tasks = [task for connection in list(self._connections) if (task := connection.abort())]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def _take(self, request: RecordedRequest) -> Scenario:
+        with self._changed:
+            request.scenario = self._queue.popleft() if self._queue else self.default
+            self.requests.append(request)
+            self._changed.notify_all()
+            return request.scenario
+
+    def _note_closed_early(self, request: RecordedRequest) -> None:
+        with self._changed:
+            request.closed_early = True
+            self.closed_early += 1
+            self._changed.notify_all()
+
+
+class _ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection: parse requests, answer each per its scenario."""
+
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.upstream = upstream
+        self.buffer = bytearray()
+        self.received = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.upstream._connections.add(self)
+        self.task = asyncio.get_running_loop().create_task(self.serve())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.received.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        self.received.set()
+        self.writable.set()
+        self.upstream._connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def abort(self) -> "asyncio.Task[None] | None":
+        if self.transport is not None:
+            self.transport.abort()
+        if self.task is not None:
+            self.task.cancel()
+        return self.task
+
+    # request handling
+    async def serve(self) -> None:
+        try:
+            while not self.closed.is_set():
+                request = await self.read_request()
+                if request is None:
+                    return
+                await self.respond(request)
+        except _ClientGone:
+            return
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    async def read_request(self) -> RecordedRequest | None:
+        while b"\r\n\r\n" not in self.buffer:
+            if self.closed.is_set():
+                return None
+            self.received.clear()
+            await self.received.wait()
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = request_line.split(" ", 2)
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            if self.closed.is_set():
+                return None
+            self.received.clear()
+            await self.received.wait()
+            rest = bytes(self.buffer).partition(b"\r\n\r\n")[2]
+        self.buffer = bytearray(rest[length:])
+        body = json.loads(rest[:length]) if length else None
+        return RecordedRequest(method=method, path=path.split("?", 1)[0], headers=headers, body=body)
+
+    async def respond(self, request: RecordedRequest) -> None:
+        if request.path not in (OPENAI_PATH, ANTHROPIC_PATH):
+            await self.send_json(404, {"error": {"message": "Not found", "type": "not_found_error"}}, {})
+            return
+        scenario = self.upstream._take(request)
+        anthropic = request.path == ANTHROPIC_PATH
+        if scenario.status != 200:
+            body = scenario.body if scenario.body is not None else _error_body(scenario, request, anthropic)
+            await self.send_json(scenario.status, body, scenario.headers)
+            return
+        events = _AnthropicEvents(scenario, request) if anthropic else _OpenAIEvents(scenario, request)
+        try:
+            await self.stream(scenario, events)
+        except _ClientGone:
+            self.upstream._note_closed_early(request)
+            raise
+
+    async def stream(self, scenario: Scenario, events: "_OpenAIEvents | _AnthropicEvents") -> None:
+        head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in scenario.headers.items())
+        await self.write((head + "transfer-encoding: chunked\r\n\r\n").encode())
+        for frame in events.opening():
+            await self.send_chunk(frame)
+        for index, token in enumerate(scenario.sent_tokens):
+            await self.pause(scenario.delay)
+            await self.send_chunk(events.token(token, index))
+        if scenario.end == "cut":
+            self.transport.close()  # FIN once the buffered tokens are out, in the middle of the body
+            return
+        if scenario.end == "stall":
+            await self.closed.wait()
+            raise _ClientGone
+        for frame in events.closing():
+            await self.send_chunk(frame)
+        await self.write(b"0\r\n\r\n")
+
+    async def pause(self, seconds: float) -> None:
+        """Wait before the next token, noticing at once if the client leaves meanwhile."""
+        if seconds <= 0:
+            await asyncio.sleep(0)  # let other connections stream too
+        else:
+            try:
+                await asyncio.wait_for(self.closed.wait(), seconds)
+            except TimeoutError:
+                return
+        if self.closed.is_set():
+            raise _ClientGone
+
+    async def send_chunk(self, frame: str) -> None:
+        data = frame.encode()
+        await self.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    async def write(self, data: bytes) -> None:
+        if self.closed.is_set():
+            raise _ClientGone
+        self.transport.write(data)
+        await self.writable.wait()
+
+    async def send_json(self, status: int, body: Any, headers: dict[str, str]) -> None:
+        data = json.dumps(body).encode()
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        await self.write((head + f"content-length: {len(data)}\r\n\r\n").encode() + data)
+
+
+def _error_body(scenario: Scenario, request: RecordedRequest, anthropic: bool) -> dict[str, Any]:
+    """The provider's usual error body. A 401 echoes the presented key, the worst case for leaks."""
+    error_type = _ERROR_TYPES.get(scenario.status, "api_error")
+    if scenario.status == 401:
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        message = f"Incorrect API key provided: {key}."
+    else:
+        message = f"Fake upstream error {scenario.status}"
+    if anthropic:
+        return {"type": "error", "error": {"type": error_type, "message": message}}
+    return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+def _sse(data: Any, event: str | None = None) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
+
+
+class _OpenAIEvents:
+    """Chat Completions chunks: role chunk, one per token, finish chunk, usage chunk if asked, [DONE]."""
+
+    def __init__(self, scenario: Scenario, request: RecordedRequest) -> None:
+        self.scenario = scenario
+        body = request.body or {}
+        self.model = body.get("model", "fake-model")
+        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        return _sse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1_700_000_000,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+        )
+
+    def opening(self) -> list[str]:
+        return [self.chunk({"role": "assistant", "content": ""})]
+
+    def token(self, text: str, index: int) -> str:
+        return self.chunk({**self.scenario.extra_delta, "content": text})
+
+    def closing(self) -> list[str]:
+        scenario = self.scenario
+        if scenario.end == "error":
+            error = {"message": scenario.error_message, "type": scenario.error_type, "code": scenario.error_code}
+            return [_sse({"error": error}), _sse("[DONE]")]
+        if scenario.end == "no_finish":
+            return [_sse("[DONE]")]
+        frames = [self.chunk({}, scenario.finish_reason)]
+        if self.include_usage:
+            output = len(scenario.sent_tokens)
+            usage = {"prompt_tokens": scenario.input_tokens, "completion_tokens": output}
+            usage["total_tokens"] = scenario.input_tokens + output
+            frames.append(
+                _sse(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": 1_700_000_000,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
+        return [*frames, _sse("[DONE]")]
+
+
+class _AnthropicEvents:
+    """Messages stream events, each with its `event:` line, including a ping."""
+
+    def __init__(self, scenario: Scenario, request: RecordedRequest) -> None:
+        self.scenario = scenario
+        self.model = (request.body or {}).get("model", "fake-model")
+
+    def opening(self) -> list[str]:
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.scenario.input_tokens, "output_tokens": 1},
+        }
+        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        return [
+            _sse({"type": "message_start", "message": message}, "message_start"),
+            _sse(block, "content_block_start"),
+            _sse({"type": "ping"}, "ping"),
+        ]
+
+    def token(self, text: str, index: int) -> str:
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+        return _sse(delta, "content_block_delta")
+
+    def closing(self) -> list[str]:
+        scenario = self.scenario
+        if scenario.end == "error":
+            error = {"type": "error", "error": {"type": scenario.error_type, "message": scenario.error_message}}
+            return [_sse(error, "error")]
+        if scenario.end == "no_finish":
+            return []
+        stop_reason = _ANTHROPIC_STOP_REASONS.get(scenario.finish_reason, scenario.finish_reason)
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": len(scenario.sent_tokens)},
+        }
+        return [
+            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            _sse(delta, "message_delta"),
+            _sse({"type": "message_stop"}, "message_stop"),
+        ]
+
+
+__all__ = ["FakeUpstream", "RecordedRequest", "Scenario", "split_text"]

@@ -1,0 +1,382 @@
+"""The WebSocket consumer against the real ASGI application, the in-process worker and the fake upstream."""
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chat import services
+from chat.models import Message
+from tests.engine_fixtures import TEST_MODEL
+from tests.fake_upstream import Scenario
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
+
+REPLY = "Hello there, how can I help you today? Ask me anything at all."
+
+
+@database_sync_to_async
+def new_user(make_user):
+    return make_user()
+
+
+@database_sync_to_async
+def new_conversation(user, **fields):
+    return services.conversation_create(owner=user, model=fields.pop("model", TEST_MODEL), **fields)
+
+
+@database_sync_to_async
+def messages_of(conversation):
+    return list(Message.objects.filter(conversation=conversation).order_by("id"))
+
+
+@database_sync_to_async
+def message(pk):
+    return Message.objects.get(pk=pk)
+
+
+async def wait_for_status(pk, *statuses, timeout=20):
+    async with asyncio.timeout(timeout):
+        while True:
+            reply = await message(pk)
+            if reply.status in statuses:
+                return reply
+            await asyncio.sleep(0.05)
+
+
+async def started_reply(ws, conversation, content="Hi"):
+    accepted = await ws.send_message(conversation.pk, content)
+    assert accepted["type"] == "accepted", accepted
+    return accepted["message"]["id"]
+
+
+async def deltas(ws, count):
+    text = ""
+    for _ in range(count):
+        frame = await ws.receive_type("delta")
+        text += frame["text"]
+    return text
+
+
+@pytest.fixture
+async def user(make_user):
+    return await new_user(make_user)
+
+
+@pytest.fixture
+async def conversation(user):
+    return await new_conversation(user)
+
+
+async def test_a_full_reply_streams_and_is_saved_complete(connect, user, conversation, upstream):
+    upstream.script(Scenario.text(REPLY, delay=0.01))
+    async with connect(user) as ws:
+        await ws.send({"type": "subscribe", "conversation": conversation.pk})
+        assert (await ws.receive_type("snapshot"))["message"] is None
+        reply_id = await started_reply(ws, conversation)
+        text, done = await ws.reply_text(reply_id)
+    assert text == REPLY
+    assert done["message"]["status"] == "complete"
+    assert done["message"]["length"] == len(REPLY)
+    user_message, reply = await messages_of(conversation)
+    assert (user_message.role, user_message.content) == ("user", "Hi")
+    assert (reply.status, reply.content, reply.finish_reason) == ("complete", REPLY, "stop")
+    assert reply.output_tokens == len(upstream.requests[0].scenario.sent_tokens)
+    assert reply.input_tokens == 12 and not reply.tokens_estimated
+    assert reply.time_to_first_token_ms is not None and reply.duration_ms >= reply.time_to_first_token_ms
+    body = upstream.requests[0].body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["messages"][-1] == {"role": "user", "content": "Hi"}
+
+
+async def test_the_first_message_titles_the_conversation(connect, user, conversation, upstream):
+    async with connect(user) as ws:
+        await started_reply(ws, conversation, "What is the capital of France?\nAnd why?")
+        frame = await ws.receive_until(lambda f: f["type"] == "conversation" and f["conversation"]["running"])
+        await ws.reply_text()
+    assert frame["conversation"]["title"] == "What is the capital of France?"
+
+
+async def test_cancel_stops_within_200_ms_and_keeps_the_partial_reply_as_cancelled(
+    connect, user, conversation, upstream
+):
+    upstream.script(Scenario.slow(400, delay=0.02))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        seen = await deltas(ws, 3)
+        asked = time.monotonic()
+        await ws.send({"type": "cancel", "conversation": conversation.pk})
+        rest, done = await ws.reply_text(reply_id)
+        stopped_after = time.monotonic() - asked
+    assert done["message"]["status"] == "cancelled"
+    assert stopped_after < 0.2 + 0.3  # 200 ms target; the margin absorbs a loaded CI machine
+    reply = await message(reply_id)
+    assert reply.status == Message.Status.CANCELLED
+    assert reply.content == seen + rest and len(reply.content) == done["message"]["length"]
+    assert 0 < len(reply.content) < len("".join(Scenario.slow(400).tokens))
+    assert await upstream.wait_closed_async(1), "the upstream response was not closed"
+
+
+async def test_every_connected_client_is_told_of_a_stop(connect, user, conversation, upstream):
+    upstream.script(Scenario.slow(400, delay=0.02))
+    async with connect(user) as first, connect(user) as second:
+        await second.send({"type": "subscribe", "conversation": conversation.pk})
+        await second.receive_type("snapshot")
+        await started_reply(first, conversation)
+        await second.receive_type("delta")
+        await first.send({"type": "cancel", "conversation": conversation.pk})
+        done = await second.receive_type("done")
+    assert done["message"]["status"] == "cancelled"
+
+
+async def test_closing_the_tab_does_not_stop_the_reply(connect, user, conversation, upstream):
+    upstream.script(Scenario.text(REPLY * 3, delay=0.01))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        await ws.receive_type("delta")
+    reply = await wait_for_status(reply_id, "complete", "failed", "cancelled")
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.content == REPLY * 3
+
+
+async def test_reconnecting_mid_reply_gets_the_rest_with_no_gap_or_duplicate(connect, user, conversation, upstream):
+    upstream.script(Scenario.slow(120, delay=0.01))
+    expected = "".join(Scenario.slow(120).tokens)
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        await deltas(ws, 3)
+    async with connect(user) as ws:
+        await ws.send({"type": "subscribe", "conversation": conversation.pk})
+        text, done = await ws.reply_text(reply_id)
+        snapshot = ws.received[0]
+    assert snapshot["type"] == "snapshot" and snapshot["message"]["status"] in {"streaming", "complete"}
+    assert text == expected
+    assert done["message"]["status"] == "complete"
+
+
+async def test_resuming_after_a_position_sends_only_the_missing_text(connect, user, conversation, upstream):
+    upstream.script(Scenario.slow(150, delay=0.01))
+    expected = "".join(Scenario.slow(150).tokens)
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        frames = [await ws.receive_type("delta") for _ in range(3)]
+    have = "".join(f["text"] for f in frames)
+    async with connect(user) as ws:
+        after = {"message": reply_id, "seq": frames[-1]["seq"]}
+        await ws.send({"type": "subscribe", "conversation": conversation.pk, "after": after})
+        first = await ws.receive()
+        assert first["type"] in {"delta", "snapshot"}
+        if first["type"] == "delta":
+            assert first["offset"] == len(have)
+            have += first["text"]
+        else:  # the reply ended meanwhile: the snapshot is the whole of it
+            have = first["message"]["content"]
+        if not (first["type"] == "snapshot" and first["message"]["status"] == "complete"):
+            have, _ = await ws.reply_text(reply_id, text=have)
+    assert have == expected
+
+
+async def test_two_clients_receive_identical_content(connect, user, conversation, upstream):
+    upstream.script(Scenario.slow(60, delay=0.01))
+    async with connect(user) as first, connect(user) as second:
+        await second.send({"type": "subscribe", "conversation": conversation.pk})
+        await second.receive_type("snapshot")
+        reply_id = await started_reply(first, conversation)
+        (text_one, _), (text_two, _) = await asyncio.gather(first.reply_text(reply_id), second.reply_text(reply_id))
+    assert text_one == text_two == "".join(Scenario.slow(60).tokens)
+
+
+async def test_a_send_while_a_reply_runs_is_refused_as_busy(connect, user, conversation, upstream):
+    upstream.script(Scenario.slow(200, delay=0.02))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        refused = await ws.send_message(conversation.pk, "And another thing")
+        assert refused["type"] == "error" and refused["code"] == "busy"
+        await ws.send({"type": "cancel", "conversation": conversation.pk})
+        await ws.reply_text(reply_id)
+    assert [m.role for m in await messages_of(conversation)] == ["user", "assistant"]
+
+
+async def test_the_same_client_id_twice_creates_one_message(connect, user, conversation, upstream):
+    async with connect(user) as ws:
+        first = await ws.send_message(conversation.pk, "Hi", client_id="c-1")
+        await ws.reply_text(first["message"]["id"])
+        again = await ws.send_message(conversation.pk, "Hi", client_id="c-1")
+    assert again["duplicate"] is True and first["duplicate"] is False
+    assert again["message"]["id"] == first["message"]["id"]
+    assert [m.role for m in await messages_of(conversation)] == ["user", "assistant"]
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "invalid"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "send", "conversation": CONV, "client_id": "x", "content": "   "}', "empty_message"),
+        ('{"type": "send", "conversation": CONV, "client_id": "x", "content": "LONG"}', "message_too_long"),
+        ('{"type": "send", "conversation": CONV, "content": "hi"}', "invalid"),
+        ('{"type": "send", "conversation": 999999, "client_id": "x", "content": "hi"}', "not_found"),
+        ('{"type": "subscribe", "conversation": "abc"}', "not_found"),
+        ('{"type": "cancel", "conversation": CONV}', "not_running"),
+    ],
+)
+async def test_bad_input_gets_an_error_frame_writes_nothing_and_keeps_the_socket(
+    connect, user, conversation, upstream, settings, raw, code
+):
+    settings.CHAT_MAX_MESSAGE_CHARS = 100
+    raw = raw.replace("CONV", str(conversation.pk)).replace("LONG", "x" * 101)
+    async with connect(user) as ws:
+        await ws.send_raw(raw)
+        error = await ws.receive_type("error")
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"
+    assert error["code"] == code and error["message"]
+    assert await messages_of(conversation) == []
+    assert upstream.requests == []
+
+
+async def test_an_oversized_frame_is_refused(connect, user, settings):
+    settings.CHAT_WS_MAX_FRAME_BYTES = 1000
+    async with connect(user) as ws:
+        await ws.send_raw('{"type": "ping", "pad": "' + "x" * 2000 + '"}')
+        assert (await ws.receive_type("error"))["code"] == "frame_too_large"
+
+
+async def test_another_users_conversation_answers_like_a_missing_one(connect, user, make_user, upstream):
+    stranger = await new_user(make_user)
+    theirs = await new_conversation(stranger)
+    async with connect(user) as ws:
+        for frame in (
+            {"type": "subscribe", "conversation": theirs.pk},
+            {"type": "send", "conversation": theirs.pk, "client_id": "x", "content": "hi"},
+            {"type": "cancel", "conversation": theirs.pk},
+            {"type": "regenerate", "conversation": theirs.pk, "client_id": "y"},
+        ):
+            await ws.send(frame)
+            error = await ws.receive_type("error")
+            assert (error["code"], error["message"]) == ("not_found", "No such conversation.")
+    assert await messages_of(theirs) == []
+
+
+async def test_an_unknown_model_is_refused_before_anything_is_written(connect, user, conversation, settings):
+    settings.OPENAI_MODELS = ["gpt-other"]
+    from chat.providers import registry
+
+    registry.reset()
+    async with connect(user) as ws:
+        refused = await ws.send_message(conversation.pk, "Hi")
+    assert refused["code"] == "unknown_model"
+    assert await messages_of(conversation) == []
+
+
+async def test_an_anonymous_connection_is_refused():
+    from config.asgi import application
+
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://localhost")])
+    connected, code = await communicator.connect(timeout=10)
+    assert not connected and code == 4401
+
+
+async def test_a_connection_from_a_foreign_origin_is_refused(user):
+    from config.asgi import application
+    from tests.engine_fixtures import session_cookie_for
+
+    headers = [(b"origin", b"http://evil.example"), (b"cookie", await session_cookie_for(user))]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("scenario", "limits", "expected_text"),
+    [
+        (Scenario.stall(after=0), {"CHAT_TIMEOUT_FIRST_TOKEN": 0.6}, "did not start answering within 0.6 s"),
+        (Scenario.stall(after=3), {"CHAT_TIMEOUT_IDLE": 0.6}, "stopped sending text for more than 0.6 s"),
+        (Scenario.slow(400, delay=0.02), {"CHAT_TIMEOUT_TOTAL": 0.8}, "longer than the 0.8 s limit"),
+    ],
+    ids=["first-token", "idle", "total"],
+)
+async def test_each_timeout_fails_the_reply_and_keeps_its_text(
+    connect, user, conversation, upstream, settings, scenario, limits, expected_text
+):
+    for name, value in limits.items():
+        setattr(settings, name, value)
+    upstream.script(scenario)
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        text, done = await ws.reply_text(reply_id)
+    reply = await message(reply_id)
+    assert (reply.status, reply.error_code) == ("failed", "timeout")
+    assert expected_text in reply.error_message
+    assert done["message"]["error"] == {"code": "timeout", "message": reply.error_message}
+    assert reply.content == text
+
+
+async def test_a_provider_error_before_the_first_token_is_retried(connect, user, conversation, upstream):
+    upstream.script(Scenario.http_error(503), Scenario.rate_limited(retry_after=0.3), Scenario.text(REPLY))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        text, done = await ws.reply_text(reply_id)
+    assert (text, done["message"]["status"]) == (REPLY, "complete")
+    assert len(upstream.requests) == 3
+    assert upstream.requests[2].at - upstream.requests[1].at >= 0.3, "retry-after was not respected"
+
+
+async def test_retries_are_bounded(connect, user, conversation, upstream, settings):
+    settings.CHAT_RETRY_ATTEMPTS = 2
+    upstream.default = Scenario.http_error(503)
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        _, done = await ws.reply_text(reply_id)
+    assert done["message"]["error"]["code"] == "overloaded"
+    assert len(upstream.requests) == 3
+
+
+async def test_an_error_after_the_first_token_is_not_retried(connect, user, conversation, upstream):
+    upstream.script(Scenario.error_mid_stream(after=3))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        text, done = await ws.reply_text(reply_id)
+    reply = await message(reply_id)
+    assert len(upstream.requests) == 1
+    assert reply.status == Message.Status.FAILED and reply.error_code
+    assert reply.content == text and text == "".join(Scenario.error_mid_stream(after=3).tokens[:3])
+    assert reply.tokens_estimated
+
+
+async def test_a_planted_api_key_never_reaches_a_frame(connect, user, conversation, upstream):
+    from tests.engine_fixtures import PLANTED_KEY
+
+    upstream.script(Scenario.http_error(401))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        await ws.reply_text(reply_id)
+        received = repr(ws.received)
+    reply = await message(reply_id)
+    assert reply.error_code == "auth"
+    assert PLANTED_KEY not in received and PLANTED_KEY not in reply.error_message
+
+
+async def test_a_5000_token_reply_makes_far_fewer_frames_and_a_bounded_number_of_writes(
+    connect, user, conversation, upstream, monkeypatch
+):
+    """Bound: one write to claim the reply, one a second while it streams, one at the end."""
+    writes = []
+    for name in ("generation_begin", "generation_checkpoint", "generation_finish"):
+        original = getattr(services, name)
+        monkeypatch.setattr(services, name, lambda *a, _f=original, _n=name, **k: writes.append(_n) or _f(*a, **k))
+    upstream.script(Scenario.slow(5000, delay=0.0002))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        started = time.monotonic()
+        text, done = await ws.reply_text(reply_id, timeout=60)
+        seconds = time.monotonic() - started
+    frames = [f for f in ws.received if f["type"] == "delta"]
+    assert text == "".join(Scenario.slow(5000).tokens)
+    assert len(frames) <= 5000 / 10, f"{len(frames)} frames for 5000 tokens"
+    assert len(writes) <= 2 + int(seconds / 1.0) + 1, writes
+    assert writes[0] == "generation_begin" and writes[-1] == "generation_finish"
