@@ -23,6 +23,7 @@ from chat.admin_selectors import (
     conversation_models,
     conversation_review_queryset,
     conversation_search,
+    message_distinct_values,
     transcript_export_json,
     transcript_export_markdown,
     transcript_messages,
@@ -58,12 +59,41 @@ class ReviewOnlyAdmin(admin.ModelAdmin):
         css = {"all": ["admin_transcript.css"]}
 
 
-class NonBlankValuesFilter(admin.AllValuesFieldListFilter):
-    """The field's distinct values, without the blank one most rows have."""
+class MessageValueFilter(admin.SimpleListFilter):
+    """Exact match on one message field; choices are its non-blank values, read off an index."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lookup_choices = [value for value in self.lookup_choices if value]
+    def values(self) -> set[str]:
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(value, value) for value in sorted(self.values() - {""})]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
+
+
+class MessageErrorCodeFilter(MessageValueFilter):
+    title = "error code"
+    parameter_name = "error_code"
+
+    def values(self) -> set[str]:
+        return {code for (code,) in message_distinct_values(fields=["error_code"])}
+
+
+class MessageProviderFilter(MessageValueFilter):
+    title = "provider"
+    parameter_name = "provider"
+
+    def values(self) -> set[str]:
+        return {provider for provider, _ in message_distinct_values(fields=["provider", "model"])}
+
+
+class MessageModelFilter(MessageValueFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def values(self) -> set[str]:
+        return {model for _, model in message_distinct_values(fields=["provider", "model"])}
 
 
 class LastActivityFilter(admin.DateFieldListFilter):
@@ -286,9 +316,9 @@ class MessageAdmin(ReviewOnlyAdmin):
     ]
     list_filter = [
         "status",
-        ("error_code", NonBlankValuesFilter),
-        ("provider", NonBlankValuesFilter),
-        ("model", NonBlankValuesFilter),
+        MessageErrorCodeFilter,
+        MessageProviderFilter,
+        MessageModelFilter,
         "role",
         SupersededFilter,
         ("created_at", admin.DateFieldListFilter),

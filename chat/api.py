@@ -120,11 +120,12 @@ async def conversation(request: HttpRequest, user: Any, body: dict[str, Any], pk
         await database_sync_to_async(services.conversation_delete)(conversation=target)
         await events.publish_to_user(user.pk, events.conversation_deleted_frame(pk))
         return HttpResponse(status=204)
-    updated = await database_sync_to_async(services.conversation_update)(
+    await database_sync_to_async(services.conversation_update)(
         conversation=target, title=body.get("title"), model=body.get("model"), system_prompt=body.get("system_prompt")
     )
-    await events.publish_to_user(user.pk, events.conversation_frame(updated, running=False))
-    return JsonResponse(events.conversation_payload(updated, running=False))
+    updated = (await _conversation_detail(user, pk))["conversation"]
+    await events.publish_to_user(user.pk, events.conversation_frame_of(updated))
+    return JsonResponse(updated)
 
 
 def _started_response(started: commands.ReplyStarted, client_id: str) -> JsonResponse:

@@ -121,7 +121,11 @@ def snapshot_frame(*, conversation_id: int, reply: Message | None, content: str 
 
 
 def conversation_frame(conversation: Conversation, *, running: bool) -> Frame:
-    return {"type": "conversation", "conversation": conversation_payload(conversation, running=running)}
+    return conversation_frame_of(conversation_payload(conversation, running=running))
+
+
+def conversation_frame_of(payload: Frame) -> Frame:
+    return {"type": "conversation", "conversation": payload}
 
 
 def conversation_deleted_frame(conversation_id: int) -> Frame:

@@ -178,7 +178,8 @@ class Generation:
                                     await self._checkpoint(frames)
                         return Message.Status.COMPLETE, result, None
                     except ProviderError as exc:
-                        logger.info("reply %s: provider error %s", self.message_id, exc.code, exc_info=exc)
+                        # Never log the SDK's exception: upstream error texts can quote the API key.
+                        logger.info("reply %s: provider error %s", self.message_id, exc.code)
                         if self.stop_requested or self.shutting_down:
                             # The HTTP library may report our own cancellation as a read timeout.
                             raise asyncio.CancelledError from exc

@@ -7,12 +7,15 @@ queue: each job goes to exactly one). Embedded, the same worker runs inside the 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.routing import ChannelNameRouter
+from channels.utils import await_many_dispatch
 from channels.worker import Worker
 from django.conf import settings
 from django.db.models import Q
@@ -70,6 +73,27 @@ class GenerationWorker(AsyncConsumer):
 
     channel_layer_alias = "jobs"
 
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # AsyncConsumer.__call__, except that a failing channel layer (Redis restarting, a read
+        # timing out) does not end the instance: jobs queued for it would be lost with it.
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        delay = 0.1
+        while True:
+            try:
+                await await_many_dispatch([receive, self._receive_own], self.dispatch)
+            except StopConsumer:
+                return
+            except Exception:  # noqa: BLE001
+                logger.warning("worker channel failed; listening again in %.1fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _receive_own(self) -> dict:
+        return await self.channel_layer.receive(self.channel_name)
+
     async def generation_start(self, event: dict) -> None:
         message_id = int(event["message"])
         conversation_id = int(event["conversation"])
@@ -95,10 +119,10 @@ class ChatWorker(Worker):
 
     maintenance_interval = 2.0
 
-    def __init__(self, *, handle_signals: bool = True) -> None:
+    def __init__(self, *, channels: list[str] | None = None, handle_signals: bool = True) -> None:
         super().__init__(
             application=worker_application,
-            channels=[settings.CHAT_WORKER_CHANNEL],
+            channels=channels or [settings.CHAT_WORKER_CHANNEL],
             channel_layer=get_channel_layer("jobs"),
         )
         self.handle_signals = handle_signals
@@ -121,6 +145,7 @@ class ChatWorker(Worker):
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         maintenance = asyncio.ensure_future(self.maintenance())
+        logger.info("worker ready: channels %s, %s replies at once", self.channels, settings.CHAT_WORKER_CONCURRENCY)
         await self.stopping.wait()
         for task in listeners:
             task.cancel()

@@ -88,18 +88,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
+    # redis-py's default 5 s read timeout equals channels_redis' 5 s blocking pop: give reads room.
+    _redis_host = {"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True, "health_check_interval": 15}
     # Live frames go through Redis pub/sub (no capacity limit, ~6x cheaper per message than the
     # list-based layer); generation jobs go through the list-based layer, where exactly one worker
     # takes each job. See docs/deployment.md.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHAT_REDIS_PREFIX", "chat")},
+            "CONFIG": {"hosts": [_redis_host], "prefix": env_str("CHAT_REDIS_PREFIX", "chat")},
         },
         "jobs": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [_redis_host],
                 "prefix": env_str("CHAT_REDIS_PREFIX", "chat") + "-jobs",
                 "capacity": env_int("CHAT_JOB_QUEUE_CAPACITY", 1000),
                 "expiry": 600,

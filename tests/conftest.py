@@ -7,7 +7,7 @@ import pytest
 from chat.providers.base import ReplyStream
 from tests.fake_upstream import FakeUpstream
 
-pytest_plugins = ["tests.engine_fixtures"]
+pytest_plugins = ["tests.engine_fixtures", "tests.cluster_fixtures", "tests.browser_fixtures"]
 
 # --- Providers: the fake upstream HTTP server -----------------------------------------------------
 

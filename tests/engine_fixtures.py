@@ -21,8 +21,13 @@ TEST_MODEL = "openai:gpt-test"
 
 
 @pytest.fixture
-def engine(settings, upstream) -> Any:
-    """Settings for engine tests: the fake upstream as OpenAI, short timeouts, fresh layers and worker."""
+def engine(request, settings, upstream) -> Any:
+    """Settings for engine tests: the fake upstream as OpenAI, short timeouts, fresh layers and worker.
+
+    In cluster mode (REDIS_URL set) the worker is a separate `runworker` process with the same settings.
+    """
+    if settings.REDIS_URL:
+        request.getfixturevalue("cluster_worker")
     settings.OPENAI_API_KEY = PLANTED_KEY
     settings.OPENAI_BASE_URL = upstream.base_url_openai
     settings.OPENAI_MODELS = ["gpt-test", "gpt-other"]

@@ -205,6 +205,14 @@ def test_superuser_can_delete_a_conversation_and_its_audit_trail_survives(
     )
 
 
+def test_superuser_can_delete_selected_conversations_in_bulk(superuser_client: Client, alice: User):
+    doomed, kept = make_conversation(alice), make_conversation(alice)
+    add_message(doomed)
+    bulk = {"action": "delete_selected", "_selected_action": [doomed.pk], "post": "yes"}
+    assert superuser_client.post(CONVERSATIONS, bulk).status_code == 302
+    assert list(Conversation.objects.all()) == [kept]
+
+
 def test_the_default_user_admin_still_works(superuser_client: Client, alice: User):
     assert superuser_client.get(reverse("admin:auth_user_changelist")).status_code == 200
     assert superuser_client.get(reverse("admin:auth_user_change", args=[alice.pk])).status_code == 200
@@ -312,6 +320,17 @@ def test_search_words_must_all_match_and_quotes_keep_a_phrase(staff_client: Clie
     add_message(only_title, content="march overdue")
     assert set(listed(staff_client.get(CONVERSATIONS, {"q": "invoice overdue"}))) == {both, only_title}
     assert listed(staff_client.get(CONVERSATIONS, {"q": '"overdue since"'})) == [both]
+
+
+def test_search_still_works_when_too_many_conversations_match_to_list_their_ids(
+    staff_client: Client, alice: User, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("chat.admin_selectors.SEARCH_MATERIALISE_LIMIT", 1)
+    first, second = make_conversation(alice), make_conversation(alice)
+    add_message(first, content="common word")
+    add_message(second, content="another common word")
+    make_conversation(alice)
+    assert set(listed(staff_client.get(CONVERSATIONS, {"q": "common"}))) == {first, second}
 
 
 # --- Message list -----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ class Command(BaseCommand):
             owners = self._users(options["users"])
             plan = self._plan(options["conversations"], options["messages"], options["days"], owners)
             # Messages first: they fix each conversation's last activity (foreign keys are checked at commit).
-            _write(Message, self._message_rows(plan))
+            _write(Message, self._message_rows(plan, next_id=_next_id(Message)))
             _write(Conversation, self._conversation_rows(plan))
             _reset_sequences()
         if connection.vendor == "postgresql":
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         counts = [max(1, int(weight * scale)) for weight in weights]
         for index in range(messages - sum(counts)):
             counts[index % conversations] += 1
-        first_id = (Conversation.objects.aggregate(top=models.Max("id"))["top"] or 0) + 1
+        first_id = _next_id(Conversation)
         return [
             {
                 "id": first_id + index,
@@ -125,8 +125,7 @@ class Command(BaseCommand):
                 "updated_at": item["last"],
             }
 
-    def _message_rows(self, plan: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        next_id = (Message.objects.aggregate(top=models.Max("id"))["top"] or 0) + 1
+    def _message_rows(self, plan: list[dict[str, Any]], next_id: int) -> Iterator[dict[str, Any]]:
         for item in plan:
             provider, _, model = item["model"].partition(":")
             moment = item["started"]
@@ -166,6 +165,11 @@ class Command(BaseCommand):
             "finished_at": moment + timedelta(milliseconds=duration),
             "superseded_at": moment + timedelta(minutes=2) if self.rng.random() < 0.03 else None,
         }
+
+
+def _next_id(model: type[models.Model]) -> int:
+    # Read before a COPY starts: the connection can run no other query while one is open.
+    return (model.objects.aggregate(top=models.Max("id"))["top"] or 0) + 1
 
 
 def _write(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> None:

@@ -1,0 +1,442 @@
+// The chat page: follows one conversation over the WebSocket protocol (docs/protocol.md).
+//
+// Resume and gaps, in short: a reply's text is the concatenation of delta frames, each placed by
+// its code-point `offset`. A delta that starts at our length is appended; one that starts earlier
+// has its overlap dropped; one that starts later means we missed frames, so we subscribe again and
+// the server answers with a snapshot that replaces our text. `done` carries the final length: a
+// mismatch also asks for a snapshot. After a reconnect we subscribe with `after: {message, seq}`
+// and receive only the missing tail. A page (re)load starts from the saved history and subscribes,
+// and the snapshot brings a running reply up to date.
+
+import { api, urlFor } from "./api.js";
+import { Connection } from "./connection.js";
+import { MessageView, setRenderHooks } from "./messages.js";
+import { Sidebar } from "./sidebar.js";
+
+const $ = (id) => document.getElementById(id);
+const newClientId = () =>
+  crypto.randomUUID ? crypto.randomUUID() : [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+const CONNECTION_TEXT = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
+const DONE_TEXT = { complete: "Reply finished.", cancelled: "Reply stopped.", interrupted: "Reply interrupted.", failed: "Reply failed." };
+
+class Chat {
+  constructor(page) {
+    this.urls = page.urls;
+    this.conversation = page.conversation;
+    this.views = [];
+    this.byId = new Map();
+    this.actions = new Map(); // client_id → kind, for every action this page started
+    this.pending = new Map(); // client_id → {kind, frame, content, view}: sent, not yet accepted or refused
+    this.awaitingSnapshot = false;
+    this.resyncing = false;
+    this.resyncAgain = false;
+    this.connectedBefore = false;
+    this.el = {
+      messages: $("messages"),
+      empty: $("empty-chat"),
+      title: $("conversation-title"),
+      connection: $("connection"),
+      form: $("composer"),
+      input: $("composer-input"),
+      send: $("send-button"),
+      stop: $("stop-button"),
+      error: $("composer-error"),
+      model: $("model-select"),
+      prompt: $("system-prompt"),
+      promptSave: $("system-prompt-save"),
+      promptStatus: $("system-prompt-status"),
+      announcer: $("announcer"),
+    };
+    this.messageActions = {
+      regenerate: () => this.startAction("regenerate"),
+      retry: () => this.startAction("retry"),
+      continue: () => this.startAction("continue"),
+      edit: (view) => view.startEdit((content) => this.startAction("edit", { content }, view)),
+      copy: (view) => this.copy(view.data.content),
+    };
+    this.sidebar = new Sidebar({
+      urls: this.urls,
+      currentId: this.conversation?.id,
+      onDeleted: (id) => this.conversationDeleted(id),
+    });
+    this.connection = new Connection(this.urls.websocket, {
+      onFrame: (frame) => this.onFrame(frame),
+      onState: (state, detail) => this.showConnection(state, detail),
+    });
+    this.bind();
+    this.replaceAll(page.messages);
+    this.connection.start();
+  }
+
+  // --- Page wiring -------------------------------------------------------------------------
+
+  bind() {
+    const { form, input, stop, messages, model, promptSave } = this.el;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.send();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.send();
+      }
+    });
+    input.addEventListener("input", () => this.fitComposer());
+    stop.addEventListener("click", () => this.stop());
+    messages.addEventListener("click", (event) => {
+      const copy = event.target.closest(".copy-code");
+      if (copy) this.copy(copy.parentElement.querySelector("code").textContent, copy);
+    });
+    model.addEventListener("change", () => this.saveSettings({ model: model.value }));
+    promptSave.addEventListener("click", () => this.saveSettings({ system_prompt: this.el.prompt.value }));
+    // Follow the newest text only while the reader is at the bottom.
+    setRenderHooks(
+      () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80,
+      (atBottom) => {
+        if (atBottom) messages.scrollTop = messages.scrollHeight;
+      },
+    );
+  }
+
+  fitComposer() {
+    const input = this.el.input;
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.4)}px`;
+  }
+
+  showConnection(state, detail) {
+    const el = this.el.connection;
+    el.dataset.state = state;
+    let text = CONNECTION_TEXT[state];
+    if (state === "reconnecting" && typeof detail === "number") text = `Reconnecting in ${Math.ceil(detail / 1000)} s…`;
+    if (state === "offline" && detail) text = detail;
+    el.textContent = text;
+    this.updateComposer();
+  }
+
+  announce(text) {
+    this.el.announcer.textContent = text;
+  }
+
+  showError(message) {
+    this.el.error.textContent = message;
+    this.el.error.hidden = false;
+  }
+
+  hideError() {
+    this.el.error.hidden = true;
+  }
+
+  async copy(text, button) {
+    try {
+      await navigator.clipboard.writeText(text);
+      this.announce("Copied to the clipboard.");
+      if (button) {
+        button.textContent = "Copied";
+        setTimeout(() => (button.textContent = "Copy"), 1500);
+      }
+    } catch {
+      this.announce("Copying is not allowed here: select the text instead.");
+    }
+  }
+
+  // --- State of the conversation --------------------------------------------------------------
+
+  get running() {
+    const last = this.views.at(-1);
+    return Boolean(last && last.role === "assistant" && last.active);
+  }
+
+  get busy() {
+    return this.running || this.creating || this.pending.size > 0;
+  }
+
+  updateComposer() {
+    const running = this.running;
+    this.el.send.hidden = running;
+    this.el.stop.hidden = !running;
+    this.el.send.disabled = this.busy || !this.el.model.value;
+    this.el.form.setAttribute("aria-busy", String(this.busy));
+  }
+
+  /** Tell each message where it stands: its buttons depend on it. */
+  refreshPlaces() {
+    const busy = this.busy;
+    const last = this.views.at(-1);
+    const lastQuestion = this.views.findLast((view) => view.role === "user");
+    for (const view of this.views) {
+      view.setPlace({ lastReply: view === last && view.role === "assistant", lastQuestion: view === lastQuestion, busy });
+    }
+    this.el.empty.hidden = this.views.length > 0;
+    this.updateComposer();
+  }
+
+  appendView(payload) {
+    const view = new MessageView(payload, this.messageActions);
+    this.views.push(view);
+    this.byId.set(view.id, view);
+    this.el.messages.append(view.el);
+    return view;
+  }
+
+  removeFrom(index) {
+    for (const view of this.views.splice(index)) {
+      view.el.remove();
+      this.byId.delete(view.id);
+    }
+  }
+
+  /** Show this history, keeping the views (and any newer live text) of messages already shown. */
+  replaceAll(payloads) {
+    const old = this.byId;
+    this.views = payloads.map((payload) => {
+      const view = old.get(payload.id);
+      if (!view) return new MessageView(payload, this.messageActions);
+      old.delete(payload.id);
+      const ahead = view.active && view.length >= payload.length;
+      view.update(ahead ? { ...payload, seq: view.data.seq } : payload);
+      if (!ahead && view.data.content !== payload.content) view.setContent(payload.content, payload.length);
+      return view;
+    });
+    for (const view of old.values()) view.el.remove();
+    this.byId = new Map(this.views.map((view) => [view.id, view]));
+    this.el.messages.append(...this.views.map((view) => view.el));
+    this.refreshPlaces();
+  }
+
+  /** A new or changed message from a `message` or `accepted` frame. */
+  receiveMessage(payload) {
+    const known = this.byId.get(payload.id);
+    if (known) {
+      known.update(payload);
+      if (!known.length && payload.content) known.setContent(payload.content, payload.length);
+      return this.refreshPlaces();
+    }
+    const last = this.views.at(-1);
+    if (last && payload.id < last.id) return; // older than what we show: already superseded
+    const kind = payload.client_id ? this.actions.get(payload.client_id) : undefined;
+    if (payload.role === "user") {
+      if (kind === "edit") this.removeFrom(this.views.findLastIndex((view) => view.role === "user"));
+      else if (kind !== "send") return this.resync();
+    } else if (kind === "regenerate" || kind === "retry") {
+      if (last?.role === "assistant") this.removeFrom(this.views.length - 1);
+    } else if (kind !== "continue" && last?.role !== "user") {
+      // Another page edited or regenerated: we cannot tell which, so we read the history.
+      return this.resync();
+    }
+    this.appendView(payload);
+    this.refreshPlaces();
+  }
+
+  /** Read the conversation's history again, then subscribe for a snapshot of its latest reply. */
+  async resync() {
+    if (!this.conversation) return;
+    if (this.resyncing) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.resyncing = true;
+    try {
+      const data = await api("GET", urlFor(this.urls.conversation_api, this.conversation.id));
+      this.replaceAll(data.messages);
+      this.on_conversation({ conversation: data.conversation });
+    } catch (error) {
+      if (error.code === "not_found") return this.conversationDeleted(this.conversation.id);
+      this.showError(error.message);
+    } finally {
+      this.resyncing = false;
+    }
+    if (this.resyncAgain) {
+      this.resyncAgain = false;
+      return this.resync();
+    }
+    this.subscribe(false);
+  }
+
+  subscribe(resume) {
+    if (!this.conversation) return;
+    const frame = { type: "subscribe", conversation: this.conversation.id };
+    const last = this.views.at(-1);
+    if (resume && last?.role === "assistant" && last.active && last.data.seq > 0) {
+      frame.after = { message: last.id, seq: last.data.seq };
+    }
+    this.awaitingSnapshot = !frame.after;
+    this.connection.send(frame);
+  }
+
+  requestSnapshot() {
+    if (this.awaitingSnapshot) return;
+    this.subscribe(false);
+  }
+
+  // --- Frames from the server -----------------------------------------------------------------
+
+  onFrame(frame) {
+    const handler = this[`on_${frame.type}`];
+    if (handler) handler.call(this, frame);
+  }
+
+  isCurrent(frame) {
+    return this.conversation && frame.conversation === this.conversation.id;
+  }
+
+  on_hello() {
+    this.subscribe(this.connectedBefore);
+    for (const { frame } of this.pending.values()) this.connection.send(frame); // same client_id: never twice
+    if (this.connectedBefore) this.sidebar.refresh().catch(() => {});
+    this.connectedBefore = true;
+  }
+
+  on_accepted(frame) {
+    const action = this.pending.get(frame.client_id);
+    if (!action) return;
+    this.pending.delete(frame.client_id);
+    if (action.kind === "send" && this.el.input.value === action.content) {
+      this.el.input.value = "";
+      this.fitComposer();
+    }
+    if (!this.isCurrent(frame)) return;
+    if (frame.user_message) this.receiveMessage(frame.user_message);
+    this.receiveMessage(frame.message);
+  }
+
+  on_message(frame) {
+    if (this.isCurrent(frame)) this.receiveMessage(frame.message);
+  }
+
+  on_start(frame) {
+    const view = this.isCurrent(frame) && this.byId.get(frame.message);
+    if (view && view.data.status === "pending") view.update({ status: "streaming", model: frame.model });
+  }
+
+  on_delta(frame) {
+    if (!this.isCurrent(frame)) return;
+    const view = this.byId.get(frame.message);
+    if (!view) return this.resync();
+    if (!view.applyDelta(frame)) this.requestSnapshot();
+  }
+
+  on_done(frame) {
+    if (!this.isCurrent(frame)) return;
+    const payload = frame.message;
+    const view = this.byId.get(payload.id);
+    if (!view) return this.resync();
+    view.update(payload);
+    if (payload.length !== view.length) this.requestSnapshot();
+    this.refreshPlaces();
+    const failure = payload.status === "failed" && payload.error ? ` ${payload.error.message}` : "";
+    this.announce((DONE_TEXT[payload.status] ?? "") + failure);
+  }
+
+  on_snapshot(frame) {
+    if (!this.isCurrent(frame)) return;
+    this.awaitingSnapshot = false;
+    const payload = frame.message;
+    if (!payload) return;
+    const view = this.byId.get(payload.id);
+    if (!view) return this.resync();
+    view.update(payload);
+    view.setContent(payload.content, payload.length);
+    this.refreshPlaces();
+  }
+
+  on_conversation({ conversation }) {
+    this.sidebar.upsert(conversation);
+    if (!this.isCurrent({ conversation: conversation.id })) return;
+    Object.assign(this.conversation, conversation);
+    const title = conversation.title || "New chat";
+    this.el.title.textContent = title;
+    document.title = `${title} · Chat`;
+    if (document.activeElement !== this.el.model && conversation.model) this.el.model.value = conversation.model;
+  }
+
+  on_conversation_deleted(frame) {
+    this.sidebar.remove(frame.conversation);
+    this.conversationDeleted(frame.conversation);
+  }
+
+  on_error(frame) {
+    const action = frame.ref && this.pending.get(frame.ref);
+    if (action) {
+      this.pending.delete(frame.ref);
+      if (action.view) action.view.editFailed(frame.message);
+      else this.showError(frame.message);
+      this.refreshPlaces();
+      return;
+    }
+    if (frame.code === "not_running") return;
+    this.showError(frame.message);
+  }
+
+  // --- What the person does -------------------------------------------------------------------
+
+  async send() {
+    const content = this.el.input.value;
+    if (!content.trim() || this.busy) return;
+    if (!this.conversation && !(await this.createConversation())) return;
+    this.startAction("send", { content });
+  }
+
+  /** Start a send, edit, regenerate, retry or continue. Sent again after a reconnect until answered. */
+  startAction(kind, fields = {}, view = null) {
+    const clientId = newClientId();
+    const frame = { type: kind, conversation: this.conversation.id, client_id: clientId, ...fields };
+    this.actions.set(clientId, kind);
+    this.pending.set(clientId, { kind, frame, content: fields.content, view });
+    this.hideError();
+    this.connection.send(frame);
+    this.refreshPlaces();
+  }
+
+  stop() {
+    if (!this.connection.send({ type: "cancel", conversation: this.conversation.id })) {
+      this.showError("Not connected: the reply cannot be stopped until the connection is back.");
+    }
+  }
+
+  async createConversation() {
+    this.creating = true;
+    this.updateComposer();
+    try {
+      const conversation = await api("POST", this.urls.conversations, {
+        model: this.el.model.value,
+        system_prompt: this.el.prompt.value,
+      });
+      this.conversation = conversation;
+      history.replaceState(null, "", urlFor(this.urls.conversation_page, conversation.id));
+      this.sidebar.setCurrent(conversation.id);
+      this.on_conversation({ conversation });
+      this.subscribe(false);
+      return true;
+    } catch (error) {
+      this.showError(error.message);
+      return false;
+    } finally {
+      this.creating = false;
+      this.updateComposer();
+    }
+  }
+
+  async saveSettings(fields) {
+    const status = this.el.promptStatus;
+    if (!this.conversation) {
+      status.textContent = "Used for this new chat.";
+      return;
+    }
+    try {
+      this.on_conversation({ conversation: await api("PATCH", urlFor(this.urls.conversation_api, this.conversation.id), fields) });
+      status.textContent = "Saved.";
+      this.announce("model" in fields ? "Model changed." : "System prompt saved.");
+    } catch (error) {
+      this.showError(error.message);
+    }
+  }
+
+  conversationDeleted(id) {
+    if (this.conversation?.id === id) location.assign(this.urls.home);
+  }
+}
+
+const page = JSON.parse(document.getElementById("page-data").textContent);
+new Chat(page);

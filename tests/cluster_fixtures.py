@@ -1,0 +1,102 @@
+"""Cluster mode: a real `manage.py runworker` process on PostgreSQL and Redis, started by the tests."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def database_url_of_test_database() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def cluster_env(upstream_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a server or worker process in the test cluster: same database, Redis and provider."""
+    from tests.engine_fixtures import PLANTED_KEY, TEST_MODEL
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url_of_test_database(),
+        REDIS_URL=settings.REDIS_URL,
+        OPENAI_API_KEY=PLANTED_KEY,
+        OPENAI_BASE_URL=upstream_url,
+        OPENAI_MODELS="gpt-test,gpt-other",
+        CHAT_DEFAULT_MODEL=TEST_MODEL,
+        LOCAL_MODEL_ENABLED="false",
+        CHAT_RETRY_BASE_DELAY="0.05",
+        CHAT_TIMEOUT_FIRST_TOKEN="20",
+        CHAT_TIMEOUT_IDLE="20",
+        CHAT_TIMEOUT_TOTAL="60",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+class Process:
+    """A child process whose output goes to a log file, waited for by a line it prints."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(args, env=env, cwd=BASE_DIR, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"no {text!r} within {timeout}s:\n{self.output()[-3000:]}")
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self._log.close()
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> Process:
+    worker = Process(
+        [sys.executable, "manage.py", "runworker", "--layer", "jobs", settings.CHAT_WORKER_CHANNEL], env, log_path
+    )
+    worker.wait_for_output("worker ready")
+    return worker
+
+
+@pytest.fixture(scope="session")
+def cluster_worker(django_db_setup, django_db_blocker, fake_upstream, tmp_path_factory):
+    """One runworker process for the session's cluster-mode engine tests."""
+    log_dir = tmp_path_factory.mktemp("cluster")
+    worker = start_worker(cluster_env(fake_upstream.base_url_openai), log_dir / "worker.log")
+    yield worker
+    worker.stop()
+    with django_db_blocker.unblock():
+        drop_stray_sessions()
+
+
+def drop_stray_sessions() -> None:
+    """End database sessions that exited processes left behind, so the test database can be dropped."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        )

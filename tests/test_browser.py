@@ -1,0 +1,379 @@
+"""End to end, in a real headless Chromium: the chat page against Daphne and the fake upstream.
+
+Every test ends with the page checked for script errors, CSP violations and dialogs (`chat_page`).
+"""
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.browser_fixtures import (
+    TIMEOUT_MS,
+    PageProblems,
+    assert_page_healthy,
+    log_in,
+    publish_screenshot,
+    screenshot,
+    wait_connected,
+)
+from tests.fake_upstream import FakeUpstream, Scenario
+
+# The browser fixtures (live_server_url, browser, context, chat_page, problems ...).
+
+MARKDOWN_REPLY = (
+    "Here is a **small** example in Python:\n\n"
+    "```python\n"
+    "def greet(name: str) -> str:\n"
+    '    return f"Hello, {name}!"\n'
+    "```\n\n"
+    'Call `greet("Ada")` and it returns a greeting. Want a version that *shouts*?'
+)
+
+XSS_REPLY = (
+    "Attempts follow.\n\n"
+    "<script>window.__xss = 'script'; document.title = 'pwned'</script>\n\n"
+    "An image: <img src=x onerror=\"window.__xss = 'img'; alert('img')\">\n\n"
+    "[a markdown link](javascript:window.__xss='md-link') and "
+    "<a href=\"javascript:window.__xss='raw-link'\">a raw link</a> and [data](data:text/html,<b>x</b>)\n\n"
+    '<div onmouseover="window.__xss=\'div\'" style="position:fixed;inset:0">a raw HTML block</div>\n\n'
+    "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>\n\n"
+    "```html\n<script>window.__xss = 'code'</script>\n```\n"
+)
+
+# Records each distinct length the newest reply's text takes, as the page shows it.
+RECORD_REPLY_LENGTHS = """
+window.__lengths = [];
+new MutationObserver(() => {
+  const bodies = document.querySelectorAll("article.msg.assistant .msg-body");
+  const length = bodies.length ? bodies[bodies.length - 1].textContent.length : 0;
+  if (length && length !== window.__lengths.at(-1)) window.__lengths.push(length);
+}).observe(document.getElementById("messages"), {subtree: true, childList: true, characterData: true});
+"""
+
+
+def slow_text(count: int) -> str:
+    """The text of Scenario.slow(count) as the page renders it (one paragraph)."""
+    return " ".join(f"t{i}" for i in range(count))
+
+
+def composer(page: Any) -> Any:
+    return page.get_by_role("textbox", name="Message")
+
+
+def send(page: Any, text: str) -> None:
+    composer(page).fill(text)
+    composer(page).press("Enter")
+
+
+def last_reply(page: Any) -> Any:
+    return page.locator("article.msg.assistant").last
+
+
+def reply_text(page: Any) -> Any:
+    return last_reply(page).locator(".msg-body")
+
+
+def wait_for_reply_text(page: Any, pattern: str) -> None:
+    expect(reply_text(page)).to_contain_text(pattern, timeout=TIMEOUT_MS)
+
+
+def test_user_logs_in_sends_a_message_and_sees_the_reply_grow_then_its_numbers(
+    browser: Any, live_server_url: str, upstream: FakeUpstream, problems: PageProblems
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = problems.watch(context.new_page())
+    page.goto(f"{live_server_url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    log_in(page, live_server_url)
+    wait_connected(page)
+    page.evaluate(RECORD_REPLY_LENGTHS)
+    upstream.script(Scenario.text(MARKDOWN_REPLY, delay=0.06))
+
+    composer(page).fill("Show me a greeting function")
+    composer(page).press("Shift+Enter")
+    composer(page).press_sequentially("in Python")
+    composer(page).press("Enter")
+
+    expect(page.locator("article.msg.user .msg-body")).to_have_text("Show me a greeting function\nin Python")
+    expect(composer(page)).to_have_value("")
+    expect(last_reply(page).locator(".cursor")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(last_reply(page).locator(".msg-meta .live").first).to_be_visible()
+    wait_for_reply_text(page, "Hello, ")
+    screenshot(page, "streaming")
+
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+    lengths = page.evaluate("window.__lengths")
+    assert len(lengths) >= 3, lengths
+    assert lengths[-1] == max(lengths), lengths
+    expect(reply_text(page)).to_contain_text("Want a version that shouts?")
+    expect(last_reply(page).locator(".cursor")).to_have_count(0)
+    meta = last_reply(page).locator(".msg-meta")
+    expect(meta.locator("[data-metric=model]")).to_have_text("openai:gpt-test")
+    expect(meta.locator("[data-metric=ttft]")).to_have_text(re.compile(r"first token \d"))
+    expect(meta.locator("[data-metric=tps]")).to_have_text(re.compile(r"[\d.]+ tok/s"))
+    expect(meta.locator("[data-metric=tokens]")).to_have_text(re.compile(r"12 in · \d+ out tokens"))
+    expect(last_reply(page).locator("pre code.hljs .hljs-keyword").first).to_have_text("def")
+    expect(last_reply(page).get_by_role("button", name="Copy python code")).to_be_visible()
+    expect(page.locator("#conversation-list li[aria-current=page] .conv-title")).to_have_text(
+        "Show me a greeting function"
+    )
+    expect(page.get_by_role("heading", name="Show me a greeting function")).to_be_visible()
+    publish_screenshot(screenshot(page, "reply-complete"))
+    assert_page_healthy(page, problems)
+    context.close()
+
+
+def test_stop_keeps_the_partial_reply_marked_stopped_and_regenerate_replaces_it(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.slow(400, delay=0.05), Scenario.text("A fresh answer."))
+    send(page, "Count slowly")
+    wait_for_reply_text(page, "t5")
+    current = page.locator("#conversation-list li[aria-current=page]")
+    expect(current).to_have_class(re.compile(r"\brunning\b"))
+
+    page.get_by_role("button", name="Stop").click()
+
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
+    expect(last_reply(page).locator(".msg-state")).to_have_text(re.compile("^Stopped"))
+    expect(reply_text(page)).to_contain_text("t0 t1 t2 t3 t4 t5")
+    assert "t399" not in reply_text(page).inner_text()
+    expect(composer(page)).to_be_enabled()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(current).not_to_have_class(re.compile(r"\brunning\b"))
+    screenshot(page, "stopped")
+
+    page.get_by_role("button", name="Regenerate").click()
+
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(reply_text(page)).to_have_text("A fresh answer.")
+    expect(page.locator("article.msg.assistant")).to_have_count(1)
+    expect(page.locator("article.msg.user")).to_have_count(1)
+
+
+def test_reload_during_a_reply_continues_it_to_the_end_without_gap_or_duplicate(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.slow(150, delay=0.04))
+    send(page, "Stream for a while")
+    wait_for_reply_text(page, "t12")
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
+
+    page.reload()
+
+    wait_connected(page)
+    expect(last_reply(page)).to_have_attribute("data-status", "streaming")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+    expect(reply_text(page)).to_have_text(slow_text(150))
+
+
+def test_a_dropped_connection_reconnects_and_resumes_the_running_reply(chat_page: Any, upstream: FakeUpstream) -> None:
+    page = chat_page
+    sockets: list[Any] = []
+
+    def relay(socket: Any) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page.route_web_socket(re.compile(r"/ws/chat/$"), relay)
+    page.reload()  # the page's socket now goes through `relay`
+    wait_connected(page)
+    upstream.script(Scenario.slow(150, delay=0.04))
+    send(page, "Keep going through a network blip")
+    wait_for_reply_text(page, "t10")
+
+    sockets[-1].close(code=1011, reason="network blip")
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    wait_connected(page)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+    expect(reply_text(page)).to_have_text(slow_text(150))
+    assert len(sockets) == 2
+
+
+def test_two_pages_on_one_conversation_show_the_same_reply(
+    chat_page: Any, context: Any, upstream: FakeUpstream, problems: PageProblems
+) -> None:
+    first = chat_page
+    send(first, "Hello")
+    expect(last_reply(first)).to_have_attribute("data-status", "complete")
+    second = problems.watch(context.new_page())
+    second.goto(first.url)
+    wait_connected(second)
+    upstream.script(Scenario.slow(80, delay=0.04))
+
+    send(first, "Now count")
+
+    expect(second.locator("article.msg.user").last).to_have_text(re.compile("Now count"))
+    expect(last_reply(second)).to_have_attribute("data-status", "streaming")
+    for page in (first, second):
+        expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+        expect(reply_text(page)).to_have_text(slow_text(80))
+        expect(page.locator("article.msg")).to_have_count(4)
+    assert_page_healthy(second, problems)
+
+
+def test_script_and_raw_html_in_model_output_render_inert_and_no_script_runs(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.text(XSS_REPLY, delay=0.01))
+    send(page, "Echo this: <img src=x onerror=\"window.__xss='user'\"> <script>window.__xss='user'</script>")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    for attempt in ("live", "reloaded"):
+        messages = page.locator("#messages")
+        expect(reply_text(page)).to_contain_text("<script>window.__xss = 'script'")
+        expect(reply_text(page)).to_contain_text("<img src=x onerror=")
+        expect(page.locator("article.msg.user .msg-body")).to_contain_text("<img src=x onerror=")
+        expect(messages.locator("script, img, iframe, object, embed, style")).to_have_count(0)
+        page.get_by_text("a raw HTML block").hover()
+        page.get_by_text("a markdown link").click()
+        hrefs = messages.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert all(href is None or href.startswith(("http:", "https:", "mailto:")) for href in hrefs), hrefs
+        handlers = messages.evaluate(
+            "root => [...root.querySelectorAll('*')].flatMap(el => [...el.attributes].map(a => a.name))"
+            ".filter(name => name.startsWith('on') || name === 'style')"
+        )
+        assert handlers == [], (attempt, handlers)
+        assert page.evaluate("window.__xss") is None, attempt
+        assert "pwned" not in page.title()
+        if attempt == "live":
+            page.reload()
+            wait_connected(page)
+    expect(page.locator("pre code.language-html")).to_have_text("<script>window.__xss = 'code'</script>\n")
+
+
+def test_provider_failure_shows_the_reason_and_retry_works(chat_page: Any, upstream: FakeUpstream) -> None:
+    page = chat_page
+    upstream.script(Scenario.http_error(503), Scenario.text("Recovered after a retry."))
+    send(page, "This will fail once")
+
+    expect(last_reply(page)).to_have_attribute("data-status", "failed")
+    error = last_reply(page).locator(".msg-error")
+    expect(error).to_contain_text("Reply failed")
+    expect(error).to_contain_text(re.compile(r"\(\w+\)"))
+    screenshot(page, "failed")
+
+    error.get_by_role("button", name="Retry").focus()
+    page.keyboard.press("Enter")
+
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(reply_text(page)).to_have_text("Recovered after a retry.")
+    expect(page.locator(".msg-error:visible")).to_have_count(0)
+    expect(page.locator("article.msg.assistant")).to_have_count(1)
+
+
+def test_edit_and_resend_the_last_message_replaces_it_and_its_reply(chat_page: Any, upstream: FakeUpstream) -> None:
+    page = chat_page
+    upstream.script(Scenario.text("First answer."), Scenario.text("Second answer."))
+    send(page, "Frist question")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    page.get_by_role("button", name="Edit").click()
+    editor = page.get_by_role("textbox", name="Edit your message")
+    editor.fill("First question")
+    editor.press("Enter")
+
+    expect(page.locator("article.msg.user .msg-body")).to_have_text("First question")
+    expect(reply_text(page)).to_have_text("Second answer.")
+    expect(page.locator("article.msg")).to_have_count(2)
+
+
+def test_sidebar_shows_live_titles_renames_and_deletes_after_confirmation(
+    chat_page: Any, upstream: FakeUpstream, live_server_url: str
+) -> None:
+    page = chat_page
+    send(page, "Plan a picnic for Saturday")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    item = page.locator("#conversation-list li[aria-current=page]")
+    expect(item.locator(".conv-title")).to_have_text("Plan a picnic for Saturday")
+    expect(page.locator("#conversation-list li").first).to_have_attribute("aria-current", "page")
+
+    item.get_by_role("button", name="Rename “Plan a picnic for Saturday”").click()
+    page.get_by_role("textbox", name="Title").fill("Picnic")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    expect(item.locator(".conv-title")).to_have_text("Picnic")
+    expect(page.locator("#conversation-title")).to_have_text("Picnic")
+
+    item.get_by_role("button", name="Delete “Picnic”").click()
+    dialog = page.get_by_role("dialog", name="Delete conversation?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(item).to_be_visible()
+    item.get_by_role("button", name="Delete “Picnic”").click()
+    dialog.get_by_role("button", name="Delete").click()
+
+    expect(page).to_have_url(f"{live_server_url}/")
+    expect(page.locator("#conversation-list .conv-title", has_text="Picnic")).to_have_count(0)
+
+
+def test_phone_sized_dark_screen_hides_the_sidebar_behind_a_menu_button(
+    browser: Any, login_state: dict[str, Any], live_server_url: str, upstream: FakeUpstream, problems: PageProblems
+) -> None:
+    context = browser.new_context(
+        storage_state=login_state, viewport={"width": 390, "height": 800}, color_scheme="dark", is_mobile=True
+    )
+    page = problems.watch(context.new_page())
+    page.goto(f"{live_server_url}/")
+    wait_connected(page)
+    upstream.script(Scenario.text(MARKDOWN_REPLY))
+    send(page, "Show me a greeting function")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(21, 24, 29)", background
+    sidebar = page.locator("#sidebar")
+    expect(sidebar).not_to_be_in_viewport()
+    screenshot(page, "phone-dark")
+
+    menu = page.get_by_role("button", name="Show conversations")
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(sidebar).to_be_in_viewport()
+    screenshot(page, "phone-dark-sidebar")
+    page.keyboard.press("Escape")
+    expect(sidebar).not_to_be_in_viewport()
+    assert_page_healthy(page, problems)
+    context.close()
+
+
+def test_signup_and_password_forms_are_usable_in_the_browser(
+    browser: Any, live_server_url: str, problems: PageProblems
+) -> None:
+    context = browser.new_context()
+    page = problems.watch(context.new_page())
+    page.goto(f"{live_server_url}/accounts/login/")
+    page.get_by_role("link", name="Sign up").click()
+    page.get_by_label("Username").fill("new-browser-user")
+    page.get_by_label("Password", exact=True).fill("a-long-pass-phrase-42")
+    page.get_by_label("Password confirmation").fill("a-long-pass-phrase-42")
+    page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(f"{live_server_url}/")
+    wait_connected(page)
+    expect(page.locator(".sidebar-foot .who")).to_have_text("new-browser-user")
+    page.get_by_role("link", name="Change password").click()
+    expect(page.get_by_role("heading", name="Change password")).to_be_visible()
+    page.goto(f"{live_server_url}/")
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    assert_page_healthy(page, problems)
+    context.close()
+
+
+def test_a_refused_message_keeps_the_typed_text_and_says_why(chat_page: Any, upstream: FakeUpstream) -> None:
+    page = chat_page
+    send(page, "A first message")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    too_long = "x" * 32_001
+
+    send(page, too_long)
+
+    expect(page.locator("#composer-error")).to_be_visible()
+    expect(page.locator("#composer-error")).to_contain_text("the limit is 32,000")
+    expect(composer(page)).to_have_value(too_long)
+    expect(page.locator("article.msg.user")).to_have_count(1)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
