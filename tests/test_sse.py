@@ -1,0 +1,229 @@
+"""The HTTP transport: the SSE stream of a conversation and the JSON endpoints that drive it."""
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from channels.db import database_sync_to_async
+from django.test import AsyncClient, Client
+
+from chat import services
+from chat.models import Message
+from tests.engine_fixtures import TEST_MODEL
+from tests.fake_upstream import Scenario
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
+
+
+class EventStream:
+    """Reads `text/event-stream` bytes into events: dicts with `event`, `id`, `data` (decoded JSON)."""
+
+    def __init__(self, response):
+        self.response = response
+        self.chunks = response.streaming_content.__aiter__()
+        self.buffer = b""
+        self.comments: list[str] = []
+
+    async def next(self, timeout=20):
+        async with asyncio.timeout(timeout):
+            while b"\n\n" not in self.buffer:
+                self.buffer += await self.chunks.__anext__()
+        block, self.buffer = self.buffer.split(b"\n\n", 1)
+        event = {}
+        for line in block.decode().split("\n"):
+            field, _, value = line.partition(": ") if ": " in line else line.partition(":")
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                return {"comment": line[1:].strip()}
+            event[field] = orjson.loads(value) if field == "data" else value
+        return event
+
+    async def next_event(self, kind=None, timeout=20):
+        while True:
+            event = await self.next(timeout)
+            if "event" in event and (kind is None or event["event"] == kind):
+                return event
+
+    async def reply(self, text="", timeout=30):
+        """Read until `done`, applying deltas by offset; returns (text, done event, last id)."""
+        last_id = None
+        while True:
+            event = await self.next_event(timeout=timeout)
+            last_id = event.get("id", last_id)
+            data = event["data"]
+            if event["event"] == "snapshot" and data["message"] is not None:
+                text = data["message"]["content"]
+                if data["message"]["status"] not in {"pending", "streaming"}:
+                    return text, event, last_id
+            elif event["event"] == "delta":
+                assert data["offset"] == len(text), f"gap or overlap: {data['offset']} != {len(text)}"
+                text += data["text"]
+            elif event["event"] == "done":
+                return text, event, last_id
+
+    async def close(self):
+        await self.chunks.aclose()
+
+
+@pytest.fixture
+async def client_and_conversation(make_user):
+    user = await database_sync_to_async(make_user)()
+    conversation = await database_sync_to_async(services.conversation_create)(owner=user, model=TEST_MODEL)
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client, conversation
+
+
+async def open_events(client, conversation, **headers):
+    response = await client.get(f"/api/conversations/{conversation.pk}/events", headers=headers)
+    assert response.status_code == 200
+    return EventStream(response)
+
+
+async def post(client, url, body):
+    return await client.post(url, orjson.dumps(body), content_type="application/json")
+
+
+async def send(client, conversation, content="Hi", client_id=None):
+    body = {"client_id": client_id or uuid.uuid4().hex, "content": content}
+    return await post(client, f"/api/conversations/{conversation.pk}/messages", body)
+
+
+@pytest.mark.cluster
+async def test_a_full_reply_streams_over_sse(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    upstream.script(Scenario.text("Streaming over server-sent events works.", delay=0.01))
+    stream = await open_events(client, conversation)
+    assert stream.response["Content-Type"] == "text/event-stream"
+    assert stream.response["Cache-Control"] == "no-cache"
+    assert stream.response["X-Accel-Buffering"] == "no"
+    first = await stream.next_event("snapshot")
+    assert first["data"]["message"] is None
+    accepted = await send(client, conversation)
+    assert accepted.status_code == 202
+    reply_id = accepted.json()["message"]["id"]
+    text, done, last_id = await stream.reply()
+    await stream.close()
+    assert text == "Streaming over server-sent events works."
+    assert done["data"]["message"]["status"] == "complete"
+    assert last_id == f"{reply_id}:{done['data']['message']['seq']}"
+
+
+@pytest.mark.cluster
+async def test_every_event_about_a_reply_carries_its_message_and_sequence_number(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    upstream.script(Scenario.slow(30, delay=0.01))
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    await send(client, conversation)
+    seen = []
+    while True:
+        event = await stream.next_event()
+        if event["event"] in {"start", "delta", "done"}:
+            seen.append(event)
+        if event["event"] == "done":
+            break
+    await stream.close()
+    reply_id = seen[0]["data"]["message"]
+    deltas = [e for e in seen if e["event"] == "delta"]
+    assert [e["id"] for e in deltas] == [f"{reply_id}:{e['data']['seq']}" for e in deltas]
+    assert [e["data"]["seq"] for e in deltas] == list(range(1, len(deltas) + 1))
+
+
+@pytest.mark.cluster
+async def test_resuming_with_last_event_id_sends_only_what_was_missed(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    upstream.script(Scenario.slow(150, delay=0.01))
+    expected = "".join(Scenario.slow(150).tokens)
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    await send(client, conversation)
+    have, last_id = "", None
+    while len(have) < 20:
+        event = await stream.next_event("delta")
+        have += event["data"]["text"]
+        last_id = event["id"]
+    await stream.close()
+    resumed = await open_events(client, conversation, last_event_id=last_id)
+    first = await resumed.next_event()
+    if first["event"] == "delta":
+        assert first["data"]["offset"] == len(have), "the resumed stream repeated or skipped text"
+        have += first["data"]["text"]
+        have, _, _ = await resumed.reply(have)
+    else:
+        assert first["event"] == "snapshot"
+        have = first["data"]["message"]["content"]
+        if first["data"]["message"]["status"] == "streaming":
+            have, _, _ = await resumed.reply(have)
+    await resumed.close()
+    assert have == expected
+
+
+async def test_an_idle_stream_sends_a_heartbeat_comment(client_and_conversation, settings):
+    settings.CHAT_SSE_HEARTBEAT_SECONDS = 0.2
+    client, conversation = client_and_conversation
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    assert await stream.next(timeout=5) == {"comment": "heartbeat"}
+    await stream.close()
+
+
+@pytest.mark.cluster
+async def test_cancel_over_http_stops_the_reply_and_the_stream_says_so(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    upstream.script(Scenario.slow(400, delay=0.02))
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    accepted = await send(client, conversation)
+    await stream.next_event("delta")
+    response = await post(client, f"/api/conversations/{conversation.pk}/cancel", {})
+    assert response.status_code == 202
+    done = await stream.next_event("done")
+    await stream.close()
+    assert done["data"]["message"]["status"] == "cancelled"
+    reply = await database_sync_to_async(Message.objects.get)(pk=accepted.json()["message"]["id"])
+    assert reply.status == Message.Status.CANCELLED
+
+
+@pytest.mark.cluster
+async def test_the_json_api_answers_errors_with_stable_codes(client_and_conversation, upstream, make_user):
+    client, conversation = client_and_conversation
+    upstream.script(Scenario.slow(400, delay=0.02))
+    assert (await send(client, conversation, client_id="same")).status_code == 202
+    duplicate = await send(client, conversation, client_id="same")
+    assert duplicate.status_code == 200 and duplicate.json()["duplicate"] is True
+    busy = await send(client, conversation)
+    assert (busy.status_code, busy.json()["error"]["code"]) == (409, "busy")
+    empty = await send(client, conversation, content=" ")
+    assert empty.json()["error"]["code"] in {"empty_message", "busy"}
+    malformed = await client.post(
+        f"/api/conversations/{conversation.pk}/messages", b"{nope", content_type="application/json"
+    )
+    assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "bad_json")
+    await post(client, f"/api/conversations/{conversation.pk}/cancel", {})
+    stranger = AsyncClient()
+    await stranger.aforce_login(await database_sync_to_async(make_user)())
+    for url in ("messages", "cancel", "events"):
+        path = f"/api/conversations/{conversation.pk}/{url}"
+        if url == "events":
+            response = await stranger.get(path)
+        else:
+            response = await post(stranger, path, {"client_id": "z", "content": "hi"})
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+    anonymous = await AsyncClient().get(f"/api/conversations/{conversation.pk}/events")
+    assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "unauthenticated")
+
+
+def test_state_changing_endpoints_require_the_csrf_token(make_user):
+    user = make_user()
+    conversation = services.conversation_create(owner=user, model=TEST_MODEL)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post(
+        f"/api/conversations/{conversation.pk}/messages",
+        orjson.dumps({"client_id": "x", "content": "hi"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert not Message.objects.filter(conversation=conversation).exists()
