@@ -1,0 +1,81 @@
+"""Settings come from the environment, and every variable is documented."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def settings_variables() -> set[str]:
+    source = (BASE_DIR / "config" / "settings.py").read_text()
+    names = set(re.findall(r'env_(?:str|bool|int|float|list)\(\s*f?"([A-Z0-9_{}.()]+)"', source))
+    return {re.sub(r"\{.*?\}", "<NAME>", name) for name in names}
+
+
+def test_every_environment_variable_is_in_the_readme_table():
+    readme = (BASE_DIR / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z0-9_<>]+)` \|", readme, flags=re.MULTILINE))
+    missing = settings_variables() - documented
+    assert not missing, f"undocumented in README.md: {sorted(missing)}"
+
+
+def run_check(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args], cwd=BASE_DIR, env=environment, capture_output=True, text=True
+    )
+
+
+def test_production_mode_refuses_to_start_without_a_secret_key():
+    result = run_check(DJANGO_ENV="production", DJANGO_ALLOWED_HOSTS="chat.example.com")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_check_deploy_is_clean_in_production_mode():
+    result = run_check(
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY="q8Zr-w1Lx_0Tb3Mv9PcKe7YnHd2Fa6GsJu5Ri4Wo-NtQlEkXyVmBz",
+        DJANGO_ALLOWED_HOSTS="chat.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_provider_without_credentials_is_not_offered(settings):
+    from chat.providers import registry
+
+    settings.OPENAI_API_KEY = ""
+    settings.ANTHROPIC_API_KEY = ""
+    settings.OPENAI_COMPATIBLE_SERVERS = [{"name": "ollama", "base_url": "", "api_key": "", "models": ["llama3"]}]
+    settings.LOCAL_MODEL_ENABLED = True
+    registry.reset()
+    try:
+        assert [m.ref for m in registry.available_models()] == ["local:smollm2-135m-instruct"]
+        assert registry.default_model_ref() == "local:smollm2-135m-instruct"
+    finally:
+        registry.reset()
+
+
+def test_named_openai_compatible_servers_are_offered_under_their_names(settings):
+    from chat.providers import registry
+
+    settings.LOCAL_MODEL_ENABLED = False
+    settings.OPENAI_API_KEY = ""
+    settings.ANTHROPIC_API_KEY = "sk-ant-x"
+    settings.ANTHROPIC_MODELS = ["claude-x"]
+    settings.OPENAI_COMPATIBLE_SERVERS = [
+        {"name": "ollama", "base_url": "http://127.0.0.1:11434/v1", "api_key": "", "models": ["llama3", "qwen"]}
+    ]
+    registry.reset()
+    try:
+        assert [m.ref for m in registry.available_models()] == ["anthropic:claude-x", "ollama:llama3", "ollama:qwen"]
+    finally:
+        registry.reset()
