@@ -18,7 +18,7 @@ from django.utils.text import capfirst
 
 from chat.models import Conversation, Message, TranscriptView
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.cluster]  # also on PostgreSQL (query counts, search)
 
 User = get_user_model()
 HOSTILE = "<script>alert(1)</script>"
@@ -461,12 +461,13 @@ def test_transcript_page_shows_every_message_in_order_with_every_field(staff_cli
     assert "Transcript (3 messages)" in page
 
 
-def test_transcript_page_shows_content_as_escaped_text(staff_client: Client, alice: User):
+def test_transcript_message_and_list_pages_show_content_as_escaped_text(staff_client: Client, alice: User):
     conversation = make_conversation(alice, title=HOSTILE)
-    add_message(conversation, content=HOSTILE, error_message=HOSTILE)
-    page = staff_client.get(change_url(conversation)).content.decode()
-    assert HOSTILE not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    message = add_message(conversation, content=HOSTILE, error_message=HOSTILE)
+    for url in (change_url(conversation), change_url(message), CONVERSATIONS, MESSAGES):
+        page = staff_client.get(url).content.decode()
+        assert HOSTILE not in page, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
 
 
 def test_transcript_page_uses_the_stylesheet_and_no_inline_style_or_script(staff_client: Client, alice: User):
