@@ -4,6 +4,7 @@ A person with curl can chat through these alone (docs/protocol.md shows how).
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -16,7 +17,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
-from chat import commands, events, selectors, services
+from chat import commands, events, selectors, services, sessions
 from chat.errors import ChatError
 
 STATUS_FOR_CODE = {
@@ -28,6 +29,9 @@ STATUS_FOR_CODE = {
     "nothing_to_continue": 409,
     "message_too_long": 413,
     "frame_too_large": 413,
+    "too_many_running": 429,
+    "rate_limited": 429,
+    "budget_exhausted": 429,
     "unavailable": 503,
 }
 
@@ -193,26 +197,41 @@ def sse_event(kind: str, data: str, *, message_id: int | None = None, seq: int |
 async def conversation_events(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
     target = await commands.conversation_for(user, pk)
     position = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
-    response = StreamingHttpResponse(_event_stream(target.pk, position), content_type="text/event-stream")
+    stream = _event_stream(target.pk, position, session_key=request.session.session_key, user_id=user.pk)
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def _event_stream(conversation_id: int, position: commands.Position | None) -> AsyncIterator[bytes]:
+async def _event_stream(
+    conversation_id: int, position: commands.Position | None, *, session_key: str | None, user_id: int
+) -> AsyncIterator[bytes]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     group = events.conversation_group(conversation_id)
+    # Logout sends `session.ended` to this group; expiry is caught by the periodic re-check.
+    ended_group = events.session_group(session_key or "")
     await layer.group_add(group, channel)
+    await layer.group_add(ended_group, channel)
+    next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
     try:
         frame, message_id, covered = await commands.catch_up(conversation_id, position)
         yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=message_id, seq=covered)
         while True:
+            if settings.CHAT_SESSION_CHECK_SECONDS > 0 and time.monotonic() >= next_check:
+                next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
+                if not await database_sync_to_async(sessions.session_user_is)(session_key=session_key, user_id=user_id):
+                    yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
+                    return
             try:
                 event = await asyncio.wait_for(layer.receive(channel), settings.CHAT_SSE_HEARTBEAT_SECONDS)
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
+            if event.get("type") == "session.ended":
+                yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
+                return
             if event.get("type") != "chat.frame":
                 continue
             if event["kind"] == "delta" and event["message"] == message_id and event["seq"] <= covered:
@@ -220,3 +239,4 @@ async def _event_stream(conversation_id: int, position: commands.Position | None
             yield sse_event(event["kind"], event["json"], message_id=event.get("message"), seq=event.get("seq"))
     finally:
         await layer.group_discard(group, channel)
+        await layer.group_discard(ended_group, channel)

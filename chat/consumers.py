@@ -1,22 +1,26 @@
 """The WebSocket endpoint: parse a frame, check it, hand it to chat.commands; relay live frames."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from chat import commands, events
+from chat import commands, events, sessions
 from chat.errors import ChatError
 from chat.events import Frame
+from chat.limits import FrameRate
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4403
+CLOSE_FLOODING = 4429
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -32,6 +36,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Per message: the last seq a snapshot covered; live deltas up to it are dropped.
         self.covered: dict[int, int] = {}
         await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
+        self.frame_rate = FrameRate(settings.CHAT_WS_FRAMES_PER_SECOND)
+        self.session_watch = asyncio.create_task(self._watch_session(self.scope["session"].session_key))
         await self.accept()
         limits = {"max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS, "max_frame_bytes": _max_frame_bytes()}
         await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits))
@@ -40,6 +46,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # The reply goes on without us: closing a tab never stops a generation.
         if not hasattr(self, "user"):
             return
+        self.session_watch.cancel()
         await self.channel_layer.group_discard(events.user_group(self.user.pk), self.channel_name)
         for conversation_id in self.following:
             await self.channel_layer.group_discard(events.conversation_group(conversation_id), self.channel_name)
@@ -58,6 +65,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         ref = None
         conversation_id = None
         try:
+            self.frame_rate.take()
             frame = _parse(text_data, bytes_data)
             ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else frame["type"]
             conversation_id = frame.get("conversation") if isinstance(frame.get("conversation"), int) else None
@@ -67,6 +75,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await handler(self, frame)
         except ChatError as error:
             await self.send_frame(events.error_frame(error, ref=ref, conversation_id=conversation_id))
+            if self.frame_rate.flooding:
+                await self.close(code=CLOSE_FLOODING)
         except DatabaseError:
             logger.warning("database error while handling a frame", exc_info=True)
             await self.send_frame(
@@ -144,6 +154,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event["kind"] == "done":
             self.covered.pop(event["message"], None)
         await self.send(text_data=event["json"])
+
+    async def _watch_session(self, session_key: str | None) -> None:
+        """Close the socket once its login session has expired or was ended elsewhere."""
+        interval = settings.CHAT_SESSION_CHECK_SECONDS
+        check = database_sync_to_async(sessions.session_user_is)
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                if not await check(session_key=session_key, user_id=self.user.pk):
+                    await self.close(code=CLOSE_SESSION_ENDED)
+                    return
+            except DatabaseError:
+                logger.warning("could not re-check a socket's session", exc_info=True)
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         if event.get("session_key") == getattr(self.scope.get("session"), "session_key", None):

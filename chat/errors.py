@@ -20,7 +20,13 @@ class ChatError(Exception):
         "nothing_to_continue": "There is no stopped or interrupted reply to continue.",
         "not_running": "No reply is running in this conversation.",
         "unauthenticated": "Log in first.",
+        "queue_full": "Too many of your replies are waiting for the model. Wait for one to start, then try again.",
         "unavailable": "The server cannot reach its database right now. Try again in a few seconds.",
+        "too_many_running": "Too many of your replies are running. Wait for one to finish, then try again.",
+        "rate_limited": "You are starting replies too fast. Try again in a minute.",
+        "budget_exhausted": "You have used today's token budget. It renews at midnight UTC.",
+        "too_many_frames": "Too many frames in too little time. Slow down.",
+        "session_ended": "Your session ended. Log in again.",
     }
 
     def __init__(self, code: str, message: str = "", *, retry_after: float | None = None) -> None:

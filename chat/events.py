@@ -5,13 +5,18 @@ A live frame crosses the channel layer already encoded as JSON, so a consumer re
 socket without decoding and re-encoding it for every listener.
 """
 
+import hashlib
+import logging
 from typing import Any
 
 import orjson
 from channels.layers import get_channel_layer
 
 from chat.errors import ChatError
+from chat.live import live_log
 from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 Frame = dict[str, Any]
@@ -23,6 +28,11 @@ def conversation_group(conversation_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user-{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    """Joined by the SSE streams of one login session; named by a hash, so no session key reaches Redis."""
+    return "session-" + hashlib.sha256(session_key.encode()).hexdigest()[:40]
 
 
 def cancel_group(conversation_id: int) -> str:
@@ -102,6 +112,11 @@ def delta_frame(*, conversation_id: int, message_id: int, seq: int, offset: int,
     }
 
 
+def queued_frame(*, conversation_id: int, message_id: int, ahead: int) -> Frame:
+    """The reply waits for a free worker slot; `ahead` replies were queued before it."""
+    return {"type": "queued", "conversation": conversation_id, "message": message_id, "ahead": ahead}
+
+
 def done_frame(message: Message) -> Frame:
     return {
         "type": "done",
@@ -153,11 +168,42 @@ async def publish(group: str, frame: Frame, *, message_id: int | None = None, se
     Frames about a reply also carry its message id and seq outside the JSON, so consumers can
     drop what a snapshot already covered, and SSE can set `id:`, without decoding the frame.
     """
+    event = _layer_event(frame, message_id=message_id, seq=seq)
+    try:
+        wire = _pubsub_wire(group, event)
+        if wire is not None and await live_log().publish(*wire):
+            return
+        await get_channel_layer().group_send(group, event)
+    except Exception:  # noqa: BLE001 - Redis away: a lost frame is recovered by seq/offset, never fatal
+        logger.warning("frame %s to %s not delivered", frame["type"], group, exc_info=True)
+
+
+def _layer_event(frame: Frame, *, message_id: int | None, seq: int | None) -> Frame:
     event: Frame = {"type": "chat.frame", "kind": frame["type"], "json": encode(frame)}
     if message_id is not None:
         event["message"] = message_id
         event["seq"] = seq or 0
-    await get_channel_layer().group_send(group, event)
+    return event
+
+
+def delta_wire(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> tuple[str, bytes] | None:
+    """A delta as the Redis pub/sub layer would publish it: (Redis channel, bytes); None on other layers.
+
+    The live log then publishes it itself, after the append and in the same round trip (chat.live).
+    """
+    frame = delta_frame(conversation_id=conversation_id, message_id=message_id, seq=seq, offset=offset, text=text)
+    return _pubsub_wire(conversation_group(conversation_id), _layer_event(frame, message_id=message_id, seq=seq))
+
+
+def _pubsub_wire(group: str, event: Frame) -> tuple[str, bytes] | None:
+    layer = get_channel_layer()
+    if type(layer).__name__ != "RedisPubSubChannelLayer":
+        return None
+    # channels_redis 4.3 internals (pinned): one shard, and the channel a group is published on.
+    loop_layer = layer._get_layer()
+    if len(loop_layer._shards) != 1:
+        return None
+    return loop_layer._get_group_channel_name(group), layer.serialize(event)
 
 
 async def publish_delta(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> None:
@@ -167,6 +213,11 @@ async def publish_delta(*, conversation_id: int, message_id: int, seq: int, offs
 
 async def publish_start(message: Message) -> None:
     await publish(conversation_group(message.conversation_id), start_frame(message), message_id=message.pk, seq=0)
+
+
+async def publish_queued(*, conversation_id: int, message_id: int, ahead: int) -> None:
+    frame = queued_frame(conversation_id=conversation_id, message_id=message_id, ahead=ahead)
+    await publish(conversation_group(conversation_id), frame, message_id=message_id, seq=0)
 
 
 async def publish_done(message: Message) -> None:

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import math
+import weakref
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 class FrameCoalescer:
     """Turns deltas into frames: the first delta after a quiet spell goes at once, a burst is batched.
 
+    The batching window adapts to load: the replies streaming in this process share a budget of
+    CHAT_FRAME_RATE frames a second (200 replies: about 130 ms), from CHAT_FRAME_MIN_WINDOW_MS (a
+    model slower than one token per that window has every token sent at once) up to CHAT_FRAME_WINDOW_MS. Every frame costs the same on the channel layer and in every consumer,
+    however few characters it carries, so this keeps the relay's cost per token flat as load grows.
     A frame is written to the live log before it is published, so a snapshot read after
     subscribing always meets the live frames without a gap.
     """
@@ -29,10 +34,12 @@ class FrameCoalescer:
         self.conversation_id = conversation_id
         self.message_id = message_id
         self.window = settings.CHAT_FRAME_WINDOW_MS / 1000
+        self.min_window = settings.CHAT_FRAME_MIN_WINDOW_MS / 1000
         self.max_chars = settings.CHAT_FRAME_MAX_CHARS
         self.seq = 0
         self.length = 0
         self._sent: list[str] = []
+        self._ends: list[int] = []  # where each frame ended: enough to rebuild a lost live log
         self._pending: list[str] = []
         self._pending_chars = 0
         self._last_flush = -math.inf
@@ -41,6 +48,7 @@ class FrameCoalescer:
         self._loop = asyncio.get_running_loop()
         self._flushes: set[asyncio.Task[None]] = set()
         self.frames_published = 0
+        _open.add(self)
 
     @property
     def content(self) -> str:
@@ -53,10 +61,11 @@ class FrameCoalescer:
         self._pending.append(text)
         self._pending_chars += len(text)
         now = self._loop.time()
-        if now - self._last_flush >= self.window or self._pending_chars >= self.max_chars:
+        window = min(self.window, max(self.min_window, len(_open) / settings.CHAT_FRAME_RATE))
+        if now - self._last_flush >= window or self._pending_chars >= self.max_chars:
             await self.flush()
         elif self._timer is None:
-            self._timer = self._loop.call_at(self._last_flush + self.window, self._flush_later)
+            self._timer = self._loop.call_at(self._last_flush + window, self._flush_later)
 
     def _flush_later(self) -> None:
         self._timer = None
@@ -76,25 +85,35 @@ class FrameCoalescer:
             self._pending_chars = 0
             offset, self.length, self.seq = self.length, self.length + len(text), self.seq + 1
             self._sent.append(text)
+            self._ends.append(self.length)
             self._last_flush = self._loop.time()
             try:
-                await live_log().append(self.message_id, text, self.length)
-                await events.publish_delta(
-                    conversation_id=self.conversation_id,
-                    message_id=self.message_id,
-                    seq=self.seq,
-                    offset=offset,
-                    text=text,
-                )
+                await self._log_and_publish(offset, text)
                 self.frames_published += 1
             except Exception:  # noqa: BLE001 - the layer is best effort; clients resync from the snapshot
                 logger.warning("could not publish frame %s of reply %s", self.seq, self.message_id, exc_info=True)
 
+    async def _log_and_publish(self, offset: int, text: str) -> None:
+        frame = {"conversation_id": self.conversation_id, "message_id": self.message_id, "seq": self.seq}
+        wire = events.delta_wire(**frame, offset=offset, text=text)
+        # On Redis pub/sub, one script appends then publishes, batched with other replies' frames.
+        if wire is not None and await live_log().append_and_publish(self.message_id, text, self.length, self.seq, wire):
+            return
+        if await live_log().append(self.message_id, text, self.length) != self.seq:
+            # Redis restarted (the log is gone) or missed a frame while away: rewrite it whole,
+            # so snapshots taken from now on are right again.
+            await live_log().restore(self.message_id, self.content, self._ends)
+        await events.publish_delta(**frame, offset=offset, text=text)
+
     async def close(self) -> None:
         """Publish whatever is still buffered."""
+        _open.discard(self)
         await self.flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+_open: weakref.WeakSet[FrameCoalescer] = weakref.WeakSet()  # replies streaming in this process
 
 
 class Generation:
@@ -108,6 +127,7 @@ class Generation:
         self._streaming = False
         self.task: asyncio.Task[None] | None = None
         self.db_writes = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         self.stop_requested = True
@@ -124,7 +144,8 @@ class Generation:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
-        context = await database_sync_to_async(services.generation_begin)(message_id=self.message_id)
+        # A short database outage must not lose the job: the reply would wait for the pending expiry.
+        context = await _with_database_retry(services.generation_begin, message_id=self.message_id)
         self.db_writes += 1
         if context is None:
             return
@@ -134,6 +155,8 @@ class Generation:
         await _best_effort(events.publish_start(reply))
         await _announce_conversation(reply)
         status, result, error = await self._stream(context, frames)
+        if self._checkpointing is not None:
+            await self._checkpointing  # the final save must come after it
         await frames.close()
         _settle_usage(result, context, frames.content)
         finish = services.reply_mark_interrupted if status == Message.Status.INTERRUPTED else services.generation_finish
@@ -173,9 +196,10 @@ class Generation:
                                     first_token_at = now
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
                                 await frames.add(delta)
-                                if now >= next_checkpoint:
+                                if now >= next_checkpoint and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
-                                    await self._checkpoint(frames)
+                                    # In the background: the stream must not wait for the database.
+                                    self._checkpointing = loop.create_task(self._checkpoint(frames))
                         return Message.Status.COMPLETE, result, None
                     except ProviderError as exc:
                         # Never log the SDK's exception: upstream error texts can quote the API key.
@@ -219,8 +243,10 @@ class Generation:
         self.db_writes += 1
         if not still_wanted:
             # The stop signal over the channel layer was lost; the database says stop.
-            self.stop_requested = True
-            raise asyncio.CancelledError
+            self.stop()
+
+    def _checkpoint_done(self) -> bool:
+        return self._checkpointing is None or self._checkpointing.done()
 
 
 def _backoff(attempt: int, error: ProviderError) -> float:
@@ -252,13 +278,13 @@ def _settle_usage(result: StreamResult, context: services.GenerationContext, con
 
 
 async def _with_database_retry(func, /, **kwargs):  # noqa: ANN001, ANN202
-    """The final save must land: retry through a short database outage (about a minute)."""
+    """The claim and the final save must land: retry through a short database outage (about a minute)."""
     delay = 0.25
     for _ in range(40):
         try:
             return await database_sync_to_async(func)(**kwargs)
         except Exception:  # noqa: BLE001
-            logger.warning("saving reply %s failed; retrying", kwargs.get("message_id"), exc_info=True)
+            logger.warning("database call %s for reply %s failed; retrying", func.__name__, kwargs.get("message_id"))
             await sync_to_async(_close_connections)()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

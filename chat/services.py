@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -111,6 +111,7 @@ def _new_reply(conversation: Conversation, *, client_id: str = "") -> Message:
 
 def _start_reply(conversation: Conversation, *, client_id: str, user_content: str | None) -> SendResult:
     """Create (optionally) a user message and a pending reply, atomically; `busy` if one runs."""
+    _check_queue_room(owner_id=conversation.owner_id)
     try:
         with transaction.atomic():
             user_message = None
@@ -132,6 +133,38 @@ def _start_reply(conversation: Conversation, *, client_id: str, user_content: st
             return _replay(existing)
         raise ChatError("busy") from None
     return SendResult(user_message=user_message, reply=reply, created=True)
+
+
+def _waiting_replies() -> "models.QuerySet[Message]":
+    return Message.objects.filter(status=Message.Status.PENDING, cancel_requested=False)
+
+
+def _check_queue_room(*, owner_id: int) -> None:
+    """`queue_full` when the user already has the allowed number of replies waiting for a worker.
+
+    The database is the count every process shares; two sends at the same instant may both pass.
+    """
+    waiting = _waiting_replies().filter(conversation__owner_id=owner_id).count()
+    if waiting >= settings.CHAT_MAX_QUEUED_PER_USER:
+        raise ChatError("queue_full")
+
+
+def reply_queue_position(*, message_id: int) -> int | None:
+    """How many replies, of any user, wait for a worker ahead of this one; None once it was taken."""
+    if not _waiting_replies().filter(pk=message_id).exists():
+        return None
+    return _waiting_replies().filter(pk__lt=message_id).count()
+
+
+def reply_refuse_job(*, message_id: int, code: str) -> Message:
+    """The job could not be queued (`queue_full`, `unavailable`): the reply fails now, not after the expiry."""
+    Message.objects.filter(pk=message_id, status=Message.Status.PENDING).update(
+        status=Message.Status.FAILED,
+        error_code=code,
+        error_message=ChatError(code).message,
+        finished_at=timezone.now(),
+    )
+    return Message.objects.select_related("conversation").get(pk=message_id)
 
 
 def _replay(existing: Message) -> SendResult:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.layers import get_channel_layer
 from channels.routing import ChannelNameRouter
 from channels.utils import await_many_dispatch
@@ -21,7 +21,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import events, services
+from chat import events, health, services
+from chat.errors import ChatError
 from chat.generation import Generation, _announce_conversation, _best_effort
 from chat.models import Message
 
@@ -38,6 +39,7 @@ class Runner:
         self.idle.set()
 
     def start(self, *, message_id: int, conversation_id: int, worker: "GenerationWorker") -> None:
+        logger.info("reply %s taken (%s running)", message_id, len(self.running) + 1)
         generation = Generation(message_id, conversation_id)
         self.running[message_id] = generation
         self.idle.clear()
@@ -128,6 +130,7 @@ class ChatWorker(Worker):
         self.handle_signals = handle_signals
         self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY)
         self.stopping = asyncio.Event()
+        self.worker_id = health.new_worker_id()
 
     async def arun(self) -> None:
         checker = asyncio.ensure_future(self.application_checker())
@@ -145,21 +148,35 @@ class ChatWorker(Worker):
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         maintenance = asyncio.ensure_future(self.maintenance())
-        logger.info("worker ready: channels %s, %s replies at once", self.channels, settings.CHAT_WORKER_CONCURRENCY)
+        logger.info(
+            "worker ready: %s, channels %s, %s replies at once",
+            self.worker_id,
+            self.channels,
+            settings.CHAT_WORKER_CONCURRENCY,
+        )
         await self.stopping.wait()
         for task in listeners:
             task.cancel()
         await self.shutdown()
         maintenance.cancel()
+        await _best_effort(health.worker_gone(worker_id=self.worker_id))
 
     async def listener(self, channel: str) -> None:
+        delay = 0.1
         while True:
             await self.runner.slots.acquire()
             try:
                 message = await self.channel_layer.receive(channel)
+            except Exception:  # noqa: BLE001 - Redis restarting: keep listening, or no job is ever taken again
+                self.runner.slots.release()
+                logger.warning("job channel failed; listening again in %.1fs", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             except BaseException:
                 self.runner.slots.release()
                 raise
+            delay = 0.1
             instance_queue = self.get_or_create_application_instance(channel, {"type": "channel", "channel": channel})
             await instance_queue.put(message)
 
@@ -177,6 +194,8 @@ class ChatWorker(Worker):
 
     async def maintenance(self) -> None:
         while True:
+            # Beat first and apart: a worker waiting out a database outage is still alive.
+            await _best_effort(health.worker_beat(worker_id=self.worker_id, running=len(self.runner.running)))
             try:
                 await database_sync_to_async(renew_leases)(list(self.runner.running))
                 for reply in await database_sync_to_async(services.replies_interrupt_stale)():
@@ -210,7 +229,37 @@ async def submit(*, message_id: int, conversation_id: int) -> None:
     if settings.CHAT_WORKER_IN_PROCESS:
         ensure_in_process_worker()
     job = {"type": "generation.start", "message": message_id, "conversation": conversation_id}
-    await get_channel_layer("jobs").send(settings.CHAT_WORKER_CHANNEL, job)
+    try:
+        await get_channel_layer("jobs").send(settings.CHAT_WORKER_CHANNEL, job)
+    except Exception as exc:
+        # The job queue is full (every worker busy) or Redis is away: fail the reply now, clearly,
+        # rather than let it wait for the pending expiry with no job behind it.
+        code = "queue_full" if isinstance(exc, ChannelFull) else "unavailable"
+        if code == "unavailable":
+            logger.warning("could not queue reply %s", message_id, exc_info=True)
+        reply = await database_sync_to_async(services.reply_refuse_job)(message_id=message_id, code=code)
+        await _best_effort(events.publish_done(reply))
+        await _announce_conversation(reply)
+        raise ChatError(code) from None
+    notice = asyncio.get_running_loop().create_task(_notice_if_queued(message_id, conversation_id))
+    _notices.add(notice)
+    notice.add_done_callback(_notices.discard)
+
+
+QUEUED_NOTICE_SECONDS = 0.5
+_notices: set[asyncio.Task[None]] = set()
+
+
+async def _notice_if_queued(message_id: int, conversation_id: int) -> None:
+    """A reply no worker took within half a second waits for a free slot: tell its followers."""
+    await asyncio.sleep(QUEUED_NOTICE_SECONDS)
+    try:
+        ahead = await database_sync_to_async(services.reply_queue_position)(message_id=message_id)
+    except Exception:  # noqa: BLE001 - a notice only; the reply goes on regardless
+        logger.warning("could not tell whether reply %s is queued", message_id, exc_info=True)
+        return
+    if ahead is not None:
+        await _best_effort(events.publish_queued(conversation_id=conversation_id, message_id=message_id, ahead=ahead))
 
 
 async def request_stop(*, conversation_id: int) -> None:

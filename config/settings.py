@@ -89,15 +89,39 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     # redis-py's default 5 s read timeout equals channels_redis' 5 s blocking pop: give reads room.
-    _redis_host = {"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True, "health_check_interval": 15}
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # After a Redis restart every pooled connection is dead: retry a command once on a new one.
+    _redis_host = {
+        "address": REDIS_URL,
+        "socket_timeout": 30,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry_on_error": [RedisConnectionError],
+    }
     # Live frames go through Redis pub/sub (no capacity limit, ~6x cheaper per message than the
     # list-based layer); generation jobs go through the list-based layer, where exactly one worker
     # takes each job. See docs/deployment.md.
-    CHANNEL_LAYERS = {
-        "default": {
+    # CHAT_FRAME_LAYER=core puts live frames on the list-based layer instead, with a capacity per
+    # channel: the fault tests use a tiny one to force dropped frames (clients recover by seq/offset).
+    _frame_layer = (
+        {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_host],
+                "prefix": env_str("CHAT_REDIS_PREFIX", "chat"),
+                "capacity": env_int("CHAT_FRAME_LAYER_CAPACITY", 100),
+                "expiry": env_int("CHAT_FRAME_LAYER_EXPIRY", 60),
+            },
+        }
+        if env_str("CHAT_FRAME_LAYER", "pubsub") == "core"
+        else {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [_redis_host], "prefix": env_str("CHAT_REDIS_PREFIX", "chat")},
-        },
+        }
+    )
+    CHANNEL_LAYERS = {
+        "default": _frame_layer,
         "jobs": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
@@ -148,6 +172,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# The chat script reads the CSRF token from the page, never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -192,7 +218,12 @@ CHAT_TIMEOUT_TOTAL = env_float("CHAT_TIMEOUT_TOTAL", 600.0)
 CHAT_RETRY_ATTEMPTS = env_int("CHAT_RETRY_ATTEMPTS", 2)
 CHAT_RETRY_BASE_DELAY = env_float("CHAT_RETRY_BASE_DELAY", 0.5)
 CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0)
-CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 40)
+# Frame coalescing adapts to load: the replies of a process share CHAT_FRAME_RATE frames a second;
+# the window between two frames of a reply is at least CHAT_FRAME_MIN_WINDOW_MS (a token slower than
+# that goes at once) and at most CHAT_FRAME_WINDOW_MS.
+CHAT_FRAME_RATE = env_float("CHAT_FRAME_RATE", 1500.0)
+CHAT_FRAME_MIN_WINDOW_MS = env_int("CHAT_FRAME_MIN_WINDOW_MS", 15)
+CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 250)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 4096)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 10.0)
@@ -201,7 +232,20 @@ CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15.0)
 CHAT_WORKER_CHANNEL = env_str("CHAT_WORKER_CHANNEL", "chat-generate")
 CHAT_WORKER_CONCURRENCY = env_int("CHAT_WORKER_CONCURRENCY", 500)
+# Replies of one user waiting for a free worker slot; one more is refused with `queue_full`.
+CHAT_MAX_QUEUED_PER_USER = env_int("CHAT_MAX_QUEUED_PER_USER", 5)
+# A worker writes a heartbeat every maintenance round (2 s); /readyz counts workers seen within this.
+CHAT_WORKER_HEARTBEAT_TTL_SECONDS = env_float("CHAT_WORKER_HEARTBEAT_TTL_SECONDS", 6.0)
 # Embedded mode runs the worker inside the server process; with Redis, `runworker` processes do.
 CHAT_WORKER_IN_PROCESS = env_bool("CHAT_WORKER_IN_PROCESS", not REDIS_URL)
 CHAT_SIGNUP_ENABLED = env_bool("CHAT_SIGNUP_ENABLED", True)
 CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 256 * 1024)
+
+# --- Abuse limits (chat/limits.py); 0 switches a limit off ------------------------------------
+# Counted in the database when a reply would start, so they hold across server processes.
+CHAT_MAX_CONCURRENT_PER_USER = env_int("CHAT_MAX_CONCURRENT_PER_USER", 6)  # pending + streaming replies
+CHAT_MESSAGES_PER_MINUTE = env_int("CHAT_MESSAGES_PER_MINUTE", 20)  # replies started (send/retry/edit/continue)
+CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 200_000)  # input + output tokens per UTC day
+CHAT_WS_FRAMES_PER_SECOND = env_float("CHAT_WS_FRAMES_PER_SECOND", 10.0)  # per socket, bursts of twice that
+# Live sockets and SSE streams re-check their login session this often (logout closes them at once).
+CHAT_SESSION_CHECK_SECONDS = env_float("CHAT_SESSION_CHECK_SECONDS", 60.0)

@@ -69,7 +69,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout:
 def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under Daphne with its own SQLite file, the fake upstream as its only provider, one user."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+        pytest.fail(f"{CHROMIUM} is not installed: scripts/test.sh installs Debian's chromium")
     folder = tmp_path_factory.mktemp("browser-server")
     env = {
         **os.environ,

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Audit the pinned runtime requirements for known vulnerabilities (pip-audit, PyPI's advisory data).
+#
+# --strict: a dependency that cannot be audited (not found, service unreachable) fails the run, so
+# "No known vulnerabilities found" can never mean "nothing was checked".
+# A finding is handled by upgrading the pin in requirements.txt, or, when no fixed release exists or
+# the vulnerable code is not reachable from this app, by a line in scripts/audit-ignore.txt:
+#   <VULN-ID>  <YYYY-MM-DD, review by>  <who>: <why it does not apply>
+# Expired entries (review date passed) fail the run, so an ignore is always re-decided.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+
+ignores=()
+today=$(date -u +%F)
+if [ -f scripts/audit-ignore.txt ]; then
+  while read -r id review rest; do
+    case "$id" in ''|'#'*) continue ;; esac
+    if [[ "$review" < "$today" ]]; then
+      echo "audit: the ignore of $id was due for review on $review: decide again ($rest)" >&2
+      exit 1
+    fi
+    ignores+=(--ignore-vuln "$id")
+  done < scripts/audit-ignore.txt
+fi
+
+exec pip-audit --requirement requirements.txt --no-deps --disable-pip --strict --progress-spinner off \
+  ${ignores[@]+"${ignores[@]}"} "$@"

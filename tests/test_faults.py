@@ -1,0 +1,816 @@
+"""Scale-out and fault tolerance, end to end: real Daphne and `runworker` processes on PostgreSQL and
+Redis, real WebSocket clients, and a fault injected in the middle of a reply (kill -9, SIGTERM, a
+Redis restart, a database cut, dropped frames). Each test starts its own processes on its own Redis
+prefix (so no other worker takes its jobs) and stops them, whatever happens, in the fixture teardown.
+
+The checks are the same everywhere: what the clients assembled equals what the database saved, no
+character is duplicated, nothing is lost beyond the last checkpoint, and no reply is left running.
+"""
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.models import Conversation, Message
+from tests.cluster_fixtures import Process, cluster_env, drop_stray_sessions, start_worker
+from tests.engine_fixtures import TEST_MODEL, session_cookie_for
+from tests.fake_upstream import Scenario
+
+pytestmark = [pytest.mark.cluster_only, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+# Short bounds, so each fault resolves in seconds (production: 10 s lease, 20 s grace; docs/deployment.md).
+LEASE_SECONDS = 3
+MAINTENANCE_SECONDS = 2  # ChatWorker.maintenance_interval
+GRACE_SECONDS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def expected_slow(count: int) -> str:
+    return "".join(Scenario.slow(count).tokens)
+
+
+# --- Processes ------------------------------------------------------------------------------------
+
+
+class Cluster:
+    """Daphne servers and workers sharing one database, one Redis and a Redis prefix of their own."""
+
+    def __init__(self, upstream_url: str, log_dir: Path, **overrides: str) -> None:
+        self.log_dir = log_dir
+        defaults = {
+            "CHAT_REDIS_PREFIX": f"faults-{uuid.uuid4().hex[:8]}",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CHAT_LEASE_SECONDS": str(LEASE_SECONDS),
+            "CHAT_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+            "CHAT_WORKER_HEARTBEAT_TTL_SECONDS": "3",
+        }
+        self.env = cluster_env(upstream_url, **{**defaults, **overrides})
+        self.processes: list[Process] = []
+        self.count = 0
+
+    def _log(self, name: str) -> Path:
+        self.count += 1
+        return self.log_dir / f"{self.count:02d}-{name}.log"
+
+    def worker(self) -> Process:
+        process = start_worker(self.env, self._log("worker"))
+        self.processes.append(process)
+        return process
+
+    def server(self) -> "Server":
+        for _ in range(3):  # a free port may be taken by someone else before Daphne binds it
+            port = free_port()
+            args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+            process = Process(args, self.env, self._log(f"daphne-{port}"))
+            self.processes.append(process)
+            server = Server(port, process)
+            try:
+                server.wait_ready()
+            except RuntimeError:
+                if "Address already in use" not in process.output():
+                    raise
+                continue
+            return server
+        raise RuntimeError("no free port for Daphne")
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.popen.kill()
+            with contextlib.suppress(Exception):
+                process.stop(timeout=5)
+
+
+class Server:
+    def __init__(self, port: int, process: Process) -> None:
+        self.port = port
+        self.process = process
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.popen.poll() is not None:
+                raise RuntimeError(f"daphne exited:\n{self.process.output()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz")[0] == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"daphne on {self.port} did not answer:\n{self.process.output()[-3000:]}")
+
+
+@pytest.fixture
+def cluster(upstream, tmp_path) -> Iterator[Any]:
+    """`cluster(**env)` makes a Cluster; every process it started is killed at the end of the test."""
+    made: list[Cluster] = []
+
+    def make(**overrides: str) -> Cluster:
+        made.append(Cluster(upstream.base_url_openai, tmp_path, **overrides))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.stop_all()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_stray_sessions(django_db_blocker) -> Iterator[None]:
+    """Killed processes may leave database sessions behind; end them so the test database can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        drop_stray_sessions()
+
+
+class RedisServer:
+    """A throwaway redis-server of the test's own, which the test may kill and start again."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        log = (self.log_dir / f"redis-{self.port}.log").open("ab")
+        self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+class TcpProxy:
+    """A loopback TCP proxy in its own thread: `cut()` drops every connection and refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.refusing = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tcp-proxy")
+
+    def start(self) -> "TcpProxy":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def cut(self) -> None:
+        def cut_now() -> None:
+            self.refusing = True
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._loop.call_soon_threadsafe(cut_now)
+
+    def restore(self) -> None:
+        self._loop.call_soon_threadsafe(setattr, self, "refusing", False)
+
+    def stop(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def db_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(int(settings.DATABASES["default"]["PORT"] or 5432)).start()
+    yield proxy
+    proxy.stop()
+
+
+def through(proxy: TcpProxy) -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}"
+
+
+# --- The client: the documented client rules, over a real WebSocket ---------------------------------
+
+
+class Follower:
+    """Follows one conversation like the browser does (static/chat/app.js):
+
+    a delta at our length is appended, one that overlaps has the overlap dropped, one past our
+    length is a gap: subscribe again for a snapshot. A `done` whose length differs from ours, or
+    silence while a reply runs, asks for a snapshot too. A dropped socket reconnects and resumes
+    with `after: {message, seq}`.
+    """
+
+    def __init__(self, port: int, cookie: bytes, conversation: int) -> None:
+        self.port = port
+        self.cookie = cookie
+        self.conversation = conversation
+        self.ws: Any = None
+        self.message: int | None = None
+        self.text = ""
+        self.seen = ""  # the longest text assembled from live frames (a resync may replace `text`)
+        self.seq = 0
+        self.status: str | None = None
+        self.frames: list[dict[str, Any]] = []
+        self.gaps = 0
+        self.reconnects = 0
+        self.resyncs = 0
+
+    async def connect(self) -> "Follower":
+        headers = {"Origin": f"http://127.0.0.1:{self.port}", "Cookie": self.cookie.decode()}
+        self.ws = await websockets.connect(f"ws://127.0.0.1:{self.port}/ws/chat/", additional_headers=headers)
+        hello = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+        assert hello["type"] == "hello"
+        return self
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def subscribe(self, *, resume: bool = False) -> None:
+        frame: dict[str, Any] = {"type": "subscribe", "conversation": self.conversation}
+        if resume and self.message is not None and self.status in (None, "pending", "streaming"):
+            frame["after"] = {"message": self.message, "seq": self.seq}
+        await self.send(frame)
+
+    async def ask(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a command (send, continue, retry...) and return its `accepted` or `error` frame."""
+        client_id = uuid.uuid4().hex
+        await self.send({"type": kind, "conversation": self.conversation, "client_id": client_id, **fields})
+        return await self.next_matching(
+            lambda f: (
+                (f["type"] == "accepted" and f["client_id"] == client_id)
+                or (f["type"] == "error" and f.get("ref") == client_id)
+            )
+        )
+
+    async def receive(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        except TimeoutError:
+            return None
+        except websockets.ConnectionClosed:
+            await self._reconnect()
+            return None
+        self.frames.append(frame)
+        self._apply(frame)
+        return frame
+
+    async def _reconnect(self) -> None:
+        self.reconnects += 1
+        for attempt in range(60):
+            try:
+                await self.connect()
+                await self.subscribe(resume=True)
+                return
+            except (OSError, websockets.WebSocketException, TimeoutError):
+                await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
+        raise AssertionError("could not reconnect")
+
+    async def next_matching(self, predicate, timeout: float = 20) -> dict[str, Any]:  # noqa: ANN001
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout)
+                if frame is not None and predicate(frame):
+                    return frame
+
+    def _apply(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if frame.get("conversation") not in (self.conversation, None) and kind != "conversation":
+            return
+        if kind == "accepted":
+            payload = frame["message"]
+            self.message, self.text, self.seq, self.status = payload["id"], payload["content"], 0, payload["status"]
+        elif kind == "snapshot" and frame["message"] is not None:
+            payload = frame["message"]
+            self.message, self.text, self.seq, self.status = (
+                payload["id"],
+                payload["content"],
+                payload["seq"],
+                payload["status"],
+            )
+        elif kind == "message" and frame["message"]["role"] == "assistant":
+            payload = frame["message"]
+            self.message, self.text, self.seq, self.status = payload["id"], payload["content"], 0, payload["status"]
+        elif kind == "start":
+            self.message, self.text, self.seq, self.status = frame["message"], "", 0, "streaming"
+        elif kind == "delta" and frame["message"] == self.message:
+            if frame["offset"] > len(self.text):
+                self.gaps += 1
+                self._pending_resync = True
+                return
+            self.text += frame["text"][len(self.text) - frame["offset"] :]
+            self.seq = frame["seq"]
+            if len(self.text) > len(self.seen):
+                self.seen = self.text
+        elif kind == "done" and frame["message"]["id"] == self.message:
+            if frame["message"]["length"] != len(self.text):
+                self.gaps += 1
+                self._pending_resync = True
+                return
+            self.status = frame["message"]["status"]
+
+    _pending_resync = False
+
+    async def follow(self, timeout: float = 40, quiet: float = 3.0) -> tuple[str, str]:
+        """Read until the followed reply ends; returns (text, status)."""
+        async with asyncio.timeout(timeout):
+            while self.status in (None, "pending", "streaming"):
+                if self._pending_resync:
+                    self._pending_resync = False
+                    self.resyncs += 1
+                    await self.subscribe()
+                frame = await self.receive(quiet)
+                if frame is None and self.ws.state == websockets.protocol.State.OPEN:
+                    # Silence while a reply runs: a lost frame (or a lost `done`); ask where it stands.
+                    self.resyncs += 1
+                    await self.subscribe(resume=True)
+        return self.text, self.status
+
+    async def wait_text(self, chars: int, timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.text) < chars:
+                await self.receive(timeout)
+
+
+async def follower(port: int, user: Any, conversation: int) -> Follower:
+    client = await Follower(port, await session_cookie_for(user), conversation).connect()
+    await client.subscribe()
+    await client.next_matching(lambda f: f["type"] == "snapshot")
+    return client
+
+
+# --- Database helpers -----------------------------------------------------------------------------
+
+
+@sync_to_async
+def new_conversation(username: str = "") -> tuple[Any, int]:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=username or f"f-{uuid.uuid4().hex[:8]}", password="pw")
+    return user, Conversation.objects.create(owner=user, model=TEST_MODEL).pk
+
+
+@sync_to_async
+def reply_of(message_id: int) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
+@sync_to_async
+def active_replies() -> list[Message]:
+    return list(Message.objects.filter(status__in=Message.ACTIVE_STATUSES))
+
+
+async def wait_for(predicate, timeout: float = 20, interval: float = 0.1) -> float:  # noqa: ANN001
+    """Poll an async predicate; returns the seconds it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+async def streaming_with_checkpoint(message_id: int) -> bool:
+    reply = await reply_of(message_id)
+    return reply.status == "streaming" and len(reply.content) > 0
+
+
+def assert_saved_prefix(client_text: str, saved: str, full: str) -> None:
+    """Nothing duplicated (both are prefixes of the full reply), nothing lost before the checkpoint."""
+    assert full.startswith(client_text), "the client assembled text the model never sent"
+    assert full.startswith(saved), "the database holds text the model never sent"
+    assert saved, "no checkpoint was saved"
+
+
+# --- 1. Two servers, two workers ------------------------------------------------------------------
+
+
+async def test_clients_on_two_servers_follow_one_reply_and_two_workers_share_the_load(cluster, upstream):
+    one = cluster()
+    workers = [one.worker(), one.worker()]
+    server_a, server_b = one.server(), one.server()
+    user, conversation = await new_conversation()
+    on_a = await follower(server_a.port, user, conversation)
+    on_b = await follower(server_b.port, user, conversation)
+
+    upstream.script(Scenario.slow(40, delay=0.02))
+    accepted = await on_a.ask("send", content="hello")
+    assert accepted["type"] == "accepted"
+    text_a, status_a = await on_a.follow()
+    text_b, status_b = await on_b.follow()
+    saved = await reply_of(accepted["message"]["id"])
+    assert status_a == status_b == saved.status == "complete"
+    assert text_a == text_b == saved.content == expected_slow(40)
+
+    # One slow upstream does not hold up the others, and both workers take jobs.
+    upstream.script(Scenario.slow(100, delay=0.1), *[Scenario.text("quick reply") for _ in range(6)])
+    slow_user, slow_conversation = await new_conversation()
+    slow = await follower(server_a.port, slow_user, slow_conversation)
+    slow_reply = (await slow.ask("send", content="take your time"))["message"]["id"]
+    assert await asyncio.to_thread(upstream.wait_requests, 2)
+    quick = []
+    for index in range(6):
+        quick_user, quick_conversation = await new_conversation()
+        client = await follower((server_a, server_b)[index % 2].port, quick_user, quick_conversation)
+        assert (await client.ask("send", content="quick"))["type"] == "accepted"
+        quick.append(client)
+    for client in quick:
+        assert await client.follow(timeout=10) == ("quick reply", "complete")
+    assert (await reply_of(slow_reply)).status == "streaming", "the quick replies waited for the slow one"
+    taken = [worker.output().count(" taken (") for worker in workers]
+    assert all(taken), f"one worker took every job: {taken}"
+    await slow.follow()
+    for client in (on_a, on_b, slow, *quick):
+        await client.close()
+
+
+# --- 2. kill -9 a worker mid-reply ----------------------------------------------------------------
+
+
+async def test_killed_worker_reply_is_interrupted_within_the_lease_and_can_be_continued(cluster, upstream):
+    one = cluster()
+    doomed = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    upstream.script(Scenario.slow(400, delay=0.03))
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    await wait_for(lambda: streaming_with_checkpoint(reply_id))
+    one.worker()  # a survivor, to notice the lease run out
+    await client.wait_text(60)
+
+    doomed.popen.kill()
+    killed_at = time.monotonic()
+    text, status = await client.follow(quiet=10)
+    noticed_after = time.monotonic() - killed_at
+    saved = await reply_of(reply_id)
+    assert status == saved.status == "interrupted"
+    assert noticed_after <= LEASE_SECONDS + 2 * MAINTENANCE_SECONDS + 1, f"took {noticed_after:.1f}s"
+    assert text == saved.content, "the client ends with the saved reply"
+    assert_saved_prefix(client.seen, saved.content, expected_slow(400))
+    assert client.seen.startswith(saved.content), "the checkpoint holds text the client never saw"
+    lost = len(client.seen) - len(saved.content)
+    assert lost <= 300, f"{lost} chars lost: more than a checkpoint interval's worth"
+    print(f"kill -9 noticed after {noticed_after:.1f}s; kept {len(saved.content)} of {len(client.seen)} chars seen")
+
+    # The user continues: the partial reply stays, a new one picks up after it.
+    upstream.script(Scenario.text(" and that is the end."))
+    accepted = await client.ask("continue")
+    assert accepted["type"] == "accepted", accepted
+    assert await client.follow() == (" and that is the end.", "complete")
+    assert (await reply_of(reply_id)).content == saved.content
+    sent = upstream.requests[-1].body["messages"]
+    assert sent[-1] == {"role": "assistant", "content": saved.content}
+    assert not await active_replies()
+    await client.close()
+
+
+async def test_no_reply_stays_streaming_after_every_process_is_killed_and_restarted(cluster, upstream):
+    one = cluster(CHAT_PENDING_EXPIRY_SECONDS="4")
+    worker = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    upstream.script(Scenario.slow(400, delay=0.03))
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    await wait_for(lambda: streaming_with_checkpoint(reply_id))
+    # A reply whose job was lost with Redis' list (never taken by any worker).
+    _, orphan_conversation = await new_conversation()
+    orphan = await sync_to_async(Message.objects.create)(
+        conversation_id=orphan_conversation, role="assistant", status="pending", model=TEST_MODEL
+    )
+    for process in (worker, server.process):
+        process.popen.kill()
+    await client.close()
+
+    restarted_at = time.monotonic()
+    one.worker()
+    server = one.server()
+    await wait_for(lambda: _settled(reply_id, orphan.pk), timeout=20)
+    print(f"after a full restart, both replies settled in {time.monotonic() - restarted_at:.1f}s")
+    saved = await reply_of(reply_id)
+    assert saved.status == "interrupted" and saved.content
+    assert expected_slow(400).startswith(saved.content)
+    assert (await reply_of(orphan.pk)).status == "interrupted"
+    again = await follower(server.port, user, conversation)
+    snapshot = next(f for f in again.frames if f["type"] == "snapshot")
+    assert snapshot["message"]["status"] == "interrupted"
+    assert snapshot["message"]["content"] == saved.content
+    assert not await active_replies()
+    await again.close()
+
+
+async def _settled(*message_ids: int) -> bool:
+    return all([(await reply_of(pk)).status == "interrupted" for pk in message_ids])
+
+
+# --- 3. SIGTERM -----------------------------------------------------------------------------------
+
+
+async def test_sigterm_stops_taking_jobs_finishes_short_replies_and_saves_long_ones_as_interrupted(cluster, upstream):
+    one = cluster()
+    worker = one.worker()
+    server = one.server()
+    clients = []
+    for _ in range(3):
+        user, conversation = await new_conversation()
+        clients.append(await follower(server.port, user, conversation))
+    short, long, late = clients
+    upstream.script(Scenario.slow(20, delay=0.05), Scenario.slow(600, delay=0.05))
+    short_id = (await short.ask("send", content="short"))["message"]["id"]
+    assert await asyncio.to_thread(upstream.wait_requests, 1)
+    long_id = (await long.ask("send", content="long"))["message"]["id"]
+    await wait_for(lambda: streaming_with_checkpoint(long_id))
+
+    worker.popen.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    await asyncio.sleep(0.3)
+    late_id = (await late.ask("send", content="after the signal"))["message"]["id"]
+    await asyncio.to_thread(worker.popen.wait, GRACE_SECONDS + 10)
+    exited_after = time.monotonic() - stopped_at
+    print(f"SIGTERM: the worker exited after {exited_after:.1f}s (grace {GRACE_SECONDS}s)")
+    # The grace, then saving and announcing the interrupted reply (slack for a loaded CI machine).
+    assert exited_after <= GRACE_SECONDS + 6
+
+    assert await short.follow() == (expected_slow(20), "complete")
+    long_text, long_status = await long.follow()
+    saved = await reply_of(long_id)
+    assert long_status == saved.status == "interrupted"
+    assert long_text == saved.content, "a graceful stop saves everything the clients saw"
+    assert expected_slow(600).startswith(saved.content) and saved.content
+    assert (await reply_of(short_id)).content == expected_slow(20)
+    assert (await reply_of(late_id)).status == "pending", "a stopping worker took a new job"
+
+    upstream.script(Scenario.text("taken by the next worker"))
+    one.worker()
+    assert await late.follow() == ("taken by the next worker", "complete")
+    assert not await active_replies()
+    for client in clients:
+        await client.close()
+
+
+# --- 4. Redis restarted mid-reply -----------------------------------------------------------------
+
+
+async def test_redis_restart_mid_reply_resyncs_clients_and_saves_the_whole_reply(cluster, upstream, own_redis):
+    one = cluster(REDIS_URL=own_redis.url)
+    worker = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    upstream.script(Scenario.slow(300, delay=0.03))
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    await client.wait_text(100)
+
+    own_redis.kill()
+    await asyncio.sleep(1.0)
+    own_redis.start()
+    text, status = await client.follow(timeout=60)
+    saved = await reply_of(reply_id)
+    assert status == saved.status == "complete"
+    assert text == saved.content == expected_slow(300), "lost or duplicated characters"
+    print(f"Redis restart: {client.gaps} gaps, {client.resyncs} resyncs, {client.reconnects} reconnects")
+
+    # Every process reconnected by itself: the next reply streams through the restarted Redis.
+    upstream.script(Scenario.text("after the restart"))
+    assert (await client.ask("send", content="again"))["type"] == "accepted"
+    assert await client.follow(timeout=30) == ("after the restart", "complete")
+    assert worker.popen.poll() is None and server.process.popen.poll() is None
+    assert not await active_replies()
+    await client.close()
+
+
+# --- 5. PostgreSQL away for a few seconds ---------------------------------------------------------
+
+
+async def test_database_outage_gives_clear_errors_and_every_reply_recovers_without_a_restart(
+    cluster, upstream, db_proxy
+):
+    one = cluster(DATABASE_URL=through(db_proxy), CHAT_LEASE_SECONDS="10")
+    worker = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    _, other_conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    upstream.script(Scenario.slow(250, delay=0.03))
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    await client.wait_text(60)
+    # A job that arrives while the database is away: its claim must wait, not be dropped.
+    waiting = await sync_to_async(Message.objects.create)(
+        conversation_id=other_conversation, role="assistant", status="pending", model=TEST_MODEL
+    )
+
+    db_proxy.cut()
+    cut_at = time.monotonic()
+    await _submit_job(one.env, waiting.pk, other_conversation)
+    refused = await client.ask("send", content="while the database is away")
+    assert refused["type"] == "error" and refused["code"] == "unavailable", refused
+    status, body = await asyncio.to_thread(server.get, "/readyz")
+    assert status == 503 and body["checks"]["database"] == "failed"
+    await asyncio.sleep(max(0.0, 4 - (time.monotonic() - cut_at)))
+    db_proxy.restore()
+
+    upstream.script(Scenario.text("claimed after the outage"))
+    text, final = await client.follow(timeout=60)
+    saved = await reply_of(reply_id)
+    assert final == saved.status == "complete"
+    assert text == saved.content == expected_slow(250)
+    await wait_for(lambda: _status_is(waiting.pk, "complete"), timeout=30)
+    assert (await reply_of(waiting.pk)).content == "claimed after the outage"
+    assert worker.popen.poll() is None and server.process.popen.poll() is None, "a process died"
+
+    upstream.script(Scenario.text("all good"))
+    assert (await client.ask("send", content="and now?"))["type"] == "accepted"
+    assert await client.follow() == ("all good", "complete")
+    assert (await asyncio.to_thread(server.get, "/readyz"))[0] == 200
+    assert not await active_replies()
+    await client.close()
+
+
+async def _status_is(message_id: int, status: str) -> bool:
+    return (await reply_of(message_id)).status == status
+
+
+async def _submit_job(env: dict[str, str], message_id: int, conversation_id: int) -> None:
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[env["REDIS_URL"]], prefix=env["CHAT_REDIS_PREFIX"] + "-jobs", expiry=600)
+    job = {"type": "generation.start", "message": message_id, "conversation": conversation_id}
+    await layer.send(settings.CHAT_WORKER_CHANNEL, job)
+    await layer.flush()
+
+
+# --- 6. Dropped frames ----------------------------------------------------------------------------
+
+
+async def test_dropped_frames_are_noticed_by_offset_and_recovered_from_the_snapshot(cluster, upstream):
+    one = cluster(CHAT_FRAME_LAYER="core", CHAT_FRAME_LAYER_CAPACITY="1", CHAT_FRAME_WINDOW_MS="0")
+    one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    clients = [await follower(server.port, user, conversation) for _ in range(3)]
+    upstream.script(Scenario.slow(1500, delay=0.0005))
+    reply_id = (await clients[0].ask("send", content="a flood"))["message"]["id"]
+    results = await asyncio.gather(*(client.follow(timeout=60, quiet=1.0) for client in clients))
+    saved = await reply_of(reply_id)
+    assert saved.status == "complete" and saved.content == expected_slow(1500)
+    assert all(result == (saved.content, "complete") for result in results)
+    gaps = sum(client.gaps for client in clients)
+    print(f"capacity 1: {gaps} gaps noticed, {sum(c.resyncs for c in clients)} resyncs")
+    assert gaps, "no frame was dropped: the test did not test anything"
+    for client in clients:
+        await client.close()
+
+
+# --- 7. Worker slots, the queued state and queue_full ----------------------------------------------
+
+
+async def test_jobs_beyond_the_worker_slots_wait_queued_and_a_full_queue_is_refused(cluster, upstream):
+    one = cluster(CHAT_WORKER_CONCURRENCY="1", CHAT_MAX_QUEUED_PER_USER="1")
+    one.worker()
+    server = one.server()
+    busy_user, busy_conversation = await new_conversation()
+    busy = await follower(server.port, busy_user, busy_conversation)
+    upstream.script(Scenario.slow(60, delay=0.05), Scenario.text("your turn"))
+    busy_id = (await busy.ask("send", content="occupy the slot"))["message"]["id"]
+    await wait_for(lambda: _status_is(busy_id, "streaming"))
+
+    user, conversation = await new_conversation()
+    waiting = await follower(server.port, user, conversation)
+    waiting_id = (await waiting.ask("send", content="me next"))["message"]["id"]
+    queued = await waiting.next_matching(lambda f: f["type"] == "queued", timeout=5)
+    assert queued["message"] == waiting_id and queued["ahead"] == 0
+    assert (await reply_of(waiting_id)).status == "pending"
+
+    from django.contrib.auth import get_user_model
+
+    second = await sync_to_async(Conversation.objects.create)(
+        owner=await sync_to_async(get_user_model().objects.get)(pk=user.pk), model=TEST_MODEL
+    )
+    other_tab = await follower(server.port, user, second.pk)
+    refused = await other_tab.ask("send", content="and me")
+    assert refused["type"] == "error" and refused["code"] == "queue_full", refused
+
+    assert await busy.follow() == (expected_slow(60), "complete")
+    assert await waiting.follow() == ("your turn", "complete")
+    first, then = await reply_of(busy_id), await reply_of(waiting_id)
+    assert then.started_at >= first.finished_at, "the worker ran more replies than its slots"
+    for client in (busy, waiting, other_tab):
+        await client.close()
+
+
+# --- 8. Health ------------------------------------------------------------------------------------
+
+
+async def test_readiness_names_the_failed_check_and_liveness_stays_up(cluster, own_redis, db_proxy):
+    one = cluster(REDIS_URL=own_redis.url, DATABASE_URL=through(db_proxy))
+    worker = one.worker()
+    server = one.server()
+
+    async def ready() -> tuple[int, dict[str, Any]]:
+        return await asyncio.to_thread(server.get, "/readyz")
+
+    async def failing(check: str) -> bool:
+        status, body = await ready()
+        return status == 503 and body["checks"][check] == "failed"
+
+    await wait_for(lambda: _ready(server), timeout=10)
+    worker.popen.kill()
+    gone_after = await wait_for(lambda: failing("workers"), timeout=10)
+    print(f"readyz noticed the killed worker after {gone_after:.1f}s")
+    one.worker()
+    await wait_for(lambda: _ready(server), timeout=10)
+
+    db_proxy.cut()
+    await wait_for(lambda: failing("database"), timeout=10)
+    assert (await asyncio.to_thread(server.get, "/healthz"))[0] == 200
+    db_proxy.restore()
+    await wait_for(lambda: _ready(server), timeout=10)
+
+    own_redis.kill()
+    await wait_for(lambda: failing("channel_layer"), timeout=10)
+    assert (await asyncio.to_thread(server.get, "/healthz"))[0] == 200
+    own_redis.start()
+    await wait_for(lambda: _ready(server), timeout=15)
+
+
+async def _ready(server: Server) -> bool:
+    return (await asyncio.to_thread(server.get, "/readyz"))[0] == 200
