@@ -30,6 +30,7 @@ STATUS_FOR_CODE = {
     "message_too_long": 413,
     "frame_too_large": 413,
     "too_many_running": 429,
+    "queue_full": 429,
     "rate_limited": 429,
     "budget_exhausted": 429,
     "unavailable": 503,
