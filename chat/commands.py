@@ -7,7 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
-from chat import events, limits, selectors, services, worker
+from chat import events, selectors, services, worker
 from chat.events import Frame
 from chat.live import live_log
 from chat.models import Conversation, Message
@@ -44,8 +44,7 @@ async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> C
 
 
 async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> ReplyStarted:
-    start = database_sync_to_async(limits.start_within_limits)
-    result: services.SendResult = await start(service, conversation=conversation, **kwargs)
+    result: services.SendResult = await database_sync_to_async(service)(conversation=conversation, **kwargs)
     started = ReplyStarted(conversation.pk, result.user_message, result.reply, duplicate=not result.created)
     if result.created:
         if result.user_message is not None:

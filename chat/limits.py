@@ -6,7 +6,6 @@ exceeded by the number of requests racing it, never more. Frame rate is per sock
 """
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chat import selectors
 from chat.errors import ChatError
 from chat.models import Conversation, Message
 
@@ -94,20 +92,6 @@ def reply_start_check(*, user_id: int) -> None:
     _check_running(user_id=user_id)
     _check_rate(user_id=user_id, now=now)
     _check_budget(user_id=user_id, now=now)
-
-
-def start_within_limits(service: Callable[..., Any], *, conversation: Conversation, **kwargs: Any) -> Any:
-    """Run a reply-starting service after the limit checks. A resend of an accepted request (same
-    client id) is answered as before, never refused: the client is only catching up."""
-    client_id = kwargs.get("client_id")
-    resend = (
-        isinstance(client_id, str)
-        and client_id
-        and selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-    )
-    if not resend:
-        reply_start_check(user_id=conversation.owner_id)
-    return service(conversation=conversation, **kwargs)
 
 
 class FrameRate:

@@ -1,7 +1,10 @@
 """Writes: every change to conversations and messages goes through these functions."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -9,7 +12,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import selectors
+from chat import limits, selectors
 from chat.errors import ChatError
 from chat.models import Conversation, Message
 from chat.prompts import build_request
@@ -175,6 +178,22 @@ def _replay(existing: Message) -> SendResult:
     return SendResult(user_message=None, reply=existing, created=False)
 
 
+def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[..., SendResult]:
+    """Every way of starting a reply: the same `client_id` again answers with what it created the
+    first time (never refused: the client is only catching up); a new one must pass the user's limits."""
+
+    @wraps(service)
+    def start(*, conversation: Conversation, client_id: object, **kwargs: Any) -> SendResult:
+        client_id = _validate_client_id(client_id)
+        existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            return _replay(existing)
+        limits.reply_start_check(user_id=conversation.owner_id)
+        return service(conversation=conversation, client_id=client_id, **kwargs)
+
+    return start
+
+
 def title_from(text: str) -> str:
     """A title from the first message: its first line, cut at a word near 60 characters."""
     line = " ".join(text.strip().split("\n", 1)[0].split())
@@ -184,12 +203,9 @@ def title_from(text: str) -> str:
     return (cut or line[:TITLE_MAX_CHARS]) + "…"
 
 
-def message_send(*, conversation: Conversation, client_id: object, content: object) -> SendResult:
+@_idempotent_and_limited
+def message_send(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
     """Post the user's message and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
-    client_id = _validate_client_id(client_id)
-    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-    if existing is not None:
-        return _replay(existing)
     content = _validate_content(content)
     _validate_model(conversation.model)
     if selectors.active_reply_for(conversation_id=conversation.pk):
@@ -205,12 +221,9 @@ def _supersede(*messages: Message) -> None:
     Message.objects.filter(pk__in=[m.pk for m in messages]).update(superseded_at=timezone.now())
 
 
-def reply_regenerate(*, conversation: Conversation, client_id: object) -> SendResult:
+@_idempotent_and_limited
+def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResult:
     """Replace the last reply (kept for review, out of the conversation) with a new one."""
-    client_id = _validate_client_id(client_id)
-    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-    if existing is not None:
-        return _replay(existing)
     _validate_model(conversation.model)
     last = _last_visible(conversation)
     if last is None or last.role != Message.Role.ASSISTANT:
@@ -222,12 +235,9 @@ def reply_regenerate(*, conversation: Conversation, client_id: object) -> SendRe
         return _start_reply(conversation, client_id=client_id, user_content=None)
 
 
-def message_edit_last(*, conversation: Conversation, client_id: object, content: object) -> SendResult:
+@_idempotent_and_limited
+def message_edit_last(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
     """Replace the last user message (and its reply) with an edited one, and answer it."""
-    client_id = _validate_client_id(client_id)
-    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-    if existing is not None:
-        return _replay(existing)
     content = _validate_content(content)
     _validate_model(conversation.model)
     if selectors.active_reply_for(conversation_id=conversation.pk):
@@ -241,12 +251,9 @@ def message_edit_last(*, conversation: Conversation, client_id: object, content:
         return _start_reply(conversation, client_id=client_id, user_content=content)
 
 
-def reply_continue(*, conversation: Conversation, client_id: object) -> SendResult:
+@_idempotent_and_limited
+def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     """Continue a stopped or interrupted reply: a new reply picks up after the kept partial text."""
-    client_id = _validate_client_id(client_id)
-    existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-    if existing is not None:
-        return _replay(existing)
     last = _last_visible(conversation)
     resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
     if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
