@@ -19,6 +19,9 @@ const newClientId = () =>
 const CONNECTION_TEXT = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
 const DONE_TEXT = { complete: "Reply finished.", cancelled: "Reply stopped.", interrupted: "Reply interrupted.", failed: "Reply failed." };
 
+const QUIET_CHECK_MS = 5000;
+const QUIET_REPLY_MS = 15000;
+
 class Chat {
   constructor(page) {
     this.urls = page.urls;
@@ -31,6 +34,9 @@ class Chat {
     this.resyncing = false;
     this.resyncAgain = false;
     this.connectedBefore = false;
+    // A running reply that goes quiet may have lost its `done` frame: ask for a snapshot.
+    this.lastFrameAt = performance.now();
+    setInterval(() => this.checkQuietReply(), QUIET_CHECK_MS);
     this.el = {
       messages: $("messages"),
       empty: $("empty-chat"),
@@ -265,6 +271,15 @@ class Chat {
     this.connection.send(frame);
   }
 
+  checkQuietReply() {
+    const last = this.views.at(-1);
+    const quiet = performance.now() - this.lastFrameAt > QUIET_REPLY_MS;
+    if (quiet && last?.role === "assistant" && last.active) {
+      this.lastFrameAt = performance.now();
+      this.requestSnapshot();
+    }
+  }
+
   requestSnapshot() {
     if (this.awaitingSnapshot) return;
     this.subscribe(false);
@@ -273,6 +288,7 @@ class Chat {
   // --- Frames from the server -----------------------------------------------------------------
 
   onFrame(frame) {
+    if (this.isCurrent(frame)) this.lastFrameAt = performance.now();
     const handler = this[`on_${frame.type}`];
     if (handler) handler.call(this, frame);
   }
