@@ -1,6 +1,6 @@
 """The streaming benchmark, one command:
 
-    python bench/run.py --mode redis,embedded --concurrency 1,50,200,500     (add --quick for a 2-minute run)
+    python bench/run.py --mode redis,embedded --concurrency 1,50,200,500     (add --quick for a 70-second run)
 
 Starts the fake upstream (bench/upstream.py: 200 tokens a stream, one every 20 ms, each stamped with its
 emit time), then for every C runs the floors with no relay (a raw aiohttp SSE reader and the official
@@ -43,7 +43,7 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="redis,embedded")
     parser.add_argument("--concurrency", default="1,50,200,500")
-    parser.add_argument("--sse-concurrency", default="50", help="C values also run with SSE clients ('' for none)")
+    parser.add_argument("--sse-concurrency", default="20", help="C values also run with SSE clients ('' for none)")
     parser.add_argument("--baselines", default="raw,sdk", help="floors with no relay ('' for none)")
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between tokens of a stream")
@@ -174,8 +174,15 @@ class Counters:
             query = "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relname = 'chat_message'"
             return db.execute(query).fetchone()[0]
 
-    def settled_db_writes(self) -> int:
+    def settled_db_writes(self) -> int | None:
         """PostgreSQL publishes table statistics lazily (up to ~10 s late): wait until they stop moving."""
+        try:
+            return self._settled_db_writes()
+        except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL out of connections: report, go on
+            print(f"database writes not counted: {exc}", file=sys.stderr)
+            return None
+
+    def _settled_db_writes(self) -> int:
         value = self.db_writes()
         if self.mode == "embedded":
             return value
@@ -200,14 +207,17 @@ def measure_relay(kind: str, c: int, spec: dict, counters: Counters, work: Path)
     before: dict = {}
 
     def at_start() -> None:
-        before.update(cpu=counters.cpu(), each=counters.cpu_each(), redis=counters.redis_commands(), load=load_average())
+        before.update(
+            cpu=counters.cpu(), each=counters.cpu_each(), redis=counters.redis_commands(), load=load_average()
+        )
 
     writes0 = counters.settled_db_writes()
     outcome = run_client({**spec, "kind": kind, "concurrency": c}, work, at_start)
     cpu = counters.cpu() - before["cpu"]
     each = [after - first for after, first in zip(counters.cpu_each(), before["each"], strict=True)]
     redis_after = counters.redis_commands()
-    writes = counters.settled_db_writes() - writes0
+    writes1 = counters.settled_db_writes()
+    writes = None if writes0 is None or writes1 is None else writes1 - writes0
     result = outcome["result"]
     replies = max(result["streams_complete"], 1)
     tokens = max(result["tokens_received"], 1)
@@ -217,7 +227,7 @@ def measure_relay(kind: str, c: int, spec: dict, counters: Counters, work: Path)
         server_cpu_s=round(cpu, 3),
         cpu_ms_per_1000_tokens=round(cpu * 1000 / tokens * 1000, 1),
         cpu_ms_per_1000_tokens_by_process=[round(x * 1e6 / tokens, 1) for x in each],
-        db_writes_per_reply=round(writes / replies, 2),
+        db_writes_per_reply=None if writes is None else round(writes / replies, 2),
         frames_per_reply=round(result["frames"] / replies, 1),
         redis_publish_per_reply=round(redis_delta.get("publish", 0) / replies, 1) if redis_delta else None,
         redis_commands_per_reply=round(sum(redis_delta.values()) / replies, 1) if redis_delta else None,
@@ -344,7 +354,12 @@ def run_mode(args: argparse.Namespace, mode: str, upstream_url: str, work: Path,
         for kind, values in (("ws", cs), ("sse", sse_cs)):
             for c in values:
                 for _ in range(args.passes):
-                    result = measure_relay(kind, c, {**spec, "conversations": next(conversations)[:c]}, counters, work)
+                    conversations_now = next(conversations)[:c]
+                    try:
+                        result = measure_relay(kind, c, {**spec, "conversations": conversations_now}, counters, work)
+                    except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
+                        print(f"[{mode}] {kind} C={c} failed: {exc}", file=sys.stderr)
+                        continue
                     result["mode"] = mode
                     print(f"[{mode}] {kind} C={c}: {brief(result)}", file=sys.stderr)
                     runs.append(result)
@@ -492,7 +507,11 @@ def main() -> None:
     try:
         report["runs"] += run_baselines(args, base_spec, work)
         for mode in words(args.mode):
-            outcome = run_mode(args, mode, upstream_url, work, base_spec)
+            try:
+                outcome = run_mode(args, mode, upstream_url, work, base_spec)
+            except Exception as exc:  # noqa: BLE001 - keep the other mode's figures
+                print(f"[{mode}] failed: {exc} (logs in {work})", file=sys.stderr)
+                continue
             report["runs"] += outcome["runs"]
             report["modes"].append({"mode": mode, "idle": outcome["idle"]})
     finally:
@@ -504,7 +523,8 @@ def main() -> None:
     markdown = table(report)
     (RESULTS / f"{name}.md").write_text(markdown)
     if not args.no_plot:
-        plot(report, ROOT / "docs" / "benchmarks.png")
+        # A --quick run plots beside its results: docs/benchmarks.png shows the full matrix.
+        plot(report, RESULTS / f"{name}.png" if args.quick else ROOT / "docs" / "benchmarks.png")
     print(markdown)
     print(f"results: bench/results/{name}.json ({report['duration_s']} s)", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
