@@ -13,7 +13,7 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
@@ -205,6 +205,12 @@ async def conversation_events(request: HttpRequest, user: Any, body: dict[str, A
     return response
 
 
+async def _release_database() -> None:
+    """An SSE stream keeps its request's own thread for hours: it must not keep a database
+    connection open there too (one per open stream would exhaust the server's connections)."""
+    await database_sync_to_async(connections.close_all)()
+
+
 async def _event_stream(
     conversation_id: int, position: commands.Position | None, *, session_key: str | None, user_id: int
 ) -> AsyncIterator[bytes]:
@@ -218,11 +224,16 @@ async def _event_stream(
     next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
     try:
         frame, message_id, covered = await commands.catch_up(conversation_id, position)
+        await _release_database()
         yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=message_id, seq=covered)
         while True:
             if settings.CHAT_SESSION_CHECK_SECONDS > 0 and time.monotonic() >= next_check:
                 next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
-                if not await database_sync_to_async(sessions.session_user_is)(session_key=session_key, user_id=user_id):
+                still_in = await database_sync_to_async(sessions.session_user_is)(
+                    session_key=session_key, user_id=user_id
+                )
+                await _release_database()
+                if not still_in:
                     yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
                     return
             try:
