@@ -1,0 +1,47 @@
+"""Writes: every change to conversations and messages goes through these functions.
+
+conversations.py  the user's conversations
+replies.py        starting and stopping replies (what clients ask for)
+generations.py    the worker's side: claim, checkpoint, finish, reap
+"""
+
+from chat.services.conversations import conversation_create, conversation_delete, conversation_update, title_from
+from chat.services.generations import (
+    GenerationContext,
+    generation_begin,
+    generation_checkpoint,
+    generation_finish,
+    replies_interrupt_stale,
+    reply_mark_interrupted,
+)
+from chat.services.replies import (
+    SendResult,
+    generation_cancel,
+    message_edit_last,
+    message_send,
+    reply_continue,
+    reply_queue_position,
+    reply_refuse_job,
+    reply_regenerate,
+)
+
+__all__ = [
+    "GenerationContext",
+    "SendResult",
+    "conversation_create",
+    "conversation_delete",
+    "conversation_update",
+    "generation_begin",
+    "generation_cancel",
+    "generation_checkpoint",
+    "generation_finish",
+    "message_edit_last",
+    "message_send",
+    "replies_interrupt_stale",
+    "reply_continue",
+    "reply_mark_interrupted",
+    "reply_queue_position",
+    "reply_refuse_job",
+    "reply_regenerate",
+    "title_from",
+]

@@ -1,0 +1,74 @@
+"""Conversations: create, rename, switch model, change the system prompt, delete."""
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from chat import selectors
+from chat.errors import ChatError
+from chat.models import Conversation
+from chat.providers import registry
+
+TITLE_MAX_CHARS = 60
+
+
+def _validate_model(model_ref: str) -> str:
+    try:
+        registry.resolve(model_ref)
+    except registry.UnknownModel:
+        raise ChatError("unknown_model") from None
+    return model_ref
+
+
+def conversation_create(
+    *, owner: AbstractBaseUser, model: str = "", system_prompt: str = "", title: str = ""
+) -> Conversation:
+    """A new, empty conversation; the model defaults to the server's default."""
+    model_ref = _validate_model(model or registry.default_model_ref())
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+    return Conversation.objects.create(
+        owner=owner, model=model_ref, system_prompt=system_prompt, title=_clean_title(title)
+    )
+
+
+def _clean_title(title: object) -> str:
+    if not isinstance(title, str):
+        raise ChatError("invalid", "`title` must be a string.")
+    return " ".join(title.split())[:200]
+
+
+def conversation_update(
+    *, conversation: Conversation, title: str | None = None, model: str | None = None, system_prompt: str | None = None
+) -> Conversation:
+    """Rename, switch model or change the system prompt (each only when given)."""
+    if title is not None:
+        conversation.title = _clean_title(title)
+    if model is not None:
+        conversation.model = _validate_model(model)
+    if system_prompt is not None:
+        if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
+            raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+        conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["title", "model", "system_prompt"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy", "Stop the running reply before deleting this conversation.")
+    conversation.delete()
+
+
+def _touch(conversation: Conversation) -> None:
+    conversation.updated_at = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=conversation.updated_at)
+
+
+def title_from(text: str) -> str:
+    """A title from the first message: its first line, cut at a word near 60 characters."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_MAX_CHARS:
+        return line
+    cut = line[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
+    return (cut or line[:TITLE_MAX_CHARS]) + "…"

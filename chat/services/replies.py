@@ -1,0 +1,209 @@
+"""Starting and stopping replies: send, regenerate, edit, continue, cancel; idempotent and limited."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from chat import limits, selectors
+from chat.errors import ChatError
+from chat.models import Conversation, Message
+from chat.services.conversations import _touch, _validate_model, title_from
+
+CLIENT_ID_MAX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class SendResult:
+    user_message: Message | None
+    reply: Message
+    created: bool
+
+
+def _validate_content(content: object) -> str:
+    if not isinstance(content, str):
+        raise ChatError("invalid", "`content` must be a string.")
+    if not content.strip():
+        raise ChatError("empty_message")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ChatError("message_too_long", f"The message is {len(content):,} characters; the limit is {limit:,}.")
+    return content
+
+
+def _validate_client_id(client_id: object) -> str:
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS:
+        raise ChatError("invalid", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX_CHARS} characters.")
+    return client_id
+
+
+def _new_reply(conversation: Conversation, *, client_id: str = "") -> Message:
+    provider, _, _ = conversation.model.partition(":")
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        client_id=client_id,
+        provider=provider,
+        model=conversation.model,
+    )
+
+
+def _start_reply(conversation: Conversation, *, client_id: str, user_content: str | None) -> SendResult:
+    """Create (optionally) a user message and a pending reply, atomically; `busy` if one runs."""
+    _check_queue_room(owner_id=conversation.owner_id)
+    try:
+        with transaction.atomic():
+            user_message = None
+            if user_content is not None:
+                user_message = Message.objects.create(
+                    conversation=conversation, role=Message.Role.USER, content=user_content, client_id=client_id
+                )
+                reply = _new_reply(conversation)
+            else:
+                reply = _new_reply(conversation, client_id=client_id)
+            if not conversation.title and user_message is not None:
+                conversation.title = title_from(user_content or "")
+                Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+            _touch(conversation)
+    except IntegrityError:
+        # The partial unique index lets one reply run per conversation, whichever process asks.
+        existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            return _replay(existing)
+        raise ChatError("busy") from None
+    return SendResult(user_message=user_message, reply=reply, created=True)
+
+
+def _waiting_replies() -> "models.QuerySet[Message]":
+    return Message.objects.filter(status=Message.Status.PENDING, cancel_requested=False)
+
+
+def _check_queue_room(*, owner_id: int) -> None:
+    """`queue_full` when the user already has the allowed number of replies waiting for a worker.
+
+    The database is the count every process shares; two sends at the same instant may both pass.
+    """
+    waiting = _waiting_replies().filter(conversation__owner_id=owner_id).count()
+    if waiting >= settings.CHAT_MAX_QUEUED_PER_USER:
+        raise ChatError("queue_full")
+
+
+def reply_queue_position(*, message_id: int) -> int | None:
+    """How many replies, of any user, wait for a worker ahead of this one; None once it was taken."""
+    if not _waiting_replies().filter(pk=message_id).exists():
+        return None
+    return _waiting_replies().filter(pk__lt=message_id).count()
+
+
+def reply_refuse_job(*, message_id: int, code: str) -> Message:
+    """The job could not be queued (`queue_full`, `unavailable`): the reply fails now, not after the expiry."""
+    Message.objects.filter(pk=message_id, status=Message.Status.PENDING).update(
+        status=Message.Status.FAILED,
+        error_code=code,
+        error_message=ChatError(code).message,
+        finished_at=timezone.now(),
+    )
+    return Message.objects.select_related("conversation").get(pk=message_id)
+
+
+def _replay(existing: Message) -> SendResult:
+    """The result of a send that already happened (same client id): nothing new is created."""
+    if existing.role == Message.Role.USER:
+        reply = selectors.reply_after(message=existing)
+        return SendResult(user_message=existing, reply=reply, created=False)
+    return SendResult(user_message=None, reply=existing, created=False)
+
+
+def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[..., SendResult]:
+    """Every way of starting a reply: the same `client_id` again answers with what it created the
+    first time (never refused: the client is only catching up); a new one must pass the user's limits."""
+
+    @wraps(service)
+    def start(*, conversation: Conversation, client_id: object, **kwargs: Any) -> SendResult:
+        client_id = _validate_client_id(client_id)
+        existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is not None:
+            return _replay(existing)
+        limits.reply_start_check(user_id=conversation.owner_id)
+        return service(conversation=conversation, client_id=client_id, **kwargs)
+
+    return start
+
+
+@_idempotent_and_limited
+def message_send(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
+    """Post the user's message and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
+    content = _validate_content(content)
+    _validate_model(conversation.model)
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy")
+    return _start_reply(conversation, client_id=client_id, user_content=content)
+
+
+def _last_visible(conversation: Conversation) -> Message | None:
+    return selectors.messages_for(conversation=conversation).last()
+
+
+def _supersede(*messages: Message) -> None:
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(superseded_at=timezone.now())
+
+
+@_idempotent_and_limited
+def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResult:
+    """Replace the last reply (kept for review, out of the conversation) with a new one."""
+    _validate_model(conversation.model)
+    last = _last_visible(conversation)
+    if last is None or last.role != Message.Role.ASSISTANT:
+        raise ChatError("nothing_to_regenerate")
+    if last.is_active:
+        raise ChatError("busy")
+    with transaction.atomic():
+        _supersede(last)
+        return _start_reply(conversation, client_id=client_id, user_content=None)
+
+
+@_idempotent_and_limited
+def message_edit_last(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
+    """Replace the last user message (and its reply) with an edited one, and answer it."""
+    content = _validate_content(content)
+    _validate_model(conversation.model)
+    if selectors.active_reply_for(conversation_id=conversation.pk):
+        raise ChatError("busy")
+    visible = list(selectors.messages_for(conversation=conversation).order_by("-id")[:2])
+    last_user = next((m for m in visible if m.role == Message.Role.USER), None)
+    if last_user is None:
+        raise ChatError("nothing_to_regenerate", "There is no message to edit.")
+    with transaction.atomic():
+        _supersede(*[m for m in visible if m.pk >= last_user.pk])
+        return _start_reply(conversation, client_id=client_id, user_content=content)
+
+
+@_idempotent_and_limited
+def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
+    """Continue a stopped or interrupted reply: a new reply picks up after the kept partial text."""
+    last = _last_visible(conversation)
+    resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
+    if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
+        raise ChatError("nothing_to_continue")
+    _validate_model(conversation.model)
+    return _start_reply(conversation, client_id=client_id, user_content=None)
+
+
+def generation_cancel(*, conversation: Conversation) -> Message:
+    """Ask the running reply to stop. A reply no worker has taken yet is cancelled here and now."""
+    reply = selectors.active_reply_for(conversation_id=conversation.pk)
+    if reply is None:
+        raise ChatError("not_running")
+    now = timezone.now()
+    taken = Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(
+        status=Message.Status.CANCELLED, cancel_requested=True, finished_at=now, finish_reason="cancelled"
+    )
+    if not taken:
+        Message.objects.filter(pk=reply.pk).update(cancel_requested=True)
+    reply.refresh_from_db()
+    return reply
