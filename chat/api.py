@@ -133,36 +133,22 @@ async def conversation(request: HttpRequest, user: Any, body: dict[str, Any], pk
     return JsonResponse(updated)
 
 
-def _started_response(started: commands.ReplyStarted, client_id: str) -> JsonResponse:
-    return JsonResponse(started.frame(client_id=client_id), status=200 if started.duplicate else 202)
+def _reply_starter(kind: str) -> View:
+    """The endpoint of one way of starting a reply (commands.REPLY_STARTERS)."""
+
+    @require_http_methods(["POST"])
+    @api_view
+    async def start(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+        started = await commands.start_reply(user, pk, kind=kind, fields=body)
+        return JsonResponse(started.frame(client_id=body["client_id"]), status=200 if started.duplicate else 202)
+
+    return start
 
 
-@require_http_methods(["POST"])
-@api_view
-async def messages(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
-    started = await commands.send_message(user, pk, client_id=body.get("client_id"), content=body.get("content"))
-    return _started_response(started, body["client_id"])
-
-
-@require_http_methods(["POST"])
-@api_view
-async def regenerate(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
-    started = await commands.regenerate_reply(user, pk, client_id=body.get("client_id"))
-    return _started_response(started, body["client_id"])
-
-
-@require_http_methods(["POST"])
-@api_view
-async def edit(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
-    started = await commands.edit_last_message(user, pk, client_id=body.get("client_id"), content=body.get("content"))
-    return _started_response(started, body["client_id"])
-
-
-@require_http_methods(["POST"])
-@api_view
-async def continue_(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
-    started = await commands.continue_reply(user, pk, client_id=body.get("client_id"))
-    return _started_response(started, body["client_id"])
+messages = _reply_starter("send")
+regenerate = _reply_starter("regenerate")
+edit = _reply_starter("edit")
+continue_ = _reply_starter("continue")
 
 
 @require_http_methods(["POST"])

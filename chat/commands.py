@@ -1,6 +1,7 @@
 """What a client can ask for, whatever the transport: the WebSocket consumer and the HTTP API both
 call these. Each runs a service, tells every follower, and hands any new reply to a worker."""
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,26 +56,24 @@ async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> Rep
     return started
 
 
-async def send_message(user: AbstractBaseUser, conversation_id: object, *, client_id: object, content: object):
-    conversation = await conversation_for(user, conversation_id)
-    return await _start(conversation, services.message_send, client_id=client_id, content=content)
+# Every way of starting a reply, by the name clients use, with the fields each takes besides `client_id`.
+REPLY_STARTERS: dict[str, tuple[Callable[..., services.SendResult], tuple[str, ...]]] = {
+    "send": (services.message_send, ("content",)),
+    "regenerate": (services.reply_regenerate, ()),
+    "retry": (services.reply_regenerate, ()),
+    "edit": (services.message_edit_last, ("content",)),
+    "continue": (services.reply_continue, ()),
+}
 
 
-async def regenerate_reply(user: AbstractBaseUser, conversation_id: object, *, client_id: object) -> ReplyStarted:
-    conversation = await conversation_for(user, conversation_id)
-    return await _start(conversation, services.reply_regenerate, client_id=client_id)
-
-
-async def edit_last_message(
-    user: AbstractBaseUser, conversation_id: object, *, client_id: object, content: object
+async def start_reply(
+    user: AbstractBaseUser, conversation_id: object, *, kind: str, fields: Mapping[str, Any]
 ) -> ReplyStarted:
+    """Send, regenerate (retry), edit or continue, as named by `kind` (see REPLY_STARTERS)."""
+    service, names = REPLY_STARTERS[kind]
     conversation = await conversation_for(user, conversation_id)
-    return await _start(conversation, services.message_edit_last, client_id=client_id, content=content)
-
-
-async def continue_reply(user: AbstractBaseUser, conversation_id: object, *, client_id: object) -> ReplyStarted:
-    conversation = await conversation_for(user, conversation_id)
-    return await _start(conversation, services.reply_continue, client_id=client_id)
+    arguments = {name: fields.get(name) for name in names}
+    return await _start(conversation, service, client_id=fields.get("client_id"), **arguments)
 
 
 async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message:

@@ -100,46 +100,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.following.discard(conversation.pk)
             await self.channel_layer.group_discard(events.conversation_group(conversation.pk), self.channel_name)
 
-    async def on_send(self, frame: Frame) -> None:
-        await self._started(
-            frame,
-            lambda: commands.send_message(
-                self.user, frame.get("conversation"), client_id=frame.get("client_id"), content=frame.get("content")
-            ),
-        )
-
-    async def on_regenerate(self, frame: Frame) -> None:
-        await self._started(
-            frame,
-            lambda: commands.regenerate_reply(self.user, frame.get("conversation"), client_id=frame.get("client_id")),
-        )
-
-    async def on_edit(self, frame: Frame) -> None:
-        await self._started(
-            frame,
-            lambda: commands.edit_last_message(
-                self.user, frame.get("conversation"), client_id=frame.get("client_id"), content=frame.get("content")
-            ),
-        )
-
-    async def on_continue(self, frame: Frame) -> None:
-        await self._started(
-            frame,
-            lambda: commands.continue_reply(self.user, frame.get("conversation"), client_id=frame.get("client_id")),
-        )
+    async def on_start(self, frame: Frame) -> None:
+        """send, regenerate, retry, edit, continue: each starts a reply."""
+        # Follow first, so the frames of the new reply reach this tab too.
+        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        await self._follow(conversation.pk)
+        started = await commands.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
+        await self.send_frame(started.frame(client_id=frame["client_id"]))
 
     async def on_cancel(self, frame: Frame) -> None:
         await commands.stop_reply(self.user, frame.get("conversation"))
 
     async def on_ping(self, frame: Frame) -> None:
         await self.send_frame(events.pong_frame())
-
-    async def _started(self, frame: Frame, start: Callable[[], Awaitable[commands.ReplyStarted]]) -> None:
-        # Follow first, so the frames of the new reply reach this tab too.
-        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
-        await self._follow(conversation.pk)
-        started = await start()
-        await self.send_frame(started.frame(client_id=frame["client_id"]))
 
     async def _follow(self, conversation_id: int) -> None:
         if conversation_id not in self.following:
@@ -202,11 +175,7 @@ def _position(after: object) -> commands.Position | None:
 HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
     "subscribe": ChatConsumer.on_subscribe,
     "unsubscribe": ChatConsumer.on_unsubscribe,
-    "send": ChatConsumer.on_send,
-    "regenerate": ChatConsumer.on_regenerate,
-    "retry": ChatConsumer.on_regenerate,
-    "edit": ChatConsumer.on_edit,
-    "continue": ChatConsumer.on_continue,
+    **dict.fromkeys(commands.REPLY_STARTERS, ChatConsumer.on_start),
     "cancel": ChatConsumer.on_cancel,
     "ping": ChatConsumer.on_ping,
 }
