@@ -251,6 +251,8 @@ def markup_of(html: str) -> _Markup:
 @pytest.mark.usefixtures("engine")
 def test_payloads_are_stored_as_the_raw_text_sent_not_as_markup(make_user, settings) -> None:
     settings.CHAT_MAX_QUEUED_PER_USER = len(PAYLOADS)  # the replies stay pending: no worker is asked
+    settings.CHAT_MAX_CONCURRENT_PER_USER = 0  # nor do the abuse limits apply to this storage check
+    settings.CHAT_MESSAGES_PER_MINUTE = 0
     user = make_user()
     for name, payload in PAYLOADS:
         conversation = services.conversation_create(owner=user, model=TEST_MODEL, system_prompt=payload)
