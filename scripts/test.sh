@@ -14,6 +14,15 @@ bash scripts/services.sh
 ruff format --check .
 ruff check .
 
+echo "== dependency audit: pip-audit over requirements.txt (scripts/audit.sh)"
+audit=0
+bash scripts/audit.sh || audit=$?
+if [ "$audit" -eq 3 ]; then
+  echo "!! the dependency audit could not run here (no vulnerability service reachable): NOT a pass" >&2
+elif [ "$audit" -ne 0 ]; then
+  exit "$audit"  # a known vulnerability: upgrade the pin, or see scripts/audit-ignore.txt
+fi
+
 echo "== embedded mode: SQLite, in-memory channel layer, in-process worker"
 env -u DATABASE_URL -u REDIS_URL python -m pytest -m "not cluster_only" "$@"
 
