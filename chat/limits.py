@@ -10,12 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chat.errors import ChatError
-from chat.models import Conversation, Message
+from chat.models import Conversation, DailyUsage, Message
 
 MINUTE = timedelta(minutes=1)
 
@@ -63,12 +61,10 @@ def _check_rate(*, user_id: int, now: datetime) -> None:
 
 
 def tokens_used_today(*, user_id: int, now: datetime | None = None) -> int:
-    """Input plus output tokens of the user's replies created since midnight UTC (superseded ones too)."""
-    midnight = _midnight(now or timezone.now())
-    used = Message.objects.filter(
-        conversation__in=_recent_conversations(user_id=user_id, since=midnight), created_at__gte=midnight
-    ).aggregate(tokens=Sum(Coalesce(F("input_tokens"), 0) + Coalesce(F("output_tokens"), 0)))["tokens"]
-    return used or 0
+    """Input plus output tokens of the user's replies finished today (UTC), superseded or deleted ones too:
+    one row of the usage ledger, which `generation_finish` keeps."""
+    day = _midnight(now or timezone.now()).date()
+    return DailyUsage.objects.filter(user_id=user_id, day=day).values_list("tokens", flat=True).first() or 0
 
 
 def _check_budget(*, user_id: int, now: datetime) -> None:

@@ -132,3 +132,18 @@ class TranscriptView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.viewer_username} viewed {self.conversation_label} ({self.via})"
+
+
+class DailyUsage(models.Model):
+    """Tokens each user spent each UTC day: the daily budget's ledger. It outlives deleted
+    conversations, so deleting history never gives a user their budget back."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_usage_row_per_user_and_day")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day}: {self.tokens} tokens"

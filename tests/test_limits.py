@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import orjson
 import pytest
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from chat import limits, services
 from chat.models import Conversation, Message
+from chat.providers.base import StreamResult
 from tests.engine_fixtures import TEST_MODEL
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
@@ -46,6 +47,8 @@ def past_reply(user, *, ago: timedelta = timedelta(0), status: str = "complete",
     )
     Message.objects.filter(pk=reply.pk).update(created_at=when)
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=when)
+    # What generation_finish does when a reply ends: its tokens go to the day's ledger.
+    services.usage_add(user_id=user.pk, tokens=sum(t or 0 for t in tokens), day=when.astimezone(UTC).date())
     return reply
 
 
@@ -189,6 +192,22 @@ def test_superseded_replies_still_count_against_the_budget(user, settings):
     reply = past_reply(user, tokens=(80, 30))
     Message.objects.filter(pk=reply.pk).update(superseded_at=timezone.now())
     assert_refused_over_http(api_send(user, conversation_of(user)), "budget_exhausted")
+
+
+def test_deleting_conversations_does_not_give_the_budget_back(user, settings):
+    settings.CHAT_DAILY_TOKEN_BUDGET = 100
+    reply = past_reply(user, tokens=(80, 30))
+    services.conversation_delete(conversation=reply.conversation)
+    assert limits.tokens_used_today(user_id=user.pk) == 110
+    assert_refused_over_http(api_send(user, conversation_of(user)), "budget_exhausted")
+
+
+def test_a_finished_reply_adds_its_tokens_to_the_days_ledger(user):
+    conversation = conversation_of(user)
+    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    result = StreamResult(finish_reason="stop", input_tokens=7, output_tokens=5)
+    services.generation_finish(message_id=reply.pk, content="hi", seq=1, status="complete", result=result)
+    assert limits.tokens_used_today(user_id=user.pk) == 12
 
 
 def test_a_zero_setting_switches_a_limit_off(user, settings):

@@ -13,6 +13,7 @@ from chat.services.generations import (
     generation_finish,
     replies_interrupt_stale,
     reply_mark_interrupted,
+    usage_add,
 )
 from chat.services.replies import (
     SendResult,
@@ -44,4 +45,5 @@ __all__ = [
     "reply_refuse_job",
     "reply_regenerate",
     "title_from",
+    "usage_add",
 ]

@@ -1,15 +1,16 @@
 """The worker's side of a reply: claim it, checkpoint it, finish it, reap it when its worker vanished."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from chat import selectors
 from chat.errors import ChatError
-from chat.models import Conversation, Message
+from chat.models import Conversation, DailyUsage, Message
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, StreamResult
@@ -84,10 +85,26 @@ def generation_finish(
         "lease_expires_at": None,
         "finished_at": timezone.now(),
     }
-    Message.objects.filter(pk=message_id).update(**fields)
-    reply = Message.objects.select_related("conversation").get(pk=message_id)
+    with transaction.atomic():
+        Message.objects.filter(pk=message_id).update(**fields)
+        reply = Message.objects.select_related("conversation").get(pk=message_id)
+        usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
     _touch(reply.conversation)
     return reply
+
+
+def usage_add(*, user_id: int, tokens: int, day: date | None = None) -> None:
+    """Add a reply's tokens to the user's ledger for the day (UTC), atomically across processes."""
+    if tokens <= 0:
+        return
+    day = day or timezone.now().astimezone(UTC).date()
+    if DailyUsage.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens):
+        return
+    try:
+        with transaction.atomic():
+            DailyUsage.objects.create(user_id=user_id, day=day, tokens=tokens)
+    except IntegrityError:  # another process created the row first
+        DailyUsage.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens)
 
 
 def replies_interrupt_stale() -> list[Message]:
