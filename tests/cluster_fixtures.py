@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,15 +81,27 @@ def start_worker(env: dict[str, str], log_path: Path) -> Process:
     return worker
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the very end (before the test database is dropped), end the database sessions that killed
+    processes left behind. Not earlier: it would also end this process's connections in other threads."""
+    if not settings.REDIS_URL:
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # so this teardown runs before the database's
+    blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    with blocker.unblock():
+        drop_stray_sessions()
+
+
 @pytest.fixture(scope="session")
-def cluster_worker(django_db_setup, django_db_blocker, fake_upstream, tmp_path_factory):
+def cluster_worker(django_db_setup, fake_upstream, tmp_path_factory):
     """One runworker process for the session's cluster-mode engine tests."""
     log_dir = tmp_path_factory.mktemp("cluster")
     worker = start_worker(cluster_env(fake_upstream.base_url_openai), log_dir / "worker.log")
     yield worker
     worker.stop()
-    with django_db_blocker.unblock():
-        drop_stray_sessions()
 
 
 def drop_stray_sessions() -> None:
