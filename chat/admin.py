@@ -6,7 +6,6 @@ superusers may delete; only superusers see who opened which transcript.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -19,11 +18,19 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from chat.admin_filters import (
+    ConversationModelFilter,
+    ConversationProviderFilter,
+    LastActivityFilter,
+    LastStatusFilter,
+    MessageErrorCodeFilter,
+    MessageModelFilter,
+    MessageProviderFilter,
+    SupersededFilter,
+)
 from chat.admin_selectors import (
-    conversation_models,
     conversation_review_queryset,
     conversation_search,
-    message_distinct_values,
     transcript_export_json,
     transcript_export_markdown,
     transcript_messages,
@@ -57,96 +64,6 @@ class ReviewOnlyAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["admin_transcript.css"]}
-
-
-class MessageValueFilter(admin.SimpleListFilter):
-    """Exact match on one message field; choices are its non-blank values, read off an index."""
-
-    def values(self) -> set[str]:
-        raise NotImplementedError
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(value, value) for value in sorted(self.values() - {""})]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
-
-
-class MessageErrorCodeFilter(MessageValueFilter):
-    title = "error code"
-    parameter_name = "error_code"
-
-    def values(self) -> set[str]:
-        return {code for (code,) in message_distinct_values(fields=["error_code"])}
-
-
-class MessageProviderFilter(MessageValueFilter):
-    title = "provider"
-    parameter_name = "provider"
-
-    def values(self) -> set[str]:
-        return {provider for provider, _ in message_distinct_values(fields=["provider", "model"])}
-
-
-class MessageModelFilter(MessageValueFilter):
-    title = "model"
-    parameter_name = "model"
-
-    def values(self) -> set[str]:
-        return {model for _, model in message_distinct_values(fields=["provider", "model"])}
-
-
-class LastActivityFilter(admin.DateFieldListFilter):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.title = "last activity"
-
-
-class ConversationProviderFilter(admin.SimpleListFilter):
-    title = "provider"
-    parameter_name = "provider"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        providers = sorted({reference.partition(":")[0] for reference in conversation_models()})
-        return [(provider, provider) for provider in providers]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(model__startswith=f"{self.value()}:") if self.value() else queryset
-
-
-class ConversationModelFilter(admin.SimpleListFilter):
-    title = "model"
-    parameter_name = "model"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(reference, reference) for reference in conversation_models()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(model=self.value()) if self.value() else queryset
-
-
-class LastStatusFilter(admin.SimpleListFilter):
-    title = "last status"
-    parameter_name = "last_status"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return Message.Status.choices
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(last_status=self.value()) if self.value() else queryset
-
-
-class SupersededFilter(admin.SimpleListFilter):
-    title = "superseded"
-    parameter_name = "superseded"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("yes", "Superseded"), ("no", "Current")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(superseded_at__isnull=self.value() == "no")
-        return queryset
 
 
 def _tokens(count: int | None, estimated: bool) -> str:
