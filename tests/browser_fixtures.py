@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.fake_upstream import FakeUpstream
+from tests.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -108,12 +109,7 @@ def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPa
         _wait_until_serving(f"{url}/accounts/login/", process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, grace=30)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.processes import stop_process
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -63,13 +65,7 @@ class Process:
         raise TimeoutError(f"no {text!r} within {timeout}s:\n{self.output()[-3000:]}")
 
     def stop(self, timeout: float = 15) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        stop_process(self.popen, grace=timeout)
         self._log.close()
 
 

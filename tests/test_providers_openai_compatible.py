@@ -13,6 +13,7 @@ import pytest
 from chat.providers.base import ChatTurn, GenerationRequest
 from chat.providers.local import model_path
 from chat.providers.openai import OpenAIProvider
+from tests.processes import stop_process
 
 GREETING = GenerationRequest(
     model="smollm2", system="You are brief.", turns=[ChatTurn("user", "Say hi.")], max_output_tokens=8
@@ -57,12 +58,7 @@ def llama_server(tmp_path_factory) -> Iterator[str]:
         wait_until_answering(f"{base_url}/models", server, timeout=120)
         yield base_url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
+        stop_process(server)
         log.close()
 
 

@@ -138,11 +138,17 @@ def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[...,
 @_idempotent_and_limited
 def message_send(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
     """Post the user's message and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
+    content = _checked_new_message(conversation, content)
+    return _start_reply(conversation, client_id=client_id, user_content=content)
+
+
+def _checked_new_message(conversation: Conversation, content: object) -> str:
+    """A new user message may be posted: its text is valid, the model offered, no reply running."""
     content = _validate_content(content)
     _validate_model(conversation.model)
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy")
-    return _start_reply(conversation, client_id=client_id, user_content=content)
+    return content
 
 
 def _last_visible(conversation: Conversation) -> Message | None:
@@ -170,10 +176,7 @@ def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResul
 @_idempotent_and_limited
 def message_edit_last(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
     """Replace the last user message (and its reply) with an edited one, and answer it."""
-    content = _validate_content(content)
-    _validate_model(conversation.model)
-    if selectors.active_reply_for(conversation_id=conversation.pk):
-        raise ChatError("busy")
+    content = _checked_new_message(conversation, content)
     visible = list(selectors.messages_for(conversation=conversation).order_by("-id")[:2])
     last_user = next((m for m in visible if m.role == Message.Role.USER), None)
     if last_user is None:
