@@ -152,7 +152,7 @@ class Generation:
         reply = context.reply
         frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk)
         await _best_effort(live_log().begin(reply.pk))
-        await _best_effort(events.publish_start(reply))
+        await events.publish_start(reply)
         await _announce_conversation(reply)
         status, result, error = await self._stream(context, frames)
         if self._checkpointing is not None:
@@ -165,7 +165,7 @@ class Generation:
             kwargs.update(status=status, error=error)
         final = await _with_database_retry(finish, **kwargs)
         self.db_writes += 1
-        await _best_effort(events.publish_done(final))
+        await events.publish_done(final)
         await _best_effort(live_log().end(reply.pk))
         await _announce_conversation(final)
 
@@ -298,13 +298,14 @@ def _close_connections() -> None:
 
 
 async def _best_effort(awaitable) -> None:  # noqa: ANN001
+    """Live-log, group and heartbeat operations: Redis may be away; the database stays the truth."""
     try:
         await awaitable
-    except Exception:  # noqa: BLE001 - live frames are best effort; the database is the truth
-        logger.warning("live frame not delivered", exc_info=True)
+    except Exception:  # noqa: BLE001
+        logger.warning("live operation failed", exc_info=True)
 
 
 async def _announce_conversation(reply: Message) -> None:
     conversation = reply.conversation
     frame = events.conversation_frame(conversation, running=reply.is_active)
-    await _best_effort(events.publish_to_user(conversation.owner_id, frame))
+    await events.publish_to_user(conversation.owner_id, frame)

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from datetime import timedelta
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -18,13 +17,10 @@ from channels.routing import ChannelNameRouter
 from channels.utils import await_many_dispatch
 from channels.worker import Worker
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
 
 from chat import events, health, services
 from chat.errors import ChatError
 from chat.generation import Generation, _announce_conversation, _best_effort
-from chat.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -197,20 +193,13 @@ class ChatWorker(Worker):
             # Beat first and apart: a worker waiting out a database outage is still alive.
             await _best_effort(health.worker_beat(worker_id=self.worker_id, running=len(self.runner.running)))
             try:
-                await database_sync_to_async(renew_leases)(list(self.runner.running))
+                await database_sync_to_async(services.generation_leases_renew)(message_ids=list(self.runner.running))
                 for reply in await database_sync_to_async(services.replies_interrupt_stale)():
-                    await _best_effort(events.publish_done(reply))
+                    await events.publish_done(reply)
                     await _announce_conversation(reply)
             except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
                 logger.warning("worker maintenance failed", exc_info=True)
             await asyncio.sleep(self.maintenance_interval)
-
-
-def renew_leases(message_ids: list[int]) -> None:
-    """One query renews the lease of every reply this worker runs, whether or not text is flowing."""
-    if message_ids:
-        deadline = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
-        Message.objects.filter(Q(pk__in=message_ids), status=Message.Status.STREAMING).update(lease_expires_at=deadline)
 
 
 _in_process: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
@@ -238,7 +227,7 @@ async def submit(*, message_id: int, conversation_id: int) -> None:
         if code == "unavailable":
             logger.warning("could not queue reply %s", message_id, exc_info=True)
         reply = await database_sync_to_async(services.reply_refuse_job)(message_id=message_id, code=code)
-        await _best_effort(events.publish_done(reply))
+        await events.publish_done(reply)
         await _announce_conversation(reply)
         raise ChatError(code) from None
     notice = asyncio.get_running_loop().create_task(_notice_if_queued(message_id, conversation_id))
@@ -259,7 +248,7 @@ async def _notice_if_queued(message_id: int, conversation_id: int) -> None:
         logger.warning("could not tell whether reply %s is queued", message_id, exc_info=True)
         return
     if ahead is not None:
-        await _best_effort(events.publish_queued(conversation_id=conversation_id, message_id=message_id, ahead=ahead))
+        await events.publish_queued(conversation_id=conversation_id, message_id=message_id, ahead=ahead)
 
 
 async def request_stop(*, conversation_id: int) -> None:

@@ -403,6 +403,16 @@ class Follower:
                 await self.receive(timeout)
 
 
+async def ask_for_a_long_reply(server: Any, upstream: Any, tokens: int) -> tuple[Any, int, Follower, int]:
+    """A new user's conversation on `server`, a client following it, and a slow reply it asked for:
+    returns (user, conversation, client, reply id)."""
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    upstream.script(Scenario.slow(tokens, delay=0.03))
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    return user, conversation, client, reply_id
+
+
 async def follower(port: int, user: Any, conversation: int) -> Follower:
     client = await Follower(port, await session_cookie_for(user), conversation).connect()
     await client.subscribe()
@@ -501,10 +511,7 @@ async def test_killed_worker_reply_is_interrupted_within_the_lease_and_can_be_co
     one = cluster()
     doomed = one.worker()
     server = one.server()
-    user, conversation = await new_conversation()
-    client = await follower(server.port, user, conversation)
-    upstream.script(Scenario.slow(400, delay=0.03))
-    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    user, conversation, client, reply_id = await ask_for_a_long_reply(server, upstream, 400)
     await wait_for(lambda: streaming_with_checkpoint(reply_id))
     one.worker()  # a survivor, to notice the lease run out
     await client.wait_text(60)
@@ -540,10 +547,7 @@ async def test_no_reply_stays_streaming_after_every_process_is_killed_and_restar
     one = cluster(CHAT_PENDING_EXPIRY_SECONDS="4")
     worker = one.worker()
     server = one.server()
-    user, conversation = await new_conversation()
-    client = await follower(server.port, user, conversation)
-    upstream.script(Scenario.slow(400, delay=0.03))
-    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    user, conversation, client, reply_id = await ask_for_a_long_reply(server, upstream, 400)
     await wait_for(lambda: streaming_with_checkpoint(reply_id))
     # A reply whose job was lost with Redis' list (never taken by any worker).
     _, orphan_conversation = await new_conversation()
@@ -627,10 +631,7 @@ async def test_redis_restart_mid_reply_resyncs_clients_and_saves_the_whole_reply
     one = cluster(REDIS_URL=own_redis.url)
     worker = one.worker()
     server = one.server()
-    user, conversation = await new_conversation()
-    client = await follower(server.port, user, conversation)
-    upstream.script(Scenario.slow(300, delay=0.03))
-    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    user, conversation, client, reply_id = await ask_for_a_long_reply(server, upstream, 300)
     await client.wait_text(100)
 
     own_redis.kill()
@@ -660,11 +661,8 @@ async def test_database_outage_gives_clear_errors_and_every_reply_recovers_witho
     one = cluster(DATABASE_URL=through(db_proxy), CHAT_LEASE_SECONDS="10")
     worker = one.worker()
     server = one.server()
-    user, conversation = await new_conversation()
+    user, conversation, client, reply_id = await ask_for_a_long_reply(server, upstream, 250)
     _, other_conversation = await new_conversation()
-    client = await follower(server.port, user, conversation)
-    upstream.script(Scenario.slow(250, delay=0.03))
-    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
     await client.wait_text(60)
     # A job that arrives while the database is away: its claim must wait, not be dropped.
     waiting = await sync_to_async(Message.objects.create)(

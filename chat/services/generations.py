@@ -57,6 +57,14 @@ def generation_begin(*, message_id: int) -> GenerationContext | None:
     return GenerationContext(reply=reply, conversation=conversation, request=request, provider_name=provider.name)
 
 
+def generation_leases_renew(*, message_ids: list[int]) -> None:
+    """One query renews the lease of every reply a worker runs, whether or not text is flowing."""
+    if message_ids:
+        Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING).update(
+            lease_expires_at=_lease_deadline()
+        )
+
+
 def generation_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
     """Save the text so far and renew the lease. False when a stop was requested meanwhile."""
     saved = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, cancel_requested=False).update(
