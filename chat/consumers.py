@@ -1,4 +1,4 @@
-"""The WebSocket endpoint: parse a frame, check it, hand it to chat.commands; relay live frames."""
+"""The WebSocket endpoint: parse a frame, check it, hand it to chat.actions; relay live frames."""
 
 import asyncio
 import logging
@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from chat import commands, events, sessions
+from chat import actions, events, sessions
 from chat.errors import ChatError
 from chat.events import Frame
 from chat.limits import FrameRate
@@ -39,7 +39,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.frame_rate = FrameRate(settings.CHAT_WS_FRAMES_PER_SECOND)
         self.session_watch = asyncio.create_task(self._watch_session(self.scope["session"].session_key))
         await self.accept()
-        limits = {"max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS, "max_frame_bytes": _max_frame_bytes()}
+        limits = {
+            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "max_frame_bytes": settings.CHAT_WS_MAX_FRAME_BYTES,
+        }
         await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits))
 
     async def disconnect(self, code: int) -> None:
@@ -86,16 +89,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- client frames -----------------------------------------------------------------------
 
     async def on_subscribe(self, frame: Frame) -> None:
-        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         position = _position(frame.get("after"))
         await self._follow(conversation.pk)
-        catch_up, message_id, seq = await commands.catch_up(conversation.pk, position)
+        catch_up, message_id, seq = await actions.catch_up(conversation.pk, position)
         if message_id is not None:
             self.covered[message_id] = seq
         await self.send_frame(catch_up)
 
     async def on_unsubscribe(self, frame: Frame) -> None:
-        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         if conversation.pk in self.following:
             self.following.discard(conversation.pk)
             await self.channel_layer.group_discard(events.conversation_group(conversation.pk), self.channel_name)
@@ -103,13 +106,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_start(self, frame: Frame) -> None:
         """send, regenerate, retry, edit, continue: each starts a reply."""
         # Follow first, so the frames of the new reply reach this tab too.
-        conversation = await commands.conversation_for(self.user, frame.get("conversation"))
+        conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         await self._follow(conversation.pk)
-        started = await commands.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
+        started = await actions.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
         await self.send_frame(started.frame(client_id=frame["client_id"]))
 
     async def on_cancel(self, frame: Frame) -> None:
-        await commands.stop_reply(self.user, frame.get("conversation"))
+        await actions.stop_reply(self.user, frame.get("conversation"))
 
     async def on_ping(self, frame: Frame) -> None:
         await self.send_frame(events.pong_frame())
@@ -146,15 +149,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_SESSION_ENDED)
 
 
-def _max_frame_bytes() -> int:
-    return settings.CHAT_WS_MAX_FRAME_BYTES
-
-
 def _parse(text_data: str | None, bytes_data: bytes | None) -> Frame:
     if text_data is None:
         raise ChatError("bad_json", "Send frames as JSON text, not binary.")
-    if len(text_data) > _max_frame_bytes():
-        raise ChatError("frame_too_large", f"Frames are limited to {_max_frame_bytes():,} bytes.")
+    limit = settings.CHAT_WS_MAX_FRAME_BYTES
+    # The limit is in bytes: a character can take four of them in UTF-8.
+    if len(text_data) > limit or len(text_data.encode()) > limit:
+        raise ChatError("frame_too_large", f"Frames are limited to {limit:,} bytes.")
     try:
         frame = orjson.loads(text_data)
     except orjson.JSONDecodeError:
@@ -164,18 +165,18 @@ def _parse(text_data: str | None, bytes_data: bytes | None) -> Frame:
     return frame
 
 
-def _position(after: object) -> commands.Position | None:
+def _position(after: object) -> actions.Position | None:
     if after is None:
         return None
     if not isinstance(after, dict) or not all(isinstance(after.get(k), int) for k in ("message", "seq")):
         raise ChatError("invalid", "`after` must be an object with integer `message` and `seq`.")
-    return commands.Position(message_id=after["message"], seq=after["seq"])
+    return actions.Position(message_id=after["message"], seq=after["seq"])
 
 
 HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
     "subscribe": ChatConsumer.on_subscribe,
     "unsubscribe": ChatConsumer.on_unsubscribe,
-    **dict.fromkeys(commands.REPLY_STARTERS, ChatConsumer.on_start),
+    **dict.fromkeys(actions.REPLY_STARTERS, ChatConsumer.on_start),
     "cancel": ChatConsumer.on_cancel,
     "ping": ChatConsumer.on_ping,
 }

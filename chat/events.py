@@ -112,6 +112,20 @@ def delta_frame(*, conversation_id: int, message_id: int, seq: int, offset: int,
     }
 
 
+def accepted_frame(
+    *, client_id: str, conversation_id: int, user_message: Message | None, reply: Message, duplicate: bool
+) -> Frame:
+    """The answer to a reply-starting request: its messages, and whether they already existed."""
+    return {
+        "type": "accepted",
+        "client_id": client_id,
+        "conversation": conversation_id,
+        "user_message": message_payload(user_message) if user_message else None,
+        "message": message_payload(reply),
+        "duplicate": duplicate,
+    }
+
+
 def queued_frame(*, conversation_id: int, message_id: int, ahead: int) -> Frame:
     """The reply waits for a free worker slot; `ahead` replies were queued before it."""
     return {"type": "queued", "conversation": conversation_id, "message": message_id, "ahead": ahead}
@@ -231,3 +245,30 @@ async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
 
 async def publish_to_user(user_id: int, frame: Frame) -> None:
     await publish(user_group(user_id), frame)
+
+
+async def publish_conversation_of(reply: Message) -> None:
+    """Tell the owner's sidebars whether the reply's conversation is running (`reply.conversation` loaded)."""
+    conversation = reply.conversation
+    await publish_to_user(conversation.owner_id, conversation_frame(conversation, running=reply.is_active))
+
+
+# --- Events that are not frames: stop signals to workers, ended sessions to live connections -----------
+
+
+def session_ended_event(session_key: str) -> Frame:
+    return {"type": "session.ended", "session_key": session_key}
+
+
+async def publish_session_ended(*, user_id: int, session_key: str) -> None:
+    """Close every socket and SSE stream of this login session (other sessions stay open)."""
+    event = session_ended_event(session_key)
+    layer = get_channel_layer()
+    await layer.group_send(user_group(user_id), event)  # WebSocket consumers compare the key themselves
+    await layer.group_send(session_group(session_key), event)  # SSE streams of this session
+
+
+async def publish_stop_request(conversation_id: int) -> None:
+    """Ask whichever worker runs this conversation's reply to stop, on the jobs layer."""
+    event = {"type": "generation.cancel", "conversation": conversation_id}
+    await get_channel_layer("jobs").group_send(cancel_group(conversation_id), event)

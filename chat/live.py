@@ -10,9 +10,12 @@ only covers the second between checkpoints, and expires on its own.
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
+
+from chat.per_loop import PerLoop
+from chat.redis_clients import key, log_client
 
 LOG_TTL_SECONDS = 3600
 
@@ -105,27 +108,14 @@ class MemoryLiveLog:
 class RedisLiveLog:
     """Two keys a reply: its text (APPEND) and the end offset of every frame (RPUSH); seq = list length."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self._url = url
-        self._prefix = prefix
-        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
-        self._batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
+    def __init__(self) -> None:
+        self._batchers: PerLoop[_Batcher] = PerLoop(lambda: _Batcher(log_client.get()))
 
-    def _client(self):  # noqa: ANN202 - redis.asyncio.Redis, imported lazily (embedded mode needs no redis)
-        import redis.asyncio as redis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            # retry_on_error: after a Redis restart, retry once on a fresh connection.
-            client = redis.Redis.from_url(
-                self._url, health_check_interval=10, retry_on_timeout=True, retry_on_error=[redis.ConnectionError]
-            )
-            self._clients[loop] = client
-        return client
+    def _client(self) -> Any:
+        return log_client.get()
 
     def _keys(self, message_id: int) -> tuple[str, str]:
-        return f"{self._prefix}:live:{message_id}:text", f"{self._prefix}:live:{message_id}:ends"
+        return key("live", message_id, "text"), key("live", message_id, "ends")
 
     async def begin(self, message_id: int) -> None:
         text_key, ends_key = self._keys(message_id)
@@ -156,11 +146,7 @@ class RedisLiveLog:
         return True
 
     def _batcher(self) -> "_Batcher":
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _Batcher(self._client())
-        return batcher
+        return self._batchers.get()
 
     async def restore(self, message_id: int, content: str, ends: list[int]) -> None:
         """Rewrite a log that Redis lost (a restart) or that missed frames (an outage)."""
@@ -195,7 +181,7 @@ class _Batcher:
     process is busy, a round trip carries many replies' frames; when idle, a frame goes at once.
     (channels_redis' pub/sub layer publishes one message per round trip, under a lock.)"""
 
-    def __init__(self, client) -> None:  # noqa: ANN001 - redis.asyncio.Redis
+    def __init__(self, client: Any) -> None:  # redis.asyncio.Redis
         self._client = client
         self._queue: list[tuple[tuple, asyncio.Future]] = []
         self._sending = False
@@ -251,8 +237,5 @@ _log: LiveLog | None = None
 def live_log() -> LiveLog:
     global _log
     if _log is None:
-        if settings.REDIS_URL:
-            _log = RedisLiveLog(settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
-        else:
-            _log = MemoryLiveLog()
+        _log = RedisLiveLog() if settings.REDIS_URL else MemoryLiveLog()
     return _log

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.http import HttpRequest
@@ -35,10 +34,7 @@ def ended_on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwarg
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is None or not session_key:
         return
-    event = {"type": "session.ended", "session_key": session_key}
-    send = async_to_sync(get_channel_layer().group_send)
     try:
-        send(events.user_group(user.pk), event)  # WebSocket consumers compare the key themselves
-        send(events.session_group(session_key), event)  # SSE streams of this session
+        async_to_sync(events.publish_session_ended)(user_id=user.pk, session_key=session_key)
     except Exception:  # noqa: BLE001 - logout must succeed; the periodic re-check closes them later
         logger.warning("could not tell live connections that a session ended", exc_info=True)

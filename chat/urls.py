@@ -1,7 +1,7 @@
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path
 
-from chat import api, views
+from chat import api, sse, views
 
 app_name = "chat"
 
@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/conversations/<int:pk>/edit", api.edit, name="api-edit"),
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
-    path("api/conversations/<int:pk>/events", api.conversation_events, name="api-events"),
+    path("api/conversations/<int:pk>/events", sse.conversation_stream, name="api-events"),
 ]
 
 # Static files (the chat's JS and CSS) when DEBUG is on: Daphne, unlike runserver, serves none itself.

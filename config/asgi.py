@@ -1,4 +1,4 @@
-"""The ASGI application: HTTP (pages, JSON API, SSE), WebSocket, and the generation worker channel."""
+"""The ASGI application: HTTP (pages, JSON API, SSE) and WebSocket; embedded, the in-process worker too."""
 
 import os
 
@@ -11,13 +11,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.engine.jobs import with_in_process_worker  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.worker import worker_application  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        "channel": worker_application,
-    }
+application = with_in_process_worker(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

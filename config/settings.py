@@ -87,6 +87,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+CHAT_REDIS_PREFIX = env_str("CHAT_REDIS_PREFIX", "chat")  # every Redis key and channel of this deployment
 if REDIS_URL:
     # redis-py's default 5 s read timeout equals channels_redis' 5 s blocking pop: give reads room.
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -109,7 +110,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [_redis_host],
-                "prefix": env_str("CHAT_REDIS_PREFIX", "chat"),
+                "prefix": CHAT_REDIS_PREFIX,
                 "capacity": env_int("CHAT_FRAME_LAYER_CAPACITY", 100),
                 "expiry": env_int("CHAT_FRAME_LAYER_EXPIRY", 60),
             },
@@ -117,7 +118,7 @@ if REDIS_URL:
         if env_str("CHAT_FRAME_LAYER", "pubsub") == "core"
         else {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [_redis_host], "prefix": env_str("CHAT_REDIS_PREFIX", "chat")},
+            "CONFIG": {"hosts": [_redis_host], "prefix": CHAT_REDIS_PREFIX},
         }
     )
     CHANNEL_LAYERS = {
@@ -126,7 +127,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [_redis_host],
-                "prefix": env_str("CHAT_REDIS_PREFIX", "chat") + "-jobs",
+                "prefix": CHAT_REDIS_PREFIX + "-jobs",
                 "capacity": env_int("CHAT_JOB_QUEUE_CAPACITY", 1000),
                 "expiry": 600,
             },

@@ -13,7 +13,8 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from chat import live, worker
+from chat import live
+from chat.engine import jobs
 from chat.providers import registry
 
 PLANTED_KEY = "sk-test-PLANTED-SECRET-1234567890"
@@ -42,12 +43,12 @@ def engine(request, settings, upstream) -> Any:
     registry.reset()
     channel_layers.backends.clear()
     live._log = None
-    worker._in_process.clear()
+    jobs._in_process.clear()
     yield settings
     registry.reset()
     channel_layers.backends.clear()
     live._log = None
-    worker._in_process.clear()
+    jobs._in_process.clear()
 
 
 @pytest.fixture

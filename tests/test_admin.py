@@ -325,7 +325,7 @@ def test_search_words_must_all_match_and_quotes_keep_a_phrase(staff_client: Clie
 def test_search_still_works_when_too_many_conversations_match_to_list_their_ids(
     staff_client: Client, alice: User, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("chat.admin_selectors.SEARCH_MATERIALISE_LIMIT", 1)
+    monkeypatch.setattr("chat.admin.selectors.SEARCH_MATERIALISE_LIMIT", 1)
     first, second = make_conversation(alice), make_conversation(alice)
     add_message(first, content="common word")
     add_message(second, content="another common word")

@@ -1,20 +1,14 @@
 """Anthropic's Messages API."""
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import anthropic
-import httpx2
 
+from chat.per_loop import PerLoop
 from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
-from chat.providers.transport import (
-    ClientPerLoop,
-    error_for_kind,
-    error_for_status,
-    error_for_transport,
-    request_timeout,
-)
+from chat.providers.sdk import SDKReplyStream
+from chat.providers.transport import error_for_kind, error_for_status, request_timeout
 
 CONTEXT_TOKENS = 200_000
 
@@ -28,19 +22,14 @@ class AnthropicProvider(Provider):
     def __init__(self, *, api_key: str, base_url: str | None, model_names: list[str]) -> None:
         self.model_names = list(model_names)
         # The worker retries before the first token itself, so the SDK must not.
-        self._clients = ClientPerLoop(
+        self._clients = PerLoop(
             lambda: anthropic.AsyncAnthropic(
                 api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout()
             )
         )
 
     def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                ref=f"{self.name}:{model}", provider=self.name, name=model, label=model, context_tokens=CONTEXT_TOKENS
-            )
-            for model in self.model_names
-        ]
+        return [ModelInfo.of(self.name, model, context_tokens=CONTEXT_TOKENS) for model in self.model_names]
 
     def stream(self, request: GenerationRequest) -> ReplyStream:
         return AnthropicReplyStream(request, provider=self)
@@ -76,35 +65,29 @@ def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
     return merged
 
 
-class AnthropicReplyStream(ReplyStream):
+class AnthropicReplyStream(SDKReplyStream):
+    sdk = anthropic
+    sdk_error = anthropic.AnthropicError
+
     def __init__(self, request: GenerationRequest, *, provider: AnthropicProvider) -> None:
         super().__init__(request)
         self._provider = provider
-        self._exit_stack = AsyncExitStack()
-        self._closed = False
 
-    async def deltas(self) -> AsyncIterator[str]:
-        try:
-            events = await self._exit_stack.enter_async_context(self._provider.open_stream(self.request))
-            if self._closed:  # closed by another task while connecting
-                return
-            async for event in events:
-                if text := self._take(event):
-                    yield text
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderError("timeout") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError("connection") from exc
-        except httpx2.HTTPError as exc:
-            # Raised unwrapped while reading the stream; after aclose() it is only our own doing.
-            if not self._closed:
-                raise error_for_transport(exc) from exc
-        except anthropic.AnthropicError as exc:
-            raise ProviderError("upstream_error") from exc
-        finally:
-            await self.aclose()
+    def open(self) -> Any:
+        return self._provider.open_stream(self.request)
+
+    async def texts(self, response: Any) -> AsyncIterator[str]:
+        async for event in response:
+            if text := self._take(event):
+                yield text
+
+    def status_error(self, exc: Any) -> ProviderError:
+        """An HTTP error status, or (status 200) an `event: error` received mid-stream."""
+        if exc.status_code != 200:
+            return error_for_status(exc.status_code, exc.response.headers)
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body)
+        return error_for_kind(error.get("type") if isinstance(error, dict) else None)
 
     def _take(self, event: Any) -> str:
         """Record what the event reports; return its text. Unknown event types are ignored."""
@@ -116,16 +99,3 @@ class AnthropicReplyStream(ReplyStream):
             self.result.finish_reason = event.delta.stop_reason or ""
             self.result.output_tokens = event.usage.output_tokens
         return ""
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await self._exit_stack.aclose()
-
-
-def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
-    """An HTTP error status, or (status 200) an `event: error` received mid-stream."""
-    if exc.status_code != 200:
-        return error_for_status(exc.status_code, exc.response.headers)
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body)
-    return error_for_kind(error.get("type") if isinstance(error, dict) else None)

@@ -82,6 +82,11 @@ class ModelInfo:
     label: str
     context_tokens: int
 
+    @classmethod
+    def of(cls, provider: str, name: str, *, context_tokens: int, label: str = "") -> "ModelInfo":
+        """The model `name` of `provider`, labelled by its name unless told otherwise."""
+        return cls(f"{provider}:{name}", provider, name, label or name, context_tokens)
+
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token: used only where a provider reports no usage."""

@@ -84,12 +84,8 @@ class LocalProvider(Provider):
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(
-                ref=f"{self.name}:{MODEL_NAME}",
-                provider=self.name,
-                name=MODEL_NAME,
-                label="SmolLM2 135M (local)",
-                context_tokens=settings.LOCAL_MODEL_CONTEXT,
+            ModelInfo.of(
+                self.name, MODEL_NAME, label="SmolLM2 135M (local)", context_tokens=settings.LOCAL_MODEL_CONTEXT
             )
         ]
 

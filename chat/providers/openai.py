@@ -1,21 +1,15 @@
 """OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL."""
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx2
 import openai
 import orjson
 
-from chat.providers.base import GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
-from chat.providers.transport import (
-    ClientPerLoop,
-    error_for_kind,
-    error_for_status,
-    error_for_transport,
-    request_timeout,
-)
+from chat.per_loop import PerLoop
+from chat.providers.base import GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.sdk import SDKReplyStream
+from chat.providers.transport import error_for_kind, request_timeout
 
 # Context windows of OpenAI's models; other servers' models get the conservative default.
 CONTEXT_TOKENS = {"gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576}
@@ -33,19 +27,13 @@ class OpenAIProvider(Provider):
         # such as llama.cpp's only know `max_tokens` and silently ignore the other.
         self.token_limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
         # The worker retries before the first token itself, so the SDK must not.
-        self._clients = ClientPerLoop(
+        self._clients = PerLoop(
             lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout())
         )
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(
-                ref=f"{self.name}:{model}",
-                provider=self.name,
-                name=model,
-                label=model,
-                context_tokens=CONTEXT_TOKENS.get(model, DEFAULT_CONTEXT_TOKENS),
-            )
+            ModelInfo.of(self.name, model, context_tokens=CONTEXT_TOKENS.get(model, DEFAULT_CONTEXT_TOKENS))
             for model in self.model_names
         ]
 
@@ -66,42 +54,27 @@ class OpenAIProvider(Provider):
         )
 
 
-class OpenAIReplyStream(ReplyStream):
+class OpenAIReplyStream(SDKReplyStream):
     """Parses the SSE bytes with orjson: no SDK model object per chunk."""
+
+    sdk = openai
+    sdk_error = openai.OpenAIError
+    undecodable = (orjson.JSONDecodeError,)
 
     def __init__(self, request: GenerationRequest, *, provider: OpenAIProvider) -> None:
         super().__init__(request)
         self._provider = provider
-        self._exit_stack = AsyncExitStack()
-        self._closed = False
-        self._done = False  # [DONE] arrived: failures while draining the body do not matter
 
-    async def deltas(self) -> AsyncIterator[str]:
-        try:
-            response = await self._exit_stack.enter_async_context(self._provider.open_response(self.request))
-            if self._closed:  # closed by another task while connecting
-                return
-            async for payload in _event_data(response):
-                if payload == b"[DONE]":
-                    # Keep reading to the end of the body, so the connection goes back to the pool.
-                    self._done = True
-                elif not self._done and (text := self._take(orjson.loads(payload))):
-                    yield text
-        except ProviderError:
-            raise
-        except openai.APIStatusError as exc:
-            raise error_for_status(exc.status_code, exc.response.headers) from exc
-        except openai.APITimeoutError as exc:
-            raise ProviderError("timeout") from exc
-        except openai.APIConnectionError as exc:
-            raise ProviderError("connection") from exc
-        except httpx2.HTTPError as exc:
-            if not (self._done or self._closed):
-                raise error_for_transport(exc) from exc
-        except (openai.OpenAIError, orjson.JSONDecodeError) as exc:
-            raise ProviderError("upstream_error") from exc
-        finally:
-            await self.aclose()
+    def open(self) -> Any:
+        return self._provider.open_response(self.request)
+
+    async def texts(self, response: Any) -> AsyncIterator[str]:
+        async for payload in _event_data(response):
+            if payload == b"[DONE]":
+                # Keep reading to the end of the body, so the connection goes back to the pool.
+                self._complete = True
+            elif not self._complete and (text := self._take(orjson.loads(payload))):
+                yield text
 
     def _take(self, chunk: dict[str, Any]) -> str:
         """Record what the chunk reports; return its text."""
@@ -119,10 +92,6 @@ class OpenAIReplyStream(ReplyStream):
         if finish_reason := choice.get("finish_reason"):
             self.result.finish_reason = finish_reason
         return (choice.get("delta") or {}).get("content") or ""
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await self._exit_stack.aclose()
 
 
 async def _event_data(response: openai.AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:

@@ -1,18 +1,13 @@
 """HTTP plumbing shared by the SDK-based providers: clients, timeouts, and errors in the app's terms."""
 
-import asyncio
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Generic, TypeVar
 
 import httpx2
 from django.conf import settings
 from django.utils import timezone
 
 from chat.providers.base import ProviderError
-
-Client = TypeVar("Client")
 
 # Error types and codes providers put in error bodies (OpenAI, vLLM, Anthropic), by our code.
 _ERROR_KINDS = (
@@ -22,21 +17,6 @@ _ERROR_KINDS = (
     ("timeout", ("timeout",)),
     ("bad_request", ("invalid_request", "badrequest", "bad_request", "not_found", "too_large", "context_length")),
 )
-
-
-class ClientPerLoop(Generic[Client]):
-    """One SDK client per event loop: pooled connections belong to the loop that opened them."""
-
-    def __init__(self, factory: Callable[[], Client]) -> None:
-        self._factory = factory
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
-
-    def get(self) -> Client:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._factory()
-        return client
 
 
 def request_timeout() -> httpx2.Timeout:

@@ -12,7 +12,10 @@ from chat.providers import registry
 TITLE_MAX_CHARS = 60
 
 
-def _validate_model(model_ref: str) -> str:
+def model_validate(model_ref: object) -> str:
+    """The model reference if this server offers it, else ChatError('unknown_model')."""
+    if not isinstance(model_ref, str):
+        raise ChatError("invalid", "`model` must be a string such as `openai:gpt-4o-mini`.")
     try:
         registry.resolve(model_ref)
     except registry.UnknownModel:
@@ -24,7 +27,7 @@ def conversation_create(
     *, owner: AbstractBaseUser, model: str = "", system_prompt: str = "", title: str = ""
 ) -> Conversation:
     """A new, empty conversation; the model defaults to the server's default."""
-    model_ref = _validate_model(model or registry.default_model_ref())
+    model_ref = model_validate(model or registry.default_model_ref())
     if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
     return Conversation.objects.create(
@@ -45,7 +48,7 @@ def conversation_update(
     if title is not None:
         conversation.title = _clean_title(title)
     if model is not None:
-        conversation.model = _validate_model(model)
+        conversation.model = model_validate(model)
     if system_prompt is not None:
         if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
             raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
@@ -60,7 +63,8 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
-def _touch(conversation: Conversation) -> None:
+def conversation_touch(*, conversation: Conversation) -> None:
+    """Mark the conversation as active now (the sidebar's order, and the limits' index)."""
     conversation.updated_at = timezone.now()
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=conversation.updated_at)
 

@@ -1,7 +1,7 @@
 """The worker's side of a reply: claim it, checkpoint it, finish it, reap it when its worker vanished."""
 
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -13,19 +13,21 @@ from chat.errors import ChatError
 from chat.models import Conversation, DailyUsage, Message
 from chat.prompts import build_request
 from chat.providers import registry
-from chat.providers.base import GenerationRequest, StreamResult
-from chat.services.conversations import _touch
+from chat.providers.base import GenerationRequest, Provider, StreamResult
+from chat.services.conversations import conversation_touch
 
 
 @dataclass(frozen=True)
 class GenerationContext:
+    """A claimed reply with everything the engine needs to generate it: the prompt and its provider."""
+
     reply: Message
     conversation: Conversation
     request: GenerationRequest
-    provider_name: str
+    provider: Provider
 
 
-def _lease_deadline():  # noqa: ANN202 - datetime
+def _lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
 
 
@@ -54,7 +56,7 @@ def generation_begin(*, message_id: int) -> GenerationContext | None:
     request = build_request(
         conversation=conversation, history=history, model=model, max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS
     )
-    return GenerationContext(reply=reply, conversation=conversation, request=request, provider_name=provider.name)
+    return GenerationContext(reply=reply, conversation=conversation, request=request, provider=provider)
 
 
 def generation_leases_renew(*, message_ids: list[int]) -> None:
@@ -97,7 +99,7 @@ def generation_finish(
         Message.objects.filter(pk=message_id).update(**fields)
         reply = Message.objects.select_related("conversation").get(pk=message_id)
         usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
-    _touch(reply.conversation)
+    conversation_touch(conversation=reply.conversation)
     return reply
 
 

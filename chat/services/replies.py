@@ -12,7 +12,7 @@ from django.utils import timezone
 from chat import limits, selectors
 from chat.errors import ChatError
 from chat.models import Conversation, Message
-from chat.services.conversations import _touch, _validate_model, title_from
+from chat.services.conversations import conversation_touch, model_validate, title_from
 
 CLIENT_ID_MAX_CHARS = 64
 
@@ -69,7 +69,7 @@ def _start_reply(conversation: Conversation, *, client_id: str, user_content: st
             if not conversation.title and user_message is not None:
                 conversation.title = title_from(user_content or "")
                 Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
-            _touch(conversation)
+            conversation_touch(conversation=conversation)
     except IntegrityError:
         # The partial unique index lets one reply run per conversation, whichever process asks.
         existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
@@ -145,7 +145,7 @@ def message_send(*, conversation: Conversation, client_id: str, content: object)
 def _checked_new_message(conversation: Conversation, content: object) -> str:
     """A new user message may be posted: its text is valid, the model offered, no reply running."""
     content = _validate_content(content)
-    _validate_model(conversation.model)
+    model_validate(conversation.model)
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy")
     return content
@@ -162,7 +162,7 @@ def _supersede(*messages: Message) -> None:
 @_idempotent_and_limited
 def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResult:
     """Replace the last reply (kept for review, out of the conversation) with a new one."""
-    _validate_model(conversation.model)
+    model_validate(conversation.model)
     last = _last_visible(conversation)
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ChatError("nothing_to_regenerate")
@@ -193,7 +193,7 @@ def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
     if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
         raise ChatError("nothing_to_continue")
-    _validate_model(conversation.model)
+    model_validate(conversation.model)
     return _start_reply(conversation, client_id=client_id, user_content=None)
 
 

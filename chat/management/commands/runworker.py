@@ -3,7 +3,7 @@
 
 from channels.management.commands.runworker import Command as ChannelsRunworker
 
-from chat.worker import ChatWorker
+from chat.engine.worker import ChatWorker
 
 
 class Command(ChannelsRunworker):

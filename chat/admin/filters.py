@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.admin_selectors import conversation_models, message_distinct_values
+from chat.admin.selectors import conversation_models, message_distinct_values
 from chat.models import Message
 
 

@@ -18,7 +18,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from chat.admin_filters import (
+from chat.admin.exports import transcript_export_json, transcript_export_markdown
+from chat.admin.filters import (
     ConversationModelFilter,
     ConversationProviderFilter,
     LastActivityFilter,
@@ -28,16 +29,14 @@ from chat.admin_filters import (
     MessageProviderFilter,
     SupersededFilter,
 )
-from chat.admin_selectors import (
+from chat.admin.selectors import (
     conversation_review_queryset,
     conversation_search,
-    transcript_export_json,
-    transcript_export_markdown,
     transcript_messages,
     transcripts_for_export,
     usage_summary_for_period,
 )
-from chat.admin_services import transcript_view_record
+from chat.admin.services import transcript_view_record
 from chat.models import Conversation, Message, TranscriptView
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
-from chat import events, selectors, services, worker
+from chat import events, selectors, services
+from chat.engine import jobs
 from chat.events import Frame
 from chat.live import live_log
 from chat.models import Conversation, Message
@@ -24,14 +25,13 @@ class ReplyStarted:
     duplicate: bool
 
     def frame(self, *, client_id: str) -> Frame:
-        return {
-            "type": "accepted",
-            "client_id": client_id,
-            "conversation": self.conversation_id,
-            "user_message": events.message_payload(self.user_message) if self.user_message else None,
-            "message": events.message_payload(self.reply),
-            "duplicate": self.duplicate,
-        }
+        return events.accepted_frame(
+            client_id=client_id,
+            conversation_id=self.conversation_id,
+            user_message=self.user_message,
+            reply=self.reply,
+            duplicate=self.duplicate,
+        )
 
 
 @database_sync_to_async
@@ -52,7 +52,7 @@ async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> Rep
             await events.publish_to_conversation(conversation.pk, events.message_frame(result.user_message))
         await events.publish_to_conversation(conversation.pk, events.message_frame(result.reply))
         await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=True))
-        await worker.submit(message_id=result.reply.pk, conversation_id=conversation.pk)
+        await jobs.submit(message_id=result.reply.pk, conversation_id=conversation.pk)
     return started
 
 
@@ -85,7 +85,7 @@ async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message
         await events.publish_done(reply)
         await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=False))
     else:
-        await worker.request_stop(conversation_id=conversation.pk)
+        await jobs.request_stop(conversation_id=conversation.pk)
     return reply
 
 

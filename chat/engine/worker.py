@@ -11,16 +11,18 @@ from collections.abc import Callable
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull, StopConsumer
+from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.routing import ChannelNameRouter
 from channels.utils import await_many_dispatch
 from channels.worker import Worker
 from django.conf import settings
 
-from chat import events, health, services
-from chat.errors import ChatError
-from chat.generation import Generation, _announce_conversation, _best_effort
+from chat import events, services
+from chat.engine import heartbeat
+from chat.engine.generation import Generation
+from chat.engine.resilience import Backoff, best_effort
+from chat.providers import registry
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class Runner:
         except Exception:  # noqa: BLE001 - one reply failing must not take the worker down
             logger.exception("generation of reply %s crashed", generation.message_id)
         finally:
-            await _best_effort(worker.leave_cancel_group(generation.conversation_id))
+            await best_effort(worker.leave_cancel_group(generation.conversation_id))
             self.running.pop(generation.message_id, None)
             self.slots.release()
             if not self.running:
@@ -78,16 +80,16 @@ class GenerationWorker(AsyncConsumer):
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
-        delay = 0.1
+        backoff = Backoff(base=0.1, cap=5.0)
         while True:
             try:
                 await await_many_dispatch([receive, self._receive_own], self.dispatch)
             except StopConsumer:
                 return
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - Redis restarting: listen again, or queued jobs are lost
+                delay = backoff.next_delay()
                 logger.warning("worker channel failed; listening again in %.1fs", delay, exc_info=True)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _receive_own(self) -> dict:
         return await self.channel_layer.receive(self.channel_name)
@@ -126,7 +128,7 @@ class ChatWorker(Worker):
         self.handle_signals = handle_signals
         self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY)
         self.stopping = asyncio.Event()
-        self.worker_id = health.new_worker_id()
+        self.worker_id = heartbeat.new_worker_id()
 
     async def arun(self) -> None:
         checker = asyncio.ensure_future(self.application_checker())
@@ -142,8 +144,11 @@ class ChatWorker(Worker):
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         maintenance = asyncio.ensure_future(self.maintenance())
+        # The provider SDKs are imported before the first job is taken, off the event loop: `import
+        # anthropic` alone can take seconds on a busy machine, which a first reply must not wait for.
+        await asyncio.to_thread(registry.providers)
+        listeners = [asyncio.ensure_future(self.listener(channel)) for channel in self.channels]
         logger.info(
             "worker ready: %s, channels %s, %s replies at once",
             self.worker_id,
@@ -155,24 +160,24 @@ class ChatWorker(Worker):
             task.cancel()
         await self.shutdown()
         maintenance.cancel()
-        await _best_effort(health.worker_gone(worker_id=self.worker_id))
+        await best_effort(heartbeat.worker_gone(worker_id=self.worker_id))
 
     async def listener(self, channel: str) -> None:
-        delay = 0.1
+        backoff = Backoff(base=0.1, cap=5.0)
         while True:
             await self.runner.slots.acquire()
             try:
                 message = await self.channel_layer.receive(channel)
             except Exception:  # noqa: BLE001 - Redis restarting: keep listening, or no job is ever taken again
                 self.runner.slots.release()
+                delay = backoff.next_delay()
                 logger.warning("job channel failed; listening again in %.1fs", delay, exc_info=True)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             except BaseException:
                 self.runner.slots.release()
                 raise
-            delay = 0.1
+            backoff.reset()
             instance_queue = self.get_or_create_application_instance(channel, {"type": "channel", "channel": channel})
             await instance_queue.put(message)
 
@@ -191,68 +196,12 @@ class ChatWorker(Worker):
     async def maintenance(self) -> None:
         while True:
             # Beat first and apart: a worker waiting out a database outage is still alive.
-            await _best_effort(health.worker_beat(worker_id=self.worker_id, running=len(self.runner.running)))
+            await best_effort(heartbeat.worker_beat(worker_id=self.worker_id, running=len(self.runner.running)))
             try:
                 await database_sync_to_async(services.generation_leases_renew)(message_ids=list(self.runner.running))
                 for reply in await database_sync_to_async(services.replies_interrupt_stale)():
                     await events.publish_done(reply)
-                    await _announce_conversation(reply)
+                    await events.publish_conversation_of(reply)
             except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
                 logger.warning("worker maintenance failed", exc_info=True)
             await asyncio.sleep(self.maintenance_interval)
-
-
-_in_process: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-
-
-def ensure_in_process_worker() -> None:
-    """Embedded mode: run the worker inside this server process, once per event loop."""
-    loop = asyncio.get_running_loop()
-    task = _in_process.get(loop)
-    if task is None or task.done():
-        _in_process[loop] = loop.create_task(ChatWorker(handle_signals=False).arun())
-
-
-async def submit(*, message_id: int, conversation_id: int) -> None:
-    """Queue a generation job. It carries ids only: the worker reads everything else from the database."""
-    if settings.CHAT_WORKER_IN_PROCESS:
-        ensure_in_process_worker()
-    job = {"type": "generation.start", "message": message_id, "conversation": conversation_id}
-    try:
-        await get_channel_layer("jobs").send(settings.CHAT_WORKER_CHANNEL, job)
-    except Exception as exc:
-        # The job queue is full (every worker busy) or Redis is away: fail the reply now, clearly,
-        # rather than let it wait for the pending expiry with no job behind it.
-        code = "queue_full" if isinstance(exc, ChannelFull) else "unavailable"
-        if code == "unavailable":
-            logger.warning("could not queue reply %s", message_id, exc_info=True)
-        reply = await database_sync_to_async(services.reply_refuse_job)(message_id=message_id, code=code)
-        await events.publish_done(reply)
-        await _announce_conversation(reply)
-        raise ChatError(code) from None
-    notice = asyncio.get_running_loop().create_task(_notice_if_queued(message_id, conversation_id))
-    _notices.add(notice)
-    notice.add_done_callback(_notices.discard)
-
-
-QUEUED_NOTICE_SECONDS = 0.5
-_notices: set[asyncio.Task[None]] = set()
-
-
-async def _notice_if_queued(message_id: int, conversation_id: int) -> None:
-    """A reply no worker took within half a second waits for a free slot: tell its followers."""
-    await asyncio.sleep(QUEUED_NOTICE_SECONDS)
-    try:
-        ahead = await database_sync_to_async(services.reply_queue_position)(message_id=message_id)
-    except Exception:  # noqa: BLE001 - a notice only; the reply goes on regardless
-        logger.warning("could not tell whether reply %s is queued", message_id, exc_info=True)
-        return
-    if ahead is not None:
-        await events.publish_queued(conversation_id=conversation_id, message_id=message_id, ahead=ahead)
-
-
-async def request_stop(*, conversation_id: int) -> None:
-    """Tell whichever worker runs this conversation's reply to stop (the database flag backs this up)."""
-    await get_channel_layer("jobs").group_send(
-        events.cancel_group(conversation_id), {"type": "generation.cancel", "conversation": conversation_id}
-    )

@@ -1,132 +1,37 @@
-"""One reply being generated: provider deltas in, coalesced frames out, checkpoints to the database."""
+"""One reply being generated: provider deltas in, coalesced frames out, checkpoints to the database.
+
+The reply's provider comes resolved with its claim (services.generation_begin): this module only
+streams it, saves it and says how it ended.
+"""
 
 import asyncio
 import logging
-import math
-import weakref
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import events, services
+from chat.engine.frames import Clock, FrameCoalescer
+from chat.engine.resilience import Backoff, best_effort, with_database_retry
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
-from chat.providers import registry
 from chat.providers.base import ProviderError, StreamResult, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
 
-class FrameCoalescer:
-    """Turns deltas into frames: the first delta after a quiet spell goes at once, a burst is batched.
-
-    The batching window adapts to load: the replies streaming in this process share a budget of
-    CHAT_FRAME_RATE frames a second (200 replies: about 130 ms), from CHAT_FRAME_MIN_WINDOW_MS (a
-    model slower than one token per that window has every token sent at once) up to CHAT_FRAME_WINDOW_MS. Every frame costs the same on the channel layer and in every consumer,
-    however few characters it carries, so this keeps the relay's cost per token flat as load grows.
-    A frame is written to the live log before it is published, so a snapshot read after
-    subscribing always meets the live frames without a gap.
-    """
-
-    def __init__(self, *, conversation_id: int, message_id: int) -> None:
-        self.conversation_id = conversation_id
-        self.message_id = message_id
-        self.window = settings.CHAT_FRAME_WINDOW_MS / 1000
-        self.min_window = settings.CHAT_FRAME_MIN_WINDOW_MS / 1000
-        self.max_chars = settings.CHAT_FRAME_MAX_CHARS
-        self.seq = 0
-        self.length = 0
-        self._sent: list[str] = []
-        self._ends: list[int] = []  # where each frame ended: enough to rebuild a lost live log
-        self._pending: list[str] = []
-        self._pending_chars = 0
-        self._last_flush = -math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._lock = asyncio.Lock()
-        self._loop = asyncio.get_running_loop()
-        self._flushes: set[asyncio.Task[None]] = set()
-        self.frames_published = 0
-        _open.add(self)
-
-    @property
-    def content(self) -> str:
-        """Everything published so far (what clients may have seen)."""
-        if len(self._sent) > 1:
-            self._sent[:] = ["".join(self._sent)]
-        return self._sent[0] if self._sent else ""
-
-    async def add(self, text: str) -> None:
-        self._pending.append(text)
-        self._pending_chars += len(text)
-        now = self._loop.time()
-        window = min(self.window, max(self.min_window, len(_open) / settings.CHAT_FRAME_RATE))
-        if now - self._last_flush >= window or self._pending_chars >= self.max_chars:
-            await self.flush()
-        elif self._timer is None:
-            self._timer = self._loop.call_at(self._last_flush + window, self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        task = self._loop.create_task(self.flush())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        async with self._lock:
-            if not self._pending:
-                return
-            text = "".join(self._pending)
-            self._pending.clear()
-            self._pending_chars = 0
-            offset, self.length, self.seq = self.length, self.length + len(text), self.seq + 1
-            self._sent.append(text)
-            self._ends.append(self.length)
-            self._last_flush = self._loop.time()
-            try:
-                await self._log_and_publish(offset, text)
-                self.frames_published += 1
-            except Exception:  # noqa: BLE001 - the layer is best effort; clients resync from the snapshot
-                logger.warning("could not publish frame %s of reply %s", self.seq, self.message_id, exc_info=True)
-
-    async def _log_and_publish(self, offset: int, text: str) -> None:
-        frame = {"conversation_id": self.conversation_id, "message_id": self.message_id, "seq": self.seq}
-        wire = events.delta_wire(**frame, offset=offset, text=text)
-        # On Redis pub/sub, one script appends then publishes, batched with other replies' frames.
-        if wire is not None and await live_log().append_and_publish(self.message_id, text, self.length, self.seq, wire):
-            return
-        if await live_log().append(self.message_id, text, self.length) != self.seq:
-            # Redis restarted (the log is gone) or missed a frame while away: rewrite it whole,
-            # so snapshots taken from now on are right again.
-            await live_log().restore(self.message_id, self.content, self._ends)
-        await events.publish_delta(**frame, offset=offset, text=text)
-
-    async def close(self) -> None:
-        """Publish whatever is still buffered."""
-        _open.discard(self)
-        await self.flush()
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
-
-
-_open: weakref.WeakSet[FrameCoalescer] = weakref.WeakSet()  # replies streaming in this process
-
-
 class Generation:
     """Runs one reply to its end; `stop()` and `interrupt()` end it early with its text kept."""
 
-    def __init__(self, message_id: int, conversation_id: int) -> None:
+    def __init__(self, message_id: int, conversation_id: int, *, clock: Clock | None = None) -> None:
         self.message_id = message_id
         self.conversation_id = conversation_id
         self.stop_requested = False
         self.shutting_down = False
         self._streaming = False
+        self._clock = clock
         self.task: asyncio.Task[None] | None = None
-        self.db_writes = 0
         self._checkpointing: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
@@ -145,15 +50,14 @@ class Generation:
     async def run(self) -> None:
         self.task = asyncio.current_task()
         # A short database outage must not lose the job: the reply would wait for the pending expiry.
-        context = await _with_database_retry(services.generation_begin, message_id=self.message_id)
-        self.db_writes += 1
+        context = await with_database_retry(services.generation_begin, message_id=self.message_id)
         if context is None:
             return
         reply = context.reply
-        frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk)
-        await _best_effort(live_log().begin(reply.pk))
+        frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
+        await best_effort(live_log().begin(reply.pk))
         await events.publish_start(reply)
-        await _announce_conversation(reply)
+        await events.publish_conversation_of(reply)
         status, result, error = await self._stream(context, frames)
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
@@ -163,16 +67,16 @@ class Generation:
         kwargs = {"message_id": reply.pk, "content": frames.content, "seq": frames.seq, "result": result}
         if finish is services.generation_finish:
             kwargs.update(status=status, error=error)
-        final = await _with_database_retry(finish, **kwargs)
-        self.db_writes += 1
+        final = await with_database_retry(finish, **kwargs)
         await events.publish_done(final)
-        await _best_effort(live_log().end(reply.pk))
-        await _announce_conversation(final)
+        await best_effort(live_log().end(reply.pk))
+        await events.publish_conversation_of(final)
 
     async def _stream(
         self, context: services.GenerationContext, frames: FrameCoalescer
     ) -> tuple[str, StreamResult, ProviderError | ChatError | None]:
         loop = asyncio.get_running_loop()
+        clock = self._clock or loop
         started = loop.time()
         total_deadline = started + settings.CHAT_TIMEOUT_TOTAL
         result = StreamResult()
@@ -180,9 +84,9 @@ class Generation:
         self._streaming = True
         try:
             async with asyncio.timeout(min(started + settings.CHAT_TIMEOUT_FIRST_TOKEN, total_deadline)) as deadline:
-                provider, _ = registry.resolve(context.reply.model)
+                provider = context.provider
                 attempt = 0
-                next_checkpoint = started + settings.CHAT_CHECKPOINT_SECONDS
+                next_checkpoint = clock.time() + settings.CHAT_CHECKPOINT_SECONDS
                 while True:
                     if self.stop_requested:
                         raise asyncio.CancelledError
@@ -196,6 +100,7 @@ class Generation:
                                     first_token_at = now
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
                                 await frames.add(delta)
+                                now = clock.time()
                                 if now >= next_checkpoint and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
                                     # In the background: the stream must not wait for the database.
@@ -212,7 +117,7 @@ class Generation:
                         if first_token_at is not None or not exc.retryable or attempt >= settings.CHAT_RETRY_ATTEMPTS:
                             return Message.Status.FAILED, result, exc
                         attempt += 1
-                        await asyncio.sleep(_backoff(attempt, exc))
+                        await asyncio.sleep(_retry_delay(attempt, exc))
         except TimeoutError:
             return Message.Status.FAILED, result, _timeout_error(loop.time(), started, total_deadline, first_token_at)
         except asyncio.CancelledError:
@@ -240,7 +145,6 @@ class Generation:
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return
-        self.db_writes += 1
         if not still_wanted:
             # The stop signal over the channel layer was lost; the database says stop.
             self.stop()
@@ -249,10 +153,11 @@ class Generation:
         return self._checkpointing is None or self._checkpointing.done()
 
 
-def _backoff(attempt: int, error: ProviderError) -> float:
+def _retry_delay(attempt: int, error: ProviderError) -> float:
+    """The provider's `retry-after` wins; otherwise the exponential backoff."""
     if error.retry_after is not None:
         return min(error.retry_after, settings.CHAT_RETRY_MAX_DELAY)
-    return min(settings.CHAT_RETRY_BASE_DELAY * 2 ** (attempt - 1), settings.CHAT_RETRY_MAX_DELAY)
+    return Backoff.delay_for(attempt, base=settings.CHAT_RETRY_BASE_DELAY, cap=settings.CHAT_RETRY_MAX_DELAY)
 
 
 def _timeout_error(now: float, started: float, total_deadline: float, first_token_at: float | None) -> ProviderError:
@@ -275,37 +180,3 @@ def _settle_usage(result: StreamResult, context: services.GenerationContext, con
         request = context.request
         result.input_tokens = estimate_tokens(request.system + "".join(turn.content for turn in request.turns))
         result.tokens_estimated = True
-
-
-async def _with_database_retry(func, /, **kwargs):  # noqa: ANN001, ANN202
-    """The claim and the final save must land: retry through a short database outage (about a minute)."""
-    delay = 0.25
-    for _ in range(40):
-        try:
-            return await database_sync_to_async(func)(**kwargs)
-        except Exception:  # noqa: BLE001
-            logger.warning("database call %s for reply %s failed; retrying", func.__name__, kwargs.get("message_id"))
-            await sync_to_async(_close_connections)()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    return await database_sync_to_async(func)(**kwargs)
-
-
-def _close_connections() -> None:
-    from django.db import connections
-
-    connections.close_all()
-
-
-async def _best_effort(awaitable) -> None:  # noqa: ANN001
-    """Live-log, group and heartbeat operations: Redis may be away; the database stays the truth."""
-    try:
-        await awaitable
-    except Exception:  # noqa: BLE001
-        logger.warning("live operation failed", exc_info=True)
-
-
-async def _announce_conversation(reply: Message) -> None:
-    conversation = reply.conversation
-    frame = events.conversation_frame(conversation, running=reply.is_active)
-    await events.publish_to_user(conversation.owner_id, frame)

@@ -1,0 +1,130 @@
+"""Deltas into frames: the coalescer that batches a reply's tokens, and the append-then-publish choice.
+
+A frame is written to the live log before it is published, so a snapshot read after subscribing
+always meets the live frames without a gap.
+"""
+
+import asyncio
+import logging
+import math
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+from django.conf import settings
+
+from chat import events
+from chat.live import live_log
+
+logger = logging.getLogger(__name__)
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What the coalescer needs of time: the running event loop, or a controlled clock in tests."""
+
+    def time(self) -> float: ...
+    def call_at(self, when: float, callback: Callable[[], object], /) -> Timer: ...
+
+
+def frame_window(streaming: int) -> float:
+    """The batching window when `streaming` replies share this process's frame budget."""
+    window = settings.CHAT_FRAME_WINDOW_MS / 1000
+    min_window = settings.CHAT_FRAME_MIN_WINDOW_MS / 1000
+    return min(window, max(min_window, streaming / settings.CHAT_FRAME_RATE))
+
+
+class FrameCoalescer:
+    """Turns deltas into frames: the first delta after a quiet spell goes at once, a burst is batched.
+
+    The batching window adapts to load: the replies streaming in this process share a budget of
+    CHAT_FRAME_RATE frames a second (200 replies: about 130 ms), from CHAT_FRAME_MIN_WINDOW_MS (a
+    model slower than one token per that window has every token sent at once) up to
+    CHAT_FRAME_WINDOW_MS. Every frame costs the same on the channel layer and in every consumer,
+    however few characters it carries, so this keeps the relay's cost per token flat as load grows.
+    So a reply of T seconds makes at most T / min window + 1 frames, however fast its tokens come.
+    """
+
+    def __init__(self, *, conversation_id: int, message_id: int, clock: Clock | None = None) -> None:
+        self.conversation_id = conversation_id
+        self.message_id = message_id
+        self.max_chars = settings.CHAT_FRAME_MAX_CHARS
+        self.seq = 0
+        self.length = 0
+        self._sent: list[str] = []
+        self._ends: list[int] = []  # where each frame ended: enough to rebuild a lost live log
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._last_flush = -math.inf
+        self._timer: Timer | None = None
+        self._lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._clock: Clock = clock or self._loop
+        self._flushes: set[asyncio.Task[None]] = set()
+        _open.add(self)
+
+    @property
+    def content(self) -> str:
+        """Everything published so far (what clients may have seen)."""
+        if len(self._sent) > 1:
+            self._sent[:] = ["".join(self._sent)]
+        return self._sent[0] if self._sent else ""
+
+    async def add(self, text: str) -> None:
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        window = frame_window(len(_open))
+        if self._clock.time() - self._last_flush >= window or self._pending_chars >= self.max_chars:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = self._clock.call_at(self._last_flush + window, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        task = self._loop.create_task(self.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        async with self._lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._pending_chars = 0
+            offset, self.length, self.seq = self.length, self.length + len(text), self.seq + 1
+            self._sent.append(text)
+            self._ends.append(self.length)
+            self._last_flush = self._clock.time()
+            try:
+                await self._log_and_publish(offset, text)
+            except Exception:  # noqa: BLE001 - the layer is best effort; clients resync from the snapshot
+                logger.warning("could not publish frame %s of reply %s", self.seq, self.message_id, exc_info=True)
+
+    async def _log_and_publish(self, offset: int, text: str) -> None:
+        frame = {"conversation_id": self.conversation_id, "message_id": self.message_id, "seq": self.seq}
+        wire = events.delta_wire(**frame, offset=offset, text=text)
+        # On Redis pub/sub, one script appends then publishes, batched with other replies' frames.
+        if wire is not None and await live_log().append_and_publish(self.message_id, text, self.length, self.seq, wire):
+            return
+        if await live_log().append(self.message_id, text, self.length) != self.seq:
+            # Redis restarted (the log is gone) or missed a frame while away: rewrite it whole,
+            # so snapshots taken from now on are right again.
+            await live_log().restore(self.message_id, self.content, self._ends)
+        await events.publish_delta(**frame, offset=offset, text=text)
+
+    async def close(self) -> None:
+        """Publish whatever is still buffered."""
+        _open.discard(self)
+        await self.flush()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+_open: weakref.WeakSet[FrameCoalescer] = weakref.WeakSet()  # replies streaming in this process

@@ -1,0 +1,97 @@
+"""The SSE stream of a conversation: the same frames as the WebSocket, one `event:` each, with
+`id: <message>:<seq>` so a reconnecting client resumes with `Last-Event-ID` (docs/protocol.md)."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.http import require_http_methods
+
+from chat import actions, events, sessions
+from chat.api import api_view
+from chat.errors import ChatError
+
+
+def parse_last_event_id(value: str | None) -> actions.Position | None:
+    """`<message id>:<seq>`, as sent in every `id:` line; anything else means "send a snapshot"."""
+    if not value:
+        return None
+    message, _, seq = value.strip().partition(":")
+    if not (message.isdigit() and seq.isdigit()):
+        return None
+    return actions.Position(message_id=int(message), seq=int(seq))
+
+
+def sse_event(kind: str, data: str, *, message_id: int | None = None, seq: int | None = None) -> bytes:
+    lines = [f"event: {kind}"]
+    if message_id is not None:
+        lines.insert(0, f"id: {message_id}:{seq or 0}")
+    lines.append(f"data: {data}")
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+@require_http_methods(["GET"])
+@api_view
+async def conversation_stream(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    target = await actions.conversation_for(user, pk)
+    position = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
+    stream = _event_stream(target.pk, position, session_key=request.session.session_key, user_id=user.pk)
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _release_database() -> None:
+    """An SSE stream keeps its request's own thread for hours: it must not keep a database
+    connection open there too (one per open stream would exhaust the server's connections)."""
+    await database_sync_to_async(connections.close_all)()
+
+
+async def _event_stream(
+    conversation_id: int, position: actions.Position | None, *, session_key: str | None, user_id: int
+) -> AsyncIterator[bytes]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = events.conversation_group(conversation_id)
+    # Logout sends `session.ended` to this group; expiry is caught by the periodic re-check.
+    ended_group = events.session_group(session_key or "")
+    await layer.group_add(group, channel)
+    await layer.group_add(ended_group, channel)
+    next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
+    try:
+        frame, message_id, covered = await actions.catch_up(conversation_id, position)
+        await _release_database()
+        yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=message_id, seq=covered)
+        while True:
+            if settings.CHAT_SESSION_CHECK_SECONDS > 0 and time.monotonic() >= next_check:
+                next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
+                still_in = await database_sync_to_async(sessions.session_user_is)(
+                    session_key=session_key, user_id=user_id
+                )
+                await _release_database()
+                if not still_in:
+                    yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
+                    return
+            try:
+                event = await asyncio.wait_for(layer.receive(channel), settings.CHAT_SSE_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if event.get("type") == "session.ended":
+                yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
+                return
+            if event.get("type") != "chat.frame":
+                continue
+            if event["kind"] == "delta" and event["message"] == message_id and event["seq"] <= covered:
+                continue
+            yield sse_event(event["kind"], event["json"], message_id=event.get("message"), seq=event.get("seq"))
+    finally:
+        await layer.group_discard(group, channel)
+        await layer.group_discard(ended_group, channel)
