@@ -17,7 +17,9 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -104,7 +106,7 @@ async def ws_stream(session: aiohttp.ClientSession, spec: dict, i: int, stream: 
                 return
 
 
-async def _sse_events(response: aiohttp.ClientResponse):  # noqa: ANN202
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, bytes]]:
     kind = ""
     async for line in response.content:
         if line.startswith(b"event:"):
@@ -273,7 +275,7 @@ async def hold_idle(session: aiohttp.ClientSession, spec: dict) -> dict:
 def main() -> None:
     import uvloop
 
-    spec = orjson.loads(open(sys.argv[1], "rb").read())  # noqa: SIM115, PTH123
+    spec = orjson.loads(Path(sys.argv[1]).read_bytes())
     result = uvloop.run(run(spec))
     print(orjson.dumps(result).decode(), flush=True)
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -129,7 +130,7 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def run_client(spec: dict, work: Path, on_start=None) -> dict:  # noqa: ANN001
+def run_client(spec: dict, work: Path, on_start: Callable[[], None] | None = None) -> dict:
     path = work / f"spec-{spec['kind']}-{spec['concurrency']}.json"
     path.write_text(json.dumps(spec))
     with subprocess.Popen(

@@ -34,7 +34,7 @@ end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return n + 1
 """
-APPEND_PUBLISH_SHA = hashlib.sha1(APPEND_PUBLISH_SCRIPT).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+APPEND_PUBLISH_SHA = hashlib.sha1(APPEND_PUBLISH_SCRIPT).hexdigest()  # Redis names scripts by SHA-1
 
 
 @dataclass(frozen=True)

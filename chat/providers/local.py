@@ -152,7 +152,7 @@ class LocalReplyStream(ReplyStream):
                         finish_reason = ""  # stopped by the reader: the reply did not finish
                         break
             put(_Finished(finish_reason, input_tokens, output_tokens))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the reading task, which raises it there
             put(exc)
 
     async def aclose(self) -> None:

@@ -1,0 +1,137 @@
+"""The frame coalescer, on a controlled clock: how many frames a reply makes follows from its rules alone,
+however fast or busy the machine is."""
+
+import math
+
+import orjson
+import pytest
+from channels.layers import get_channel_layer
+
+from chat import events
+from chat.engine import frames as frames_module
+from chat.engine.frames import FrameCoalescer, frame_window
+from chat.live import live_log
+from tests.harness.clock import ManualClock
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+CONVERSATION = 7
+MESSAGE = 70
+
+
+async def follow_conversation() -> str:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(events.conversation_group(CONVERSATION), channel)
+    return channel
+
+
+async def published_deltas(channel: str) -> list[dict]:
+    layer = get_channel_layer()
+    received = []
+    queue = layer.channels.get(channel)  # the in-memory layer's queue: what was sent so far, no waiting
+    while queue is not None and not queue.empty():
+        event = await layer.receive(channel)
+        received.append(orjson.loads(event["json"]))
+    return received
+
+
+async def stream(coalescer: FrameCoalescer, clock: ManualClock, tokens: list[str], *, every: float) -> None:
+    for token in tokens:
+        await coalescer.add(token)
+        await clock.advance(every)
+    await coalescer.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def roomy_layer(settings):
+    """An in-memory layer that keeps every frame of a test (its default keeps 100 per channel)."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS, "default": {**settings.CHANNEL_LAYERS["default"]}}
+    settings.CHANNEL_LAYERS["default"]["CONFIG"] = {"capacity": 10_000}
+    channel_layers.backends.clear()
+
+
+@pytest.mark.usefixtures("roomy_layer")
+async def test_5000_tokens_in_one_second_make_at_most_one_frame_per_minimum_window(settings, clock):
+    channel = await follow_conversation()
+    await live_log().begin(MESSAGE)
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    tokens = [f" t{i}" for i in range(5000)]
+
+    await stream(coalescer, clock, tokens, every=0.0002)
+
+    deltas = await published_deltas(channel)
+    bound = math.ceil(1.0 / (settings.CHAT_FRAME_MIN_WINDOW_MS / 1000)) + 1
+    assert 2 <= len(deltas) <= bound, f"{len(deltas)} frames for 5000 tokens over 1 s (bound {bound})"
+    assert "".join(frame["text"] for frame in deltas) == "".join(tokens)
+    assert [frame["seq"] for frame in deltas] == list(range(1, len(deltas) + 1))
+    assert all(frame["offset"] == sum(len(f["text"]) for f in deltas[:i]) for i, frame in enumerate(deltas))
+    assert (await live_log().state(MESSAGE)).content == "".join(tokens)
+
+
+async def test_tokens_slower_than_the_minimum_window_each_go_out_at_once(settings, clock):
+    channel = await follow_conversation()
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    slower = settings.CHAT_FRAME_MIN_WINDOW_MS / 1000 + 0.001
+
+    await stream(coalescer, clock, ["a", "b", "c", "d"], every=slower)
+
+    assert [frame["text"] for frame in await published_deltas(channel)] == ["a", "b", "c", "d"]
+
+
+async def test_a_delta_held_back_is_sent_by_the_timer_when_no_more_tokens_come(clock):
+    channel = await follow_conversation()
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    await coalescer.add("first")
+    await coalescer.add(" second")  # within the window: held back
+    assert [frame["text"] for frame in await published_deltas(channel)] == ["first"]
+
+    await clock.advance(frame_window(1))
+
+    assert [frame["text"] for frame in await published_deltas(channel)] == [" second"]
+    await coalescer.close()
+
+
+async def test_a_frame_goes_at_once_when_its_text_reaches_the_size_limit(settings, clock):
+    settings.CHAT_FRAME_MAX_CHARS = 10
+    channel = await follow_conversation()
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    await coalescer.add("x")
+    for _ in range(4):
+        await coalescer.add("yyy")  # no time passes: only the size limit can send these
+
+    assert [frame["text"] for frame in await published_deltas(channel)] == ["x", "yyyyyyyyyyyy"]
+    await coalescer.close()
+
+
+def test_the_window_grows_with_the_replies_streaming_in_the_process_up_to_its_maximum(settings):
+    settings.CHAT_FRAME_RATE = 1500
+    settings.CHAT_FRAME_MIN_WINDOW_MS = 15
+    settings.CHAT_FRAME_WINDOW_MS = 250
+
+    assert frame_window(1) == pytest.approx(0.015)
+    assert frame_window(200) == pytest.approx(200 / 1500)
+    assert frame_window(10_000) == pytest.approx(0.25)
+
+
+@pytest.mark.usefixtures("roomy_layer")
+async def test_with_300_replies_streaming_one_reply_makes_at_most_one_frame_per_shared_window(settings, clock):
+    settings.CHAT_FRAME_RATE = 1500
+    others = [FrameCoalescer(conversation_id=1000 + i, message_id=2000 + i, clock=clock) for i in range(299)]
+    channel = await follow_conversation()
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    assert len(frames_module._open) == 300
+
+    await stream(coalescer, clock, [f" t{i}" for i in range(1000)], every=0.001)
+
+    window = frame_window(300)
+    assert len(await published_deltas(channel)) <= math.ceil(1.0 / window) + 1
+    for other in others:
+        await other.close()
