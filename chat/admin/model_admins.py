@@ -6,6 +6,7 @@ superusers may delete; only superusers see who opened which transcript.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -46,11 +47,17 @@ class ReviewOnlyAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice: too dear at scale
     show_full_result_count = False  # spares a COUNT(*) over the whole table on every filtered page
 
+    def may_view(self, user: Any) -> bool:
+        return user.is_active and user.is_staff
+
+    def may_delete(self, user: Any) -> bool:
+        return user.is_active and user.is_superuser
+
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_staff
+        return self.may_view(request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.is_active and request.user.is_staff
+        return self.may_view(request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -59,7 +66,7 @@ class ReviewOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.is_active and request.user.is_superuser
+        return self.may_delete(request.user)
 
     class Media:
         css = {"all": ["admin_transcript.css"]}
@@ -269,28 +276,17 @@ class MessageAdmin(ReviewOnlyAdmin):
 
 
 @admin.register(TranscriptView)
-class TranscriptViewAdmin(admin.ModelAdmin):
+class TranscriptViewAdmin(ReviewOnlyAdmin):
     """Who opened or exported which transcript: superusers only, and nobody may alter it."""
 
     list_display = ["viewed_at", "viewer_username", "conversation_link", "via"]
     list_filter = ["via", ("viewer", admin.RelatedOnlyFieldListFilter), ("viewed_at", admin.DateFieldListFilter)]
     search_fields = ["viewer_username", "conversation_label"]
-    show_facets = admin.ShowFacets.NEVER
-    show_full_result_count = False
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_superuser
+    def may_view(self, user: Any) -> bool:
+        return user.is_active and user.is_superuser
 
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def may_delete(self, user: Any) -> bool:
         return False
 
     @admin.display(description="Conversation", ordering="conversation_label")
