@@ -25,7 +25,7 @@ OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/anthropic/v1/messages"
 DEFAULT_TOKENS = ("Hello", ",", " world", "!")
 
-End = Literal["finish", "error", "cut", "stall", "no_finish"]
+End = Literal["finish", "error", "cut", "stall", "no_finish", "garbled"]
 
 # Error `type` each provider puts in an HTTP error body, by status.
 _ERROR_TYPES = {
@@ -102,6 +102,11 @@ class Scenario:
     def stall(cls, *, after: int = 2, **fields: Any) -> "Scenario":
         """The server stops sending but keeps the connection open until the client gives up."""
         return cls(end="stall", after=after, **fields)
+
+    @classmethod
+    def garbled(cls, *, after: int = 2, **fields: Any) -> "Scenario":
+        """After `after` tokens, an event whose data is not JSON; then the body ends."""
+        return cls(end="garbled", after=after, **fields)
 
     @classmethod
     def no_finish(cls, *, after: int | None = None, **fields: Any) -> "Scenario":
@@ -432,6 +437,8 @@ class _OpenAIEvents:
         if scenario.end == "error":
             error = {"message": scenario.error_message, "type": scenario.error_type, "code": scenario.error_code}
             return [_sse({"error": error}), _sse("[DONE]")]
+        if scenario.end == "garbled":
+            return [_sse("{not json")]
         if scenario.end == "no_finish":
             return [_sse("[DONE]")]
         frames = [self.chunk({}, scenario.finish_reason)]
@@ -488,6 +495,8 @@ class _AnthropicEvents:
         if scenario.end == "error":
             error = {"type": "error", "error": {"type": scenario.error_type, "message": scenario.error_message}}
             return [_sse(error, "error")]
+        if scenario.end == "garbled":
+            return [_sse("{not json", "content_block_delta")]
         if scenario.end == "no_finish":
             return []
         stop_reason = _ANTHROPIC_STOP_REASONS.get(scenario.finish_reason, scenario.finish_reason)

@@ -1,5 +1,6 @@
 """Anthropic's Messages API."""
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -68,6 +69,7 @@ def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
 class AnthropicReplyStream(SDKReplyStream):
     sdk = anthropic
     sdk_error = anthropic.AnthropicError
+    undecodable = (json.JSONDecodeError,)  # the SDK parses each event with json.loads
 
     def __init__(self, request: GenerationRequest, *, provider: AnthropicProvider) -> None:
         super().__init__(request)
