@@ -6,11 +6,8 @@ Playwright's sync API cannot run inside an asyncio loop, so every browser test i
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fake_upstream import FakeUpstream
-from tests.processes import stop_process
+from tests.harness.servers import start_daphne
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -45,25 +42,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__cspViolations.push({directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, sample: e.sample});
 });
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the server did not start within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -94,22 +72,11 @@ def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPa
         f"get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})"
     )
     subprocess.run([*manage, "shell", "-c", create_user], env=env, cwd=ROOT, check=True, timeout=120)
-    port = _free_port()
-    log = folder / "daphne.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            env=env,
-            cwd=ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    server = start_daphne(env, folder)
     try:
-        _wait_until_serving(f"{url}/accounts/login/", process, log)
-        yield url
+        yield server.url
     finally:
-        stop_process(process, grace=30)
+        server.process.stop(grace=30)
 
 
 @pytest.fixture(scope="module")

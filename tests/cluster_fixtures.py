@@ -1,18 +1,13 @@
-"""Cluster mode: a real `manage.py runworker` process on PostgreSQL and Redis, started by the tests."""
+"""Cluster mode: a real `manage.py runworker` process on PostgreSQL and Redis, started by the tests
+(the process helpers themselves are in tests/harness/)."""
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.processes import stop_process
-
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.harness.servers import start_worker
 
 
 def database_url_of_test_database() -> str:
@@ -41,40 +36,6 @@ def cluster_env(upstream_url: str, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
-
-
-class Process:
-    """A child process whose output goes to a log file, waited for by a line it prints."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(args, env=env, cwd=BASE_DIR, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"process exited with {self.popen.returncode}:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"no {text!r} within {timeout}s:\n{self.output()[-3000:]}")
-
-    def stop(self, timeout: float = 15) -> None:
-        stop_process(self.popen, grace=timeout)
-        self._log.close()
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> Process:
-    worker = Process(
-        [sys.executable, "manage.py", "runworker", "--layer", "jobs", settings.CHAT_WORKER_CHANNEL], env, log_path
-    )
-    worker.wait_for_output("worker ready")
-    return worker
 
 
 @pytest.fixture(scope="session", autouse=True)

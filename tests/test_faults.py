@@ -5,33 +5,29 @@ prefix (so no other worker takes its jobs) and stops them, whatever happens, in 
 
 The checks are the same everywhere: what the clients assembled equals what the database saved, no
 character is duplicated, nothing is lost beyond the last checkpoint, and no reply is left running.
+The processes, the proxy and the client are in tests/harness/.
 """
 
 import asyncio
-import contextlib
-import json
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import Conversation, Message
-from tests.cluster_fixtures import Process, cluster_env, start_worker
+from tests.cluster_fixtures import cluster_env
 from tests.engine_fixtures import TEST_MODEL, session_cookie_for
-from tests.fake_upstream import Scenario
+from tests.fake_upstream import FakeUpstream, Scenario
+from tests.harness.follower import Follower
+from tests.harness.proxy import TcpProxy
+from tests.harness.servers import Cluster, RedisServer, Server
+from tests.harness.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster_only, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -41,12 +37,6 @@ MAINTENANCE_SECONDS = 2  # ChatWorker.maintenance_interval
 GRACE_SECONDS = 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def expected_slow(count: int) -> str:
     return "".join(Scenario.slow(count).tokens)
 
@@ -54,11 +44,13 @@ def expected_slow(count: int) -> str:
 # --- Processes ------------------------------------------------------------------------------------
 
 
-class Cluster:
-    """Daphne servers and workers sharing one database, one Redis and a Redis prefix of their own."""
+@pytest.fixture
+def cluster(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """`cluster(**env)` makes a Cluster on its own Redis prefix with the short bounds above; every process
+    it started is killed at the end of the test."""
+    made: list[Cluster] = []
 
-    def __init__(self, upstream_url: str, log_dir: Path, **overrides: str) -> None:
-        self.log_dir = log_dir
+    def make(**overrides: str) -> Cluster:
         defaults = {
             "CHAT_REDIS_PREFIX": f"faults-{uuid.uuid4().hex[:8]}",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -66,74 +58,7 @@ class Cluster:
             "CHAT_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
             "CHAT_WORKER_HEARTBEAT_TTL_SECONDS": "3",
         }
-        self.env = cluster_env(upstream_url, **{**defaults, **overrides})
-        self.processes: list[Process] = []
-        self.count = 0
-
-    def _log(self, name: str) -> Path:
-        self.count += 1
-        return self.log_dir / f"{self.count:02d}-{name}.log"
-
-    def worker(self) -> Process:
-        process = start_worker(self.env, self._log("worker"))
-        self.processes.append(process)
-        return process
-
-    def server(self) -> "Server":
-        for _ in range(3):  # a free port may be taken by someone else before Daphne binds it
-            port = free_port()
-            args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-            process = Process(args, self.env, self._log(f"daphne-{port}"))
-            self.processes.append(process)
-            server = Server(port, process)
-            try:
-                server.wait_ready()
-            except RuntimeError:
-                if "Address already in use" not in process.output():
-                    raise
-                continue
-            return server
-        raise RuntimeError("no free port for Daphne")
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.popen.poll() is None:
-                process.popen.kill()
-            with contextlib.suppress(Exception):
-                process.stop(timeout=5)
-
-
-class Server:
-    def __init__(self, port: int, process: Process) -> None:
-        self.port = port
-        self.process = process
-
-    def get(self, path: str) -> tuple[int, dict[str, Any]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.popen.poll() is not None:
-                raise RuntimeError(f"daphne exited:\n{self.process.output()[-3000:]}")
-            with contextlib.suppress(OSError):
-                if self.get("/healthz")[0] == 200:
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"daphne on {self.port} did not answer:\n{self.process.output()[-3000:]}")
-
-
-@pytest.fixture
-def cluster(upstream, tmp_path) -> Iterator[Any]:
-    """`cluster(**env)` makes a Cluster; every process it started is killed at the end of the test."""
-    made: list[Cluster] = []
-
-    def make(**overrides: str) -> Cluster:
-        made.append(Cluster(upstream.base_url_openai, tmp_path, **overrides))
+        made.append(Cluster(cluster_env(upstream.base_url_openai, **{**defaults, **overrides}), tmp_path))
         return made[-1]
 
     yield make
@@ -141,107 +66,12 @@ def cluster(upstream, tmp_path) -> Iterator[Any]:
         one.stop_all()
 
 
-class RedisServer:
-    """A throwaway redis-server of the test's own, which the test may kill and start again."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.port = free_port()
-        self.log_dir = log_dir
-        self.popen: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        log = (self.log_dir / f"redis-{self.port}.log").open("ab")
-        self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(10)
-
-
 @pytest.fixture
-def own_redis(tmp_path) -> Iterator[RedisServer]:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     server.start()
     yield server
     server.kill()
-
-
-class TcpProxy:
-    """A loopback TCP proxy in its own thread: `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.refusing = False
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tcp-proxy")
-
-    def start(self) -> "TcpProxy":
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-
-    def cut(self) -> None:
-        def cut_now() -> None:
-            self.refusing = True
-            for writer in list(self._writers):
-                writer.transport.abort()
-
-        self._loop.call_soon_threadsafe(cut_now)
-
-    def restore(self) -> None:
-        self._loop.call_soon_threadsafe(setattr, self, "refusing", False)
-
-    def stop(self) -> None:
-        self.cut()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @pytest.fixture
@@ -256,154 +86,10 @@ def through(proxy: TcpProxy) -> str:
     return f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}"
 
 
-# --- The client: the documented client rules, over a real WebSocket ---------------------------------
+# --- Clients (tests/harness/follower.py keeps the documented client rules) --------------------------
 
 
-class Follower:
-    """Follows one conversation like the browser does (static/chat/app.js):
-
-    a delta at our length is appended, one that overlaps has the overlap dropped, one past our
-    length is a gap: subscribe again for a snapshot. A `done` whose length differs from ours, or
-    silence while a reply runs, asks for a snapshot too. A dropped socket reconnects and resumes
-    with `after: {message, seq}`.
-    """
-
-    def __init__(self, port: int, cookie: bytes, conversation: int) -> None:
-        self.port = port
-        self.cookie = cookie
-        self.conversation = conversation
-        self.ws: Any = None
-        self.message: int | None = None
-        self.text = ""
-        self.seen = ""  # the longest text assembled from live frames (a resync may replace `text`)
-        self.seq = 0
-        self.status: str | None = None
-        self.frames: list[dict[str, Any]] = []
-        self.gaps = 0
-        self.reconnects = 0
-        self.resyncs = 0
-
-    async def connect(self) -> "Follower":
-        headers = {"Origin": f"http://127.0.0.1:{self.port}", "Cookie": self.cookie.decode()}
-        self.ws = await websockets.connect(f"ws://127.0.0.1:{self.port}/ws/chat/", additional_headers=headers)
-        hello = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
-        assert hello["type"] == "hello"
-        return self
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def subscribe(self, *, resume: bool = False) -> None:
-        frame: dict[str, Any] = {"type": "subscribe", "conversation": self.conversation}
-        if resume and self.message is not None and self.status in (None, "pending", "streaming"):
-            frame["after"] = {"message": self.message, "seq": self.seq}
-        await self.send(frame)
-
-    async def ask(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Send a command (send, continue, retry...) and return its `accepted` or `error` frame."""
-        client_id = uuid.uuid4().hex
-        await self.send({"type": kind, "conversation": self.conversation, "client_id": client_id, **fields})
-        return await self.next_matching(
-            lambda f: (
-                (f["type"] == "accepted" and f["client_id"] == client_id)
-                or (f["type"] == "error" and f.get("ref") == client_id)
-            )
-        )
-
-    async def receive(self, timeout: float) -> dict[str, Any] | None:
-        try:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        except TimeoutError:
-            return None
-        except websockets.ConnectionClosed:
-            await self._reconnect()
-            return None
-        self.frames.append(frame)
-        self._apply(frame)
-        return frame
-
-    async def _reconnect(self) -> None:
-        self.reconnects += 1
-        for attempt in range(60):
-            try:
-                await self.connect()
-                await self.subscribe(resume=True)
-                return
-            except (OSError, websockets.WebSocketException, TimeoutError):
-                await asyncio.sleep(min(0.2 * (attempt + 1), 1.0))
-        raise AssertionError("could not reconnect")
-
-    async def next_matching(self, predicate, timeout: float = 20) -> dict[str, Any]:  # noqa: ANN001
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.receive(timeout)
-                if frame is not None and predicate(frame):
-                    return frame
-
-    def _apply(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
-        if frame.get("conversation") not in (self.conversation, None) and kind != "conversation":
-            return
-        if kind == "accepted":
-            payload = frame["message"]
-            self.message, self.text, self.seq, self.status = payload["id"], payload["content"], 0, payload["status"]
-        elif kind == "snapshot" and frame["message"] is not None:
-            payload = frame["message"]
-            self.message, self.text, self.seq, self.status = (
-                payload["id"],
-                payload["content"],
-                payload["seq"],
-                payload["status"],
-            )
-        elif kind == "message" and frame["message"]["role"] == "assistant":
-            payload = frame["message"]
-            self.message, self.text, self.seq, self.status = payload["id"], payload["content"], 0, payload["status"]
-        elif kind == "start":
-            self.message, self.text, self.seq, self.status = frame["message"], "", 0, "streaming"
-        elif kind == "delta" and frame["message"] == self.message:
-            if frame["offset"] > len(self.text):
-                self.gaps += 1
-                self._pending_resync = True
-                return
-            self.text += frame["text"][len(self.text) - frame["offset"] :]
-            self.seq = frame["seq"]
-            if len(self.text) > len(self.seen):
-                self.seen = self.text
-        elif kind == "done" and frame["message"]["id"] == self.message:
-            if frame["message"]["length"] != len(self.text):
-                self.gaps += 1
-                self._pending_resync = True
-                return
-            self.status = frame["message"]["status"]
-
-    _pending_resync = False
-
-    async def follow(self, timeout: float = 40, quiet: float = 3.0) -> tuple[str, str]:
-        """Read until the followed reply ends; returns (text, status)."""
-        async with asyncio.timeout(timeout):
-            while self.status in (None, "pending", "streaming"):
-                if self._pending_resync:
-                    self._pending_resync = False
-                    self.resyncs += 1
-                    await self.subscribe()
-                frame = await self.receive(quiet)
-                if frame is None and self.ws.state == websockets.protocol.State.OPEN:
-                    # Silence while a reply runs: a lost frame (or a lost `done`); ask where it stands.
-                    self.resyncs += 1
-                    await self.subscribe(resume=True)
-        return self.text, self.status
-
-    async def wait_text(self, chars: int, timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.text) < chars:
-                await self.receive(timeout)
-
-
-async def ask_for_a_long_reply(server: Any, upstream: Any, tokens: int) -> tuple[Any, int, Follower, int]:
+async def ask_for_a_long_reply(server: Server, upstream: FakeUpstream, tokens: int) -> tuple[Any, int, Follower, int]:
     """A new user's conversation on `server`, a client following it, and a slow reply it asked for:
     returns (user, conversation, client, reply id)."""
     user, conversation = await new_conversation()
@@ -439,15 +125,6 @@ def reply_of(message_id: int) -> Message:
 @sync_to_async
 def active_replies() -> list[Message]:
     return list(Message.objects.filter(status__in=Message.ACTIVE_STATUSES))
-
-
-async def wait_for(predicate, timeout: float = 20, interval: float = 0.1) -> float:  # noqa: ANN001
-    """Poll an async predicate; returns the seconds it took."""
-    started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(interval)
-    return time.monotonic() - started
 
 
 async def streaming_with_checkpoint(message_id: int) -> bool:

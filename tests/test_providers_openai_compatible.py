@@ -1,11 +1,6 @@
 """The OpenAI provider against a real third-party OpenAI-compatible server: llama-cpp-python's own."""
 
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +8,8 @@ import pytest
 from chat.providers.base import ChatTurn, GenerationRequest
 from chat.providers.local import model_path
 from chat.providers.openai import OpenAIProvider
-from tests.processes import stop_process
+from tests.harness.ports import free_port, wait_until_answering
+from tests.harness.processes import Process
 
 GREETING = GenerationRequest(
     model="smollm2", system="You are brief.", turns=[ChatTurn("user", "Say hi.")], max_output_tokens=8
@@ -26,40 +22,19 @@ COUNTING = GenerationRequest(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_answering(url: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise TimeoutError(f"llama_cpp.server did not answer {url} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on the shipped model; yields its base URL."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("wb")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = Process(command, tmp_path_factory.mktemp("llama-server") / "server.log")
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
         wait_until_answering(f"{base_url}/models", server, timeout=120)
         yield base_url
     finally:
-        stop_process(server)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture
