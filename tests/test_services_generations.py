@@ -1,0 +1,431 @@
+"""chat/services/generations.py called directly: the worker's claim, checkpoints, lease renewal, finish,
+the usage ledger, and the reaping of replies whose worker vanished."""
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+
+from chat import services
+from chat.errors import ChatError
+from chat.limits import tokens_used_today
+from chat.models import Conversation, DailyUsage, Message
+from chat.prompts import reply_budget
+from chat.providers import registry
+from chat.providers.base import ChatTurn, StreamResult
+from tests.engine_fixtures import TEST_MODEL
+
+pytestmark = pytest.mark.usefixtures("db", "engine")
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def conversation(user) -> Conversation:
+    return services.conversation_create(owner=user, model=TEST_MODEL, system_prompt="Be brief.")
+
+
+def pending_reply(conversation: Conversation, content: str = "Plan a trip") -> Message:
+    return services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content=content).reply
+
+
+def claimed(conversation: Conversation, worker_id: str = "w-1") -> services.GenerationContext:
+    """A reply a worker took: it streams under the context's lease holder."""
+    context = services.generation_begin(message_id=pending_reply(conversation).pk, worker_id=worker_id)
+    assert context is not None
+    return context
+
+
+def row(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+def checkpoint(context: services.GenerationContext, content: str, seq: int) -> services.Checkpoint:
+    return services.generation_checkpoint(
+        message_id=context.reply.pk, content=content, seq=seq, lease_holder=context.lease_holder
+    )
+
+
+def finish(context: services.GenerationContext, *, content: str = "", seq: int = 0, **kwargs) -> Message | None:
+    kwargs.setdefault("result", StreamResult())
+    return services.generation_finish(
+        message_id=context.reply.pk, content=content, seq=seq, lease_holder=context.lease_holder, **kwargs
+    )
+
+
+# --- generation_begin ----------------------------------------------------------------------------
+
+
+def test_a_pending_reply_is_claimed_exactly_once(conversation, settings, frozen_now):
+    reply = pending_reply(conversation)
+
+    first = services.generation_begin(message_id=reply.pk, worker_id="w-1")
+    second = services.generation_begin(message_id=reply.pk, worker_id="w-2")
+
+    assert first is not None and second is None
+    taken = row(reply)
+    assert (taken.status, taken.started_at, taken.lease_holder) == ("streaming", frozen_now, first.lease_holder)
+    assert taken.lease_expires_at == frozen_now + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    assert first.lease_holder.startswith("w-1/")
+    assert (first.reply.pk, first.reply.status, first.conversation.pk) == (reply.pk, "streaming", conversation.pk)
+
+
+def test_each_claim_holds_its_own_lease_even_from_the_same_worker(user):
+    first = claimed(services.conversation_create(owner=user), worker_id="w-1")
+    second = claimed(services.conversation_create(owner=user), worker_id="w-1")
+
+    assert first.lease_holder != second.lease_holder
+
+
+def test_a_reply_cancelled_before_a_worker_took_it_is_never_claimed(conversation):
+    reply = pending_reply(conversation)
+    services.generation_cancel(conversation=conversation)
+
+    assert services.generation_begin(message_id=reply.pk) is None
+    assert (row(reply).status, row(reply).started_at) == ("cancelled", None)
+
+
+def test_a_reply_that_ended_or_does_not_exist_is_not_claimed(conversation):
+    reply = pending_reply(conversation)
+    services.reply_refuse_job(message_id=reply.pk, code="unavailable")
+
+    assert services.generation_begin(message_id=reply.pk) is None
+    assert services.generation_begin(message_id=reply.pk + 1000) is None
+    assert row(reply).status == "failed"
+
+
+def test_the_claim_comes_with_the_prompt_of_the_visible_conversation_and_its_resolved_provider(conversation, settings):
+    settings.CHAT_MAX_OUTPUT_TOKENS = 100
+    Message.objects.create(conversation=conversation, role="user", content="First question")
+    Message.objects.create(conversation=conversation, role="assistant", content="First answer.")
+    Message.objects.create(conversation=conversation, role="user", content="Second question")
+    Message.objects.create(conversation=conversation, role="assistant", status="failed", content="")
+    services.reply_regenerate(conversation=conversation, client_id="r-1")  # supersedes the failed reply
+    Message.objects.filter(status="pending").update(status="cancelled", content="A partial ")
+    reply = services.reply_continue(conversation=conversation, client_id="k-1").reply
+
+    context = services.generation_begin(message_id=reply.pk)
+
+    provider, model = registry.resolve(TEST_MODEL)
+    assert context.provider is provider
+    assert context.request.model == "gpt-test"
+    assert context.request.system == "Be brief."
+    assert context.request.max_output_tokens == reply_budget(model, 100)
+    assert context.request.turns == [
+        ChatTurn(role="user", content="First question"),
+        ChatTurn(role="assistant", content="First answer."),
+        ChatTurn(role="user", content="Second question"),
+        ChatTurn(role="assistant", content="A partial "),
+    ]
+
+
+def test_a_reply_whose_model_the_server_stopped_offering_fails_as_unknown_model(conversation, settings, frozen_now):
+    reply = pending_reply(conversation)
+    settings.OPENAI_MODELS = ["gpt-other"]
+    registry.reset()
+
+    assert services.generation_begin(message_id=reply.pk) is None
+
+    failed = row(reply)
+    assert (failed.status, failed.error_code) == ("failed", "unknown_model")
+    assert failed.error_message == ChatError("unknown_model").message
+    assert (failed.lease_expires_at, failed.lease_holder, failed.finished_at) == (None, "", frozen_now)
+    assert services.generation_begin(message_id=reply.pk) is None
+
+
+# --- generation_checkpoint / generation_leases_renew ---------------------------------------------
+
+
+def test_a_checkpoint_saves_the_text_and_seq_and_renews_the_lease(conversation, settings, frozen_now, monkeypatch):
+    context = claimed(conversation)
+    later = frozen_now + timedelta(seconds=7)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: later)
+
+    outcome = services.generation_checkpoint(
+        message_id=context.reply.pk, content="Lisbon is", seq=3, lease_holder=context.lease_holder
+    )
+
+    assert outcome == services.Checkpoint.SAVED
+    saved = row(context.reply)
+    assert (saved.status, saved.content, saved.seq) == ("streaming", "Lisbon is", 3)
+    assert saved.lease_expires_at == later + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+
+
+def test_a_checkpoint_after_a_stop_was_requested_says_so_and_saves_nothing(conversation):
+    context = claimed(conversation)
+    checkpoint(context, "Lisbon is", 3)
+    services.generation_cancel(conversation=conversation)
+
+    assert checkpoint(context, "Lisbon is lovely", 5) == services.Checkpoint.STOP_REQUESTED
+
+    kept = row(context.reply)
+    assert (kept.content, kept.seq, kept.cancel_requested, kept.status) == ("Lisbon is", 3, True, "streaming")
+
+
+def test_a_checkpoint_of_a_reply_that_was_reaped_finds_its_lease_lost_and_keeps_the_reaped_state(
+    conversation, frozen_now
+):
+    context = claimed(conversation)
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=frozen_now - timedelta(seconds=1))
+    services.replies_interrupt_stale()
+
+    assert checkpoint(context, "late text", 9) == services.Checkpoint.LEASE_LOST
+    assert (row(context.reply).status, row(context.reply).content) == ("interrupted", "")
+
+
+def test_a_checkpoint_under_another_lease_holder_finds_its_lease_lost_and_saves_nothing(conversation):
+    context = claimed(conversation)
+    stale = dataclasses.replace(context, lease_holder="w-1/an-older-claim")
+
+    assert checkpoint(stale, "not mine", 9) == services.Checkpoint.LEASE_LOST
+    assert (row(context.reply).content, row(context.reply).seq) == ("", 0)
+
+
+def test_renewing_leases_extends_every_lease_the_worker_holds_and_nothing_else(user, settings, frozen_now):
+    mine = [claimed(services.conversation_create(owner=user)) for _ in range(2)]
+    another_workers = claimed(services.conversation_create(owner=user), worker_id="w-2")
+    old = frozen_now - timedelta(seconds=1)
+    Message.objects.update(lease_expires_at=old)
+
+    renewed = services.generation_leases_renew(lease_holders={c.lease_holder for c in mine} | {"w-1/gone"})
+
+    deadline = frozen_now + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    assert renewed == 2
+    assert [row(c.reply).lease_expires_at for c in mine] == [deadline, deadline]
+    assert row(another_workers.reply).lease_expires_at == old
+
+
+def test_a_lease_is_not_renewed_once_its_reply_ended(conversation, frozen_now):
+    context = claimed(conversation)
+    finish(context, status="complete")
+
+    assert services.generation_leases_renew(lease_holders=[context.lease_holder]) == 0
+    assert row(context.reply).lease_expires_at is None
+
+
+def test_renewing_no_leases_costs_no_query(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert services.generation_leases_renew(lease_holders=[]) == 0
+
+
+# --- generation_finish / usage_add ---------------------------------------------------------------
+
+
+def test_finishing_a_reply_saves_everything_and_adds_its_tokens_to_the_days_ledger(user, conversation, frozen_now):
+    context = claimed(conversation)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=frozen_now - timedelta(hours=1))
+    result = StreamResult(
+        finish_reason="stop", input_tokens=12, output_tokens=30, time_to_first_token_ms=150, duration_ms=900
+    )
+
+    final = finish(
+        context, content="Lisbon is lovely.", seq=8, status="complete", result=result, send_to_first_token_ms=400
+    )
+
+    saved = row(context.reply)
+    assert (saved.status, saved.content, saved.seq, saved.finish_reason) == ("complete", "Lisbon is lovely.", 8, "stop")
+    assert (saved.input_tokens, saved.output_tokens, saved.tokens_estimated) == (12, 30, False)
+    assert (saved.time_to_first_token_ms, saved.send_to_first_token_ms, saved.duration_ms) == (150, 400, 900)
+    assert (saved.error_code, saved.error_message) == ("", "")
+    assert (saved.lease_expires_at, saved.lease_holder, saved.finished_at) == (None, "", frozen_now)
+    assert (final.pk, final.status, final.conversation.pk) == (context.reply.pk, "complete", conversation.pk)
+    assert Conversation.objects.get(pk=conversation.pk).updated_at == frozen_now
+    assert list(DailyUsage.objects.values_list("user_id", "day", "tokens")) == [(user.pk, frozen_now.date(), 42)]
+
+
+def test_a_failed_reply_keeps_its_partial_text_and_the_errors_code_and_message(conversation):
+    context = claimed(conversation)
+
+    finish(context, content="Lisbon", seq=2, status="failed", error=ChatError("upstream_error", "The provider: 502."))
+
+    saved = row(context.reply)
+    assert (saved.status, saved.content, saved.seq) == ("failed", "Lisbon", 2)
+    assert (saved.error_code, saved.error_message) == ("upstream_error", "The provider: 502.")
+
+
+def test_a_cancelled_reply_without_a_finish_reason_is_finished_as_cancelled(conversation):
+    context = claimed(conversation)
+
+    finish(context, content="Lis", seq=1, status="cancelled")
+
+    assert (row(context.reply).status, row(context.reply).finish_reason) == ("cancelled", "cancelled")
+
+
+def test_a_reply_that_reported_no_tokens_adds_nothing_to_the_ledger(conversation):
+    finish(claimed(conversation), status="failed")
+
+    assert not DailyUsage.objects.exists()
+
+
+def test_a_worker_whose_lease_was_reaped_finishes_nothing_and_adds_no_usage(conversation, frozen_now):
+    context = claimed(conversation)
+    checkpoint(context, "Lisbon is", 3)
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=frozen_now - timedelta(seconds=1))
+    services.replies_interrupt_stale()
+    reaped = row(context.reply)
+
+    result = StreamResult(finish_reason="stop", input_tokens=12, output_tokens=30)
+    assert finish(context, content="Lisbon is lovely.", seq=8, status="complete", result=result) is None
+
+    after = row(context.reply)
+    assert (after.status, after.content, after.seq, after.finished_at) == (
+        "interrupted",
+        "Lisbon is",
+        3,
+        reaped.finished_at,
+    )
+    assert not DailyUsage.objects.exists()
+
+
+def test_a_finish_under_another_lease_holder_saves_nothing(conversation):
+    context = claimed(conversation)
+
+    assert finish(dataclasses.replace(context, lease_holder="w-1/an-older-claim"), status="complete") is None
+    assert row(context.reply).status == "streaming"
+
+
+def test_usage_creates_one_row_a_user_and_day_and_adds_to_it_after(user, make_user, frozen_now):
+    other = make_user()
+    yesterday = (frozen_now - timedelta(days=1)).date()
+
+    services.usage_add(user_id=user.pk, tokens=10)
+    services.usage_add(user_id=user.pk, tokens=5)
+    services.usage_add(user_id=user.pk, tokens=7, day=yesterday)
+    services.usage_add(user_id=other.pk, tokens=3)
+    services.usage_add(user_id=other.pk, tokens=0)
+    services.usage_add(user_id=other.pk, tokens=-4)
+
+    rows = set(DailyUsage.objects.values_list("user_id", "day", "tokens"))
+    assert rows == {(user.pk, frozen_now.date(), 15), (user.pk, yesterday, 7), (other.pk, frozen_now.date(), 3)}
+
+
+def test_usage_counts_the_day_in_utc_whatever_the_servers_time_zone(user, monkeypatch):
+    # 23:30 UTC is already the next day in Tokyo: the ledger still books it on the UTC day.
+    instant = datetime(2030, 6, 1, 23, 30, tzinfo=UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: instant.astimezone(ZoneInfo("Asia/Tokyo")))
+
+    services.usage_add(user_id=user.pk, tokens=10)
+
+    assert DailyUsage.objects.get().day == instant.date()
+
+
+def test_usage_added_while_another_process_creates_the_days_row_is_added_to_that_row(user, frozen_now):
+    created_by_another = []
+
+    def another_process_creates_the_row_after_our_update(execute, sql, params, many, context):
+        outcome = execute(sql, params, many, context)
+        if not created_by_another and sql.startswith('UPDATE "chat_dailyusage"'):
+            created_by_another.append(True)
+            DailyUsage.objects.bulk_create([DailyUsage(user_id=user.pk, day=frozen_now.date(), tokens=5)])
+        return outcome
+
+    with connection.execute_wrapper(another_process_creates_the_row_after_our_update):
+        services.usage_add(user_id=user.pk, tokens=7)
+
+    assert created_by_another
+    assert list(DailyUsage.objects.values_list("user_id", "tokens")) == [(user.pk, 12)]
+
+
+# --- replies_interrupt_stale / replies_requeue_lost / reply_mark_interrupted -----------------------
+
+
+def test_a_streaming_reply_whose_lease_ran_out_is_interrupted_with_its_last_checkpoint(conversation, frozen_now):
+    context = claimed(conversation)
+    checkpoint(context, "Lisbon is", 3)
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=frozen_now - timedelta(microseconds=1))
+
+    reaped = services.replies_interrupt_stale()
+
+    assert [(m.pk, m.conversation.pk) for m in reaped] == [(context.reply.pk, conversation.pk)]
+    saved = row(context.reply)
+    assert (saved.status, saved.error_code, saved.content, saved.seq) == ("interrupted", "interrupted", "Lisbon is", 3)
+    assert (saved.lease_expires_at, saved.lease_holder, saved.finished_at) == (None, "", frozen_now)
+    assert saved.duration_ms is None
+    assert services.reply_continue(conversation=conversation, client_id="k-1").created
+
+
+def test_a_streaming_reply_whose_lease_still_runs_is_left_alone(conversation, frozen_now):
+    context = claimed(conversation)
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=frozen_now)
+
+    assert services.replies_interrupt_stale() == []
+    assert (row(context.reply).status, row(context.reply).lease_holder) == ("streaming", context.lease_holder)
+
+
+def test_a_pending_reply_older_than_the_expiry_is_interrupted_and_a_younger_one_is_left_waiting(
+    user, settings, frozen_now
+):
+    expiry = timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    lost = pending_reply(services.conversation_create(owner=user))
+    waiting = pending_reply(services.conversation_create(owner=user))
+    Message.objects.filter(pk=lost.pk).update(created_at=frozen_now - expiry - timedelta(microseconds=1))
+    Message.objects.filter(pk=waiting.pk).update(created_at=frozen_now - expiry)
+
+    reaped = services.replies_interrupt_stale()
+
+    assert [m.pk for m in reaped] == [lost.pk]
+    assert (row(lost).status, row(lost).error_code, row(lost).finished_at) == ("interrupted", "interrupted", frozen_now)
+    assert row(waiting).status == "pending"
+
+
+def test_replies_that_ended_are_never_reaped_however_old(conversation, frozen_now):
+    long_ago = frozen_now - timedelta(days=30)
+    context = claimed(conversation)
+    finish(context, content="Done.", seq=1, status="complete")
+    Message.objects.update(created_at=long_ago, lease_expires_at=long_ago)
+
+    assert services.replies_interrupt_stale() == []
+    assert row(context.reply).status == "complete"
+
+
+def test_pending_replies_sent_before_the_job_queue_was_new_are_sent_again_once(user, frozen_now):
+    restart = frozen_now - timedelta(seconds=30)
+    lost = pending_reply(services.conversation_create(owner=user))
+    cancelled = pending_reply(services.conversation_create(owner=user))
+    services.generation_cancel(conversation=cancelled.conversation)
+    taken = claimed(services.conversation_create(owner=user)).reply
+    Message.objects.update(created_at=restart - timedelta(seconds=1))
+    after_restart = pending_reply(services.conversation_create(owner=user))
+
+    first = services.replies_requeue_lost(created_before=restart)
+    second = services.replies_requeue_lost(created_before=restart)
+
+    assert ([m.pk for m in first], second) == ([lost.pk], [])
+    assert row(lost).requeued_at == frozen_now
+    assert [row(m).requeued_at for m in (cancelled, taken, after_restart)] == [None, None, None]
+
+
+def test_a_worker_shutting_down_saves_what_it_has_of_a_reply_as_interrupted(user, conversation, frozen_now):
+    context = claimed(conversation)
+    result = StreamResult(input_tokens=10, output_tokens=4, tokens_estimated=True, duration_ms=300)
+
+    final = services.reply_mark_interrupted(
+        message_id=context.reply.pk, content="Lisbon is", seq=3, result=result, lease_holder=context.lease_holder
+    )
+
+    saved = row(context.reply)
+    assert (final.pk, saved.status, saved.content, saved.seq) == (context.reply.pk, "interrupted", "Lisbon is", 3)
+    assert (saved.error_code, saved.tokens_estimated, saved.lease_expires_at) == ("interrupted", True, None)
+    assert "shut down" in saved.error_message
+    assert tokens_used_today(user_id=user.pk) == 14
+
+
+def test_a_worker_shutting_down_after_its_lease_was_reaped_saves_nothing(conversation, frozen_now):
+    context = claimed(conversation)
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=frozen_now - timedelta(seconds=1))
+    services.replies_interrupt_stale()
+
+    final = services.reply_mark_interrupted(
+        message_id=context.reply.pk, content="late", seq=3, result=StreamResult(), lease_holder=context.lease_holder
+    )
+
+    assert final is None
+    kept = row(context.reply)
+    assert (kept.status, kept.content, kept.seq) == ("interrupted", "", 0)
+    assert "worker stopped" in kept.error_message  # the reaper's words, not the shutdown's
