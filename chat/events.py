@@ -60,6 +60,7 @@ def message_payload(message: Message, *, with_content: bool = True) -> Frame:
             "estimated": message.tokens_estimated,
         },
         "time_to_first_token_ms": message.time_to_first_token_ms,
+        "send_to_first_token_ms": message.send_to_first_token_ms,
         "duration_ms": message.duration_ms,
         "tokens_per_second": message.tokens_per_second,
         "seq": message.seq,

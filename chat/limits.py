@@ -16,6 +16,8 @@ from chat.errors import ChatError
 from chat.models import Conversation, DailyUsage, Message
 
 MINUTE = timedelta(minutes=1)
+# When to try again after a refusal that waits for a slot: replies usually end, or start, within seconds.
+SLOT_RETRY_AFTER_SECONDS = 5
 
 
 def _recent_conversations(*, user_id: int, since: datetime) -> Any:
@@ -36,7 +38,7 @@ def _check_running(*, user_id: int) -> None:
     limit = settings.CHAT_MAX_CONCURRENT_PER_USER
     if limit > 0 and _running_count(user_id=user_id) >= limit:
         message = f"{limit} of your replies are already running. Wait for one to finish or stop one, then try again."
-        raise ChatError("too_many_running", message, retry_after=5)
+        raise ChatError("too_many_running", message, retry_after=SLOT_RETRY_AFTER_SECONDS)
 
 
 def _check_rate(*, user_id: int, now: datetime) -> None:

@@ -50,7 +50,10 @@ class Message(models.Model):
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="Token counts estimated, not reported.")
+    # From the moment the worker first asked the provider (retries included) to the first token.
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    # From the send (the reply's creation) to the first token: the wait for a worker included.
+    send_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # Last frame sequence number covered by `content` (checkpoints keep it in step).
     seq = models.PositiveIntegerField(default=0)
@@ -58,6 +61,13 @@ class Message(models.Model):
     cancel_requested = models.BooleanField(default=False)
     # A running generation renews this lease; a reply whose lease ran out lost its worker.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the lease: the worker id and a token of this claim. Every write of a running reply is
+    # fenced by it, so a worker that lost its lease (the reaper cleared it) can never overwrite the reply.
+    lease_holder = models.CharField(max_length=200, blank=True)
+    # Set when the reply was told `queued` (no worker had a free slot): it really waits for a worker.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Set when the job was sent again because the job queue was new (Redis restarted): at most once.
+    requeued_at = models.DateTimeField(null=True, blank=True)
     # Regenerate and edit keep the old reply for review but take it out of the conversation.
     superseded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

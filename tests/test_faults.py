@@ -174,7 +174,7 @@ async def test_clients_on_two_servers_follow_one_reply_and_two_workers_share_the
     for client in quick:
         assert await client.follow(timeout=10) == ("quick reply", "complete")
     assert (await reply_of(slow_reply)).status == "streaming", "the quick replies waited for the slow one"
-    taken = [worker.output().count(" taken (") for worker in workers]
+    taken = [worker.output().count(" claimed by ") for worker in workers]
     assert all(taken), f"one worker took every job: {taken}"
     await slow.follow()
     for client in (on_a, on_b, slow, *quick):

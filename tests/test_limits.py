@@ -204,9 +204,11 @@ def test_deleting_conversations_does_not_give_the_budget_back(user, settings):
 
 def test_a_finished_reply_adds_its_tokens_to_the_days_ledger(user):
     conversation = conversation_of(user)
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming", lease_holder="w/1")
     result = StreamResult(finish_reason="stop", input_tokens=7, output_tokens=5)
-    services.generation_finish(message_id=reply.pk, content="hi", seq=1, status="complete", result=result)
+    services.generation_finish(
+        message_id=reply.pk, content="hi", seq=1, status="complete", result=result, lease_holder="w/1"
+    )
     assert limits.tokens_used_today(user_id=user.pk) == 12
 
 
@@ -303,7 +305,7 @@ async def test_a_socket_that_keeps_flooding_is_closed(user, settings):
     from tests.engine_fixtures import session_cookie_for
 
     settings.CHAT_WS_FRAMES_PER_SECOND = 2  # bursts of 4; closed after 4 more refusals
-    headers = [(b"origin", b"http://localhost"), (b"cookie", await session_cookie_for(user))]
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", await session_cookie_for(user))]
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
     assert (await communicator.connect(timeout=10))[0]
     await communicator.receive_json_from()  # hello

@@ -123,6 +123,19 @@ class FrameCoalescer:
         """Publish whatever is still buffered."""
         _open.discard(self)
         await self.flush()
+        await self._flushed()
+
+    async def discard(self) -> None:
+        """The reply is no longer this worker's: drop what is buffered and publish nothing more."""
+        _open.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()
+        self._pending_chars = 0
+        await self._flushed()
+
+    async def _flushed(self) -> None:
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
 

@@ -6,9 +6,11 @@ streams it, saves it and says how it ended.
 
 import asyncio
 import logging
+from datetime import datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
@@ -22,13 +24,24 @@ logger = logging.getLogger(__name__)
 
 
 class Generation:
-    """Runs one reply to its end; `stop()` and `interrupt()` end it early with its text kept."""
+    """Runs one reply to its end; `stop()` and `interrupt()` end it early with its text kept.
 
-    def __init__(self, message_id: int, conversation_id: int, *, clock: Clock | None = None) -> None:
+    Every write after the claim is fenced by the claim's lease holder: should the lease be lost (the
+    worker stalled past it and another worker reaped the reply), the generation stops, saves nothing
+    and announces nothing, since the reaper already saved and announced the reply's end.
+    """
+
+    def __init__(
+        self, message_id: int, conversation_id: int, *, worker_id: str = "", clock: Clock | None = None
+    ) -> None:
         self.message_id = message_id
         self.conversation_id = conversation_id
+        self.worker_id = worker_id
+        self.lease_holder: str | None = None  # set by the claim
         self.stop_requested = False
         self.shutting_down = False
+        self.lease_lost = False
+        self.send_to_first_token_ms: int | None = None
         self._streaming = False
         self._clock = clock
         self.task: asyncio.Task[None] | None = None
@@ -43,6 +56,15 @@ class Generation:
         self.shutting_down = True
         self._cancel_stream()
 
+    def lose_lease(self) -> None:
+        """The reply is no longer this worker's: end the stream, keep nothing."""
+        self.lease_lost = True
+        self._cancel_stream()
+
+    @property
+    def ending_early(self) -> bool:
+        return self.stop_requested or self.shutting_down or self.lease_lost
+
     def _cancel_stream(self) -> None:
         if self._streaming and self.task is not None:
             self.task.cancel()
@@ -50,9 +72,15 @@ class Generation:
     async def run(self) -> None:
         self.task = asyncio.current_task()
         # A short database outage must not lose the job: the reply would wait for the pending expiry.
-        context = await with_database_retry(services.generation_begin, message_id=self.message_id)
+        context = await with_database_retry(
+            services.generation_begin, message_id=self.message_id, worker_id=self.worker_id
+        )
         if context is None:
+            # Another worker claimed it (a job can be delivered twice), or it was stopped or reaped meanwhile.
+            logger.info("job for reply %s dropped: the reply is no longer pending", self.message_id)
             return
+        self.lease_holder = context.lease_holder
+        logger.info("reply %s claimed by %s", self.message_id, self.worker_id)
         reply = context.reply
         frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
         await best_effort(live_log().begin(reply.pk))
@@ -61,16 +89,41 @@ class Generation:
         status, result, error = await self._stream(context, frames)
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
-        await frames.close()
-        _settle_usage(result, context, frames.content)
-        finish = services.reply_mark_interrupted if status == Message.Status.INTERRUPTED else services.generation_finish
-        kwargs = {"message_id": reply.pk, "content": frames.content, "seq": frames.seq, "result": result}
-        if finish is services.generation_finish:
-            kwargs.update(status=status, error=error)
-        final = await with_database_retry(finish, **kwargs)
+        if self.lease_lost:
+            await frames.discard()  # the reaper announced the end: no text may follow it
+            final = None
+        else:
+            await frames.close()
+            final = await self._finish(context, frames, status, result, error)
+        if final is None:
+            logger.warning("reply %s: lease lost (another worker reaped it); nothing saved", reply.pk)
+            await best_effort(live_log().end(reply.pk))
+            return
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
+
+    async def _finish(
+        self,
+        context: services.GenerationContext,
+        frames: FrameCoalescer,
+        status: str,
+        result: StreamResult,
+        error: ProviderError | ChatError | None,
+    ) -> Message | None:
+        """The final save, fenced by the lease: None when the lease was lost meanwhile."""
+        _settle_usage(result, context, frames.content)
+        kwargs = {
+            "message_id": context.reply.pk,
+            "content": frames.content,
+            "seq": frames.seq,
+            "result": result,
+            "lease_holder": context.lease_holder,
+            "send_to_first_token_ms": self.send_to_first_token_ms,
+        }
+        if status == Message.Status.INTERRUPTED:
+            return await with_database_retry(services.reply_mark_interrupted, **kwargs)
+        return await with_database_retry(services.generation_finish, status=status, error=error, **kwargs)
 
     async def _stream(
         self, context: services.GenerationContext, frames: FrameCoalescer
@@ -88,7 +141,7 @@ class Generation:
                 attempt = 0
                 next_checkpoint = clock.time() + settings.CHAT_CHECKPOINT_SECONDS
                 while True:
-                    if self.stop_requested:
+                    if self.ending_early:
                         raise asyncio.CancelledError
                     stream = provider.stream(context.request)
                     result = stream.result
@@ -98,6 +151,7 @@ class Generation:
                                 now = loop.time()
                                 if first_token_at is None:
                                     first_token_at = now
+                                    self.send_to_first_token_ms = _ms_since(context.reply.created_at)
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
                                 await frames.add(delta)
                                 now = clock.time()
@@ -109,7 +163,7 @@ class Generation:
                     except ProviderError as exc:
                         # Never log the SDK's exception: upstream error texts can quote the API key.
                         logger.info("reply %s: provider error %s", self.message_id, exc.code)
-                        if self.stop_requested or self.shutting_down:
+                        if self.ending_early:
                             # The HTTP library may report our own cancellation as a read timeout.
                             raise asyncio.CancelledError from exc
                         if exc.code == "timeout":
@@ -121,7 +175,7 @@ class Generation:
         except TimeoutError:
             return Message.Status.FAILED, result, _timeout_error(loop.time(), started, total_deadline, first_token_at)
         except asyncio.CancelledError:
-            if not (self.stop_requested or self.shutting_down):
+            if not self.ending_early:
                 raise
             task = asyncio.current_task()
             while task.cancelling():
@@ -139,18 +193,24 @@ class Generation:
 
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
         try:
-            still_wanted = await database_sync_to_async(services.generation_checkpoint)(
-                message_id=self.message_id, content=frames.content, seq=frames.seq
+            outcome = await database_sync_to_async(services.generation_checkpoint)(
+                message_id=self.message_id, content=frames.content, seq=frames.seq, lease_holder=self.lease_holder
             )
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return
-        if not still_wanted:
+        if outcome == services.Checkpoint.STOP_REQUESTED:
             # The stop signal over the channel layer was lost; the database says stop.
             self.stop()
+        elif outcome == services.Checkpoint.LEASE_LOST:
+            self.lose_lease()
 
     def _checkpoint_done(self) -> bool:
         return self._checkpointing is None or self._checkpointing.done()
+
+
+def _ms_since(moment: datetime) -> int:
+    return max(0, int((timezone.now() - moment).total_seconds() * 1000))
 
 
 def _retry_delay(attempt: int, error: ProviderError) -> float:

@@ -3,6 +3,7 @@ operations (Redis may be away; the database stays the truth) and database calls 
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,13 +48,15 @@ async def best_effort(awaitable: Awaitable[object]) -> None:
         logger.warning("live operation failed", exc_info=True)
 
 
-DATABASE_RETRY_ATTEMPTS = 40  # with the backoff below: about a minute
+DATABASE_RETRY_SECONDS = 60.0  # a database restart or failover; longer than that, the call fails
 
 
 async def with_database_retry(func: Callable[..., T], /, **kwargs: Any) -> T:
-    """The claim and the final save must land: retry through a short database outage (about a minute)."""
+    """The claim and the final save must land: retry through a short database outage (about a minute;
+    each attempt may itself wait up to the pool timeout for a connection)."""
     backoff = Backoff(base=0.25, cap=2.0)
-    for _ in range(DATABASE_RETRY_ATTEMPTS):
+    deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+    while time.monotonic() < deadline:
         try:
             return await database_sync_to_async(func)(**kwargs)
         except Exception:  # noqa: BLE001 - the database may be restarting; the last attempt raises

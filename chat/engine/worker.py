@@ -1,16 +1,20 @@
 """The provider worker: generation jobs in from the jobs channel, frames out. Thin: Generation does the work.
 
 With Redis it runs as `manage.py runworker --layer jobs chat-generate` (several processes share the
-queue: each job goes to exactly one). Embedded, the same worker runs inside the server process.
+queue: a job normally goes to one, and the claim makes sure a reply runs once even when the layer
+delivers a job twice). Embedded, the same worker runs inside the server process.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from channels.consumer import AsyncConsumer
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.routing import ChannelNameRouter
@@ -27,20 +31,43 @@ from chat.providers import registry
 logger = logging.getLogger(__name__)
 
 
+def generation_job(*, message_id: int, conversation_id: int) -> dict[str, object]:
+    """A generation job. It carries ids only: the worker reads everything else from the database."""
+    return {"type": "generation.start", "message": message_id, "conversation": conversation_id}
+
+
 class Runner:
     """The replies this process is generating, and the slots that bound how many at once."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, *, worker_id: str = "") -> None:
+        self.concurrency = concurrency
+        self.worker_id = worker_id
         self.slots = asyncio.Semaphore(concurrency)
         self.running: dict[int, Generation] = {}
         self.idle = asyncio.Event()
         self.idle.set()
+        # Set when the last slot is taken or one frees up again, so the heartbeat says so at once.
+        self.fullness_changed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        """How many more replies this worker could start now."""
+        return self.concurrency - len(self.running)
+
+    def lease_holders(self) -> list[str]:
+        return [g.lease_holder for g in self.running.values() if g.lease_holder is not None]
 
     def start(self, *, message_id: int, conversation_id: int, worker: "GenerationWorker") -> None:
-        logger.info("reply %s taken (%s running)", message_id, len(self.running) + 1)
-        generation = Generation(message_id, conversation_id)
+        if message_id in self.running:
+            # channels_redis can deliver one job twice (a reader puts back what another has in flight).
+            logger.info("job for reply %s dropped: the reply already runs here", message_id)
+            self.slots.release()
+            return
+        generation = Generation(message_id, conversation_id, worker_id=self.worker_id)
         self.running[message_id] = generation
         self.idle.clear()
+        if self.free == 0:
+            self.fullness_changed.set()
         task = asyncio.get_running_loop().create_task(self._run(generation, worker))
         generation.task = task
 
@@ -51,8 +78,10 @@ class Runner:
             logger.exception("generation of reply %s crashed", generation.message_id)
         finally:
             await best_effort(worker.leave_cancel_group(generation.conversation_id))
-            self.running.pop(generation.message_id, None)
+            del self.running[generation.message_id]
             self.slots.release()
+            if self.free == 1:
+                self.fullness_changed.set()
             if not self.running:
                 self.idle.set()
 
@@ -113,9 +142,16 @@ class GenerationWorker(AsyncConsumer):
 worker_application = ChannelNameRouter({settings.CHAT_WORKER_CHANNEL: GenerationWorker.as_asgi()})
 
 
+# Lease renewals run on a thread (and database connection) of their own: the one thread that claims,
+# checkpoints and final saves queue on can be busy for seconds under load, and a renewal waiting behind
+# them would let the leases of replies that stream fine run out.
+_lease_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-leases")
+
+
 class ChatWorker(Worker):
     """Channels' worker, plus: a job is taken only when a slot is free (so idle workers take the
-    rest), leases renewed for running replies, stale replies reaped, and a graceful SIGTERM."""
+    rest), a heartbeat with the free slots, leases renewed for running replies, stale replies reaped,
+    jobs lost with Redis sent again, and a graceful SIGTERM."""
 
     maintenance_interval = 2.0
 
@@ -126,9 +162,10 @@ class ChatWorker(Worker):
             channel_layer=get_channel_layer("jobs"),
         )
         self.handle_signals = handle_signals
-        self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY)
-        self.stopping = asyncio.Event()
         self.worker_id = heartbeat.new_worker_id()
+        self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY, worker_id=self.worker_id)
+        self.stopping = asyncio.Event()
+        self._requeue_before: datetime | None = None
 
     async def arun(self) -> None:
         checker = asyncio.ensure_future(self.application_checker())
@@ -144,7 +181,7 @@ class ChatWorker(Worker):
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        maintenance = asyncio.ensure_future(self.maintenance())
+        rounds = [asyncio.ensure_future(run()) for run in (self.beating, self.renewing_leases, self.maintenance)]
         # The provider SDKs are imported before the first job is taken, off the event loop: `import
         # anthropic` alone can take seconds on a busy machine, which a first reply must not wait for.
         await asyncio.to_thread(registry.providers)
@@ -159,7 +196,8 @@ class ChatWorker(Worker):
         for task in listeners:
             task.cancel()
         await self.shutdown()
-        maintenance.cancel()
+        for task in rounds:
+            task.cancel()
         await best_effort(heartbeat.worker_gone(worker_id=self.worker_id))
 
     async def listener(self, channel: str) -> None:
@@ -193,15 +231,61 @@ class ChatWorker(Worker):
                 generation.interrupt()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def beating(self) -> None:
+        """The heartbeat, apart from the database: a worker waiting out a database outage is still alive."""
+        while True:
+            self.runner.fullness_changed.clear()
+            beat = heartbeat.worker_beat(
+                worker_id=self.worker_id, running=len(self.runner.running), free=self.runner.free
+            )
+            await best_effort(beat)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.runner.fullness_changed.wait(), self.maintenance_interval)
+
+    async def renewing_leases(self) -> None:
+        while True:
+            await self.renew_leases()
+            await asyncio.sleep(self.maintenance_interval)
+
+    async def renew_leases(self) -> None:
+        """Renew the lease of every running reply, on the lease thread (see `_lease_thread`)."""
+        holders = self.runner.lease_holders()
+        if not holders:
+            return
+        renew = DatabaseSyncToAsync(services.generation_leases_renew, thread_sensitive=False, executor=_lease_thread)
+        try:
+            await renew(lease_holders=holders)
+        except Exception:  # noqa: BLE001 - the database may be away for a while; the next round retries
+            logger.warning("lease renewal failed", exc_info=True)
+
     async def maintenance(self) -> None:
         while True:
-            # Beat first and apart: a worker waiting out a database outage is still alive.
-            await best_effort(heartbeat.worker_beat(worker_id=self.worker_id, running=len(self.runner.running)))
+            await self.requeue_lost_jobs()
             try:
-                await database_sync_to_async(services.generation_leases_renew)(message_ids=list(self.runner.running))
-                for reply in await database_sync_to_async(services.replies_interrupt_stale)():
-                    await events.publish_done(reply)
-                    await events.publish_conversation_of(reply)
+                await self.reap_stale()
             except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
                 logger.warning("worker maintenance failed", exc_info=True)
             await asyncio.sleep(self.maintenance_interval)
+
+    async def reap_stale(self) -> None:
+        """Mark the replies whose worker vanished `interrupted`, and tell their followers."""
+        for reply in await database_sync_to_async(services.replies_interrupt_stale)():
+            await events.publish_done(reply)
+            await events.publish_conversation_of(reply)
+
+    async def requeue_lost_jobs(self) -> None:
+        """When the job queue is new (Redis or the embedded server restarted, its jobs lost), send again the
+        job of every reply that waited before: the database is the truth. Retried until the database answers."""
+        try:
+            self._requeue_before = await heartbeat.jobs_queue_is_new(worker_id=self.worker_id) or self._requeue_before
+            if self._requeue_before is None:
+                return
+            lost = await database_sync_to_async(services.replies_requeue_lost)(created_before=self._requeue_before)
+            self._requeue_before = None
+        except Exception:  # noqa: BLE001 - Redis or the database away: the next round tries again
+            logger.warning("could not requeue the jobs lost with the job queue", exc_info=True)
+            return
+        for reply in lost:
+            logger.info("reply %s requeued: its job was lost with the job queue", reply.pk)
+            job = generation_job(message_id=reply.pk, conversation_id=reply.conversation_id)
+            await best_effort(self.channel_layer.send(settings.CHAT_WORKER_CHANNEL, job))

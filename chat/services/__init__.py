@@ -7,12 +7,14 @@ generations.py    the worker's side: claim, checkpoint, finish, reap
 
 from chat.services.conversations import conversation_create, conversation_delete, conversation_update, title_from
 from chat.services.generations import (
+    Checkpoint,
     GenerationContext,
     generation_begin,
     generation_checkpoint,
     generation_finish,
     generation_leases_renew,
     replies_interrupt_stale,
+    replies_requeue_lost,
     reply_mark_interrupted,
     usage_add,
 )
@@ -22,12 +24,14 @@ from chat.services.replies import (
     message_edit_last,
     message_send,
     reply_continue,
+    reply_mark_queued,
     reply_queue_position,
     reply_refuse_job,
     reply_regenerate,
 )
 
 __all__ = [
+    "Checkpoint",
     "GenerationContext",
     "SendResult",
     "conversation_create",
@@ -41,8 +45,10 @@ __all__ = [
     "message_edit_last",
     "message_send",
     "replies_interrupt_stale",
+    "replies_requeue_lost",
     "reply_continue",
     "reply_mark_interrupted",
+    "reply_mark_queued",
     "reply_queue_position",
     "reply_refuse_job",
     "reply_regenerate",

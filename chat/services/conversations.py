@@ -12,6 +12,14 @@ from chat.providers import registry
 TITLE_MAX_CHARS = 60
 
 
+def text_storable(text: str, *, field: str) -> str:
+    """The text, or `invalid` naming the field if it holds a NUL character: PostgreSQL cannot store one
+    (SQLite can), and both databases must give the same answer."""
+    if "\x00" in text:
+        raise ChatError("invalid", f"`{field}` must not contain the NUL character (U+0000).")
+    return text
+
+
 def model_validate(model_ref: object) -> str:
     """The model reference if this server offers it, else ChatError('unknown_model')."""
     if not isinstance(model_ref, str):
@@ -27,37 +35,47 @@ def conversation_create(
     *, owner: AbstractBaseUser, model: str = "", system_prompt: str = "", title: str = ""
 ) -> Conversation:
     """A new, empty conversation; the model defaults to the server's default."""
-    model_ref = model_validate(model or registry.default_model_ref())
-    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+    # Only the empty string means "the default": a falsy non-string ({}, [], 0, False) is refused like any other.
+    model_ref = model_validate(registry.default_model_ref() if model == "" else model)
     return Conversation.objects.create(
-        owner=owner, model=model_ref, system_prompt=system_prompt, title=_clean_title(title)
+        owner=owner, model=model_ref, system_prompt=_checked_system_prompt(system_prompt), title=_clean_title(title)
     )
 
 
 def _clean_title(title: object) -> str:
     if not isinstance(title, str):
         raise ChatError("invalid", "`title` must be a string.")
-    return " ".join(title.split())[:200]
+    return " ".join(text_storable(title, field="title").split())[:200]
+
+
+def _checked_system_prompt(system_prompt: object) -> str:
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
+    return text_storable(system_prompt, field="system_prompt")
 
 
 def conversation_update(
     *, conversation: Conversation, title: str | None = None, model: str | None = None, system_prompt: str | None = None
 ) -> Conversation:
     """Rename, switch model or change the system prompt (each only when given)."""
+    changes: dict[str, str] = {}
     if title is not None:
-        conversation.title = _clean_title(title)
+        changes["title"] = _clean_title(title)
     if model is not None:
-        conversation.model = model_validate(model)
+        changes["model"] = model_validate(model)
     if system_prompt is not None:
-        if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_MESSAGE_CHARS:
-            raise ChatError("invalid", "`system_prompt` must be text within the message size limit.")
-        conversation.system_prompt = system_prompt
-    conversation.save(update_fields=["title", "model", "system_prompt"])
+        changes["system_prompt"] = _checked_system_prompt(system_prompt)
+    # Every field is checked before any is set; only the given ones are written, so a field changed
+    # meanwhile by another request (this instance may be stale) is not overwritten with an old value.
+    for field, value in changes.items():
+        setattr(conversation, field, value)
+    if changes:
+        conversation.save(update_fields=list(changes))
     return conversation
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete the conversation and its messages; `busy` while a reply runs in it."""
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy", "Stop the running reply before deleting this conversation.")
     conversation.delete()
@@ -74,5 +92,6 @@ def title_from(text: str) -> str:
     line = " ".join(text.strip().split("\n", 1)[0].split())
     if len(line) <= TITLE_MAX_CHARS:
         return line
-    cut = line[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
-    return (cut or line[:TITLE_MAX_CHARS]) + "…"
+    # One character more, so a word that ends exactly at the limit is kept; one long word is cut at the limit.
+    cut = line[: TITLE_MAX_CHARS + 1].rsplit(" ", 1)[0][:TITLE_MAX_CHARS]
+    return cut + "…"

@@ -1,11 +1,14 @@
 """The worker's side of a reply: claim it, checkpoint it, finish it, reap it when its worker vanished."""
 
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from chat import selectors
@@ -19,22 +22,41 @@ from chat.services.conversations import conversation_touch
 
 @dataclass(frozen=True)
 class GenerationContext:
-    """A claimed reply with everything the engine needs to generate it: the prompt and its provider."""
+    """A claimed reply with everything the engine needs to generate it: the prompt, its provider, and
+    the lease holder that every later write of the reply must present."""
 
     reply: Message
     conversation: Conversation
     request: GenerationRequest
     provider: Provider
+    lease_holder: str
+
+
+class Checkpoint(StrEnum):
+    """What a checkpoint found: the reply is still this worker's, the user asked to stop, or the lease is gone."""
+
+    SAVED = "saved"
+    STOP_REQUESTED = "stop_requested"
+    LEASE_LOST = "lease_lost"
 
 
 def _lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
 
 
-def generation_begin(*, message_id: int) -> GenerationContext | None:
+def _held(*, message_id: int, lease_holder: str) -> "QuerySet[Message]":
+    """The reply, only while it streams under this lease: the fence of every write a worker makes."""
+    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, lease_holder=lease_holder)
+
+
+def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationContext | None:
     """Claim a pending reply for this worker and build its prompt; None if it is no longer pending."""
+    lease_holder = f"{worker_id}/{uuid.uuid4().hex[:12]}"
     claimed = Message.objects.filter(pk=message_id, status=Message.Status.PENDING, cancel_requested=False).update(
-        status=Message.Status.STREAMING, started_at=timezone.now(), lease_expires_at=_lease_deadline()
+        status=Message.Status.STREAMING,
+        started_at=timezone.now(),
+        lease_expires_at=_lease_deadline(),
+        lease_holder=lease_holder,
     )
     if not claimed:
         return None
@@ -50,35 +72,48 @@ def generation_begin(*, message_id: int) -> GenerationContext | None:
             status=Message.Status.FAILED,
             result=StreamResult(),
             error=ChatError("unknown_model"),
+            lease_holder=lease_holder,
         )
         return None
     history = list(selectors.messages_for(conversation=conversation).filter(pk__lt=reply.pk))
     request = build_request(
         conversation=conversation, history=history, model=model, max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS
     )
-    return GenerationContext(reply=reply, conversation=conversation, request=request, provider=provider)
-
-
-def generation_leases_renew(*, message_ids: list[int]) -> None:
-    """One query renews the lease of every reply a worker runs, whether or not text is flowing."""
-    if message_ids:
-        Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING).update(
-            lease_expires_at=_lease_deadline()
-        )
-
-
-def generation_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
-    """Save the text so far and renew the lease. False when a stop was requested meanwhile."""
-    saved = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, cancel_requested=False).update(
-        content=content, seq=seq, lease_expires_at=_lease_deadline()
+    return GenerationContext(
+        reply=reply, conversation=conversation, request=request, provider=provider, lease_holder=lease_holder
     )
-    return bool(saved)
+
+
+def generation_leases_renew(*, lease_holders: Collection[str]) -> int:
+    """One query renews every lease a worker holds, whether or not text is flowing; returns how many."""
+    if not lease_holders:
+        return 0
+    return Message.objects.filter(lease_holder__in=list(lease_holders), status=Message.Status.STREAMING).update(
+        lease_expires_at=_lease_deadline()
+    )
+
+
+def generation_checkpoint(*, message_id: int, content: str, seq: int, lease_holder: str) -> Checkpoint:
+    """Save the text so far and renew the lease, if the reply is still this worker's and no stop was asked."""
+    held = _held(message_id=message_id, lease_holder=lease_holder)
+    if held.filter(cancel_requested=False).update(content=content, seq=seq, lease_expires_at=_lease_deadline()):
+        return Checkpoint.SAVED
+    # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
+    return Checkpoint.STOP_REQUESTED if held.exists() else Checkpoint.LEASE_LOST
 
 
 def generation_finish(
-    *, message_id: int, content: str, seq: int, status: str, result: StreamResult, error: object | None = None
-) -> Message:
-    """Save the final state of a reply, whatever ended it."""
+    *,
+    message_id: int,
+    content: str,
+    seq: int,
+    status: str,
+    result: StreamResult,
+    lease_holder: str,
+    error: object | None = None,
+    send_to_first_token_ms: int | None = None,
+) -> Message | None:
+    """Save the final state of a reply, whatever ended it; None (nothing saved) if the lease was lost."""
     code = getattr(error, "code", "")
     fields = {
         "content": content,
@@ -91,12 +126,15 @@ def generation_finish(
         "output_tokens": result.output_tokens,
         "tokens_estimated": result.tokens_estimated,
         "time_to_first_token_ms": result.time_to_first_token_ms,
+        "send_to_first_token_ms": send_to_first_token_ms,
         "duration_ms": result.duration_ms,
         "lease_expires_at": None,
+        "lease_holder": "",
         "finished_at": timezone.now(),
     }
     with transaction.atomic():
-        Message.objects.filter(pk=message_id).update(**fields)
+        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
+            return None
         reply = Message.objects.select_related("conversation").get(pk=message_id)
         usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
     conversation_touch(conversation=reply.conversation)
@@ -121,7 +159,8 @@ def replies_interrupt_stale() -> list[Message]:
     """Mark replies whose worker vanished as `interrupted`, keeping their last checkpoint.
 
     A streaming reply whose lease ran out lost its worker; a pending one older than the job
-    expiry was never taken (its job was lost with a restart).
+    expiry was never taken (its job was lost with a restart). Clearing the lease holder fences
+    the old worker out: should it come back, none of its writes lands.
     """
     now = timezone.now()
     stale = Q(status=Message.Status.STREAMING, lease_expires_at__lt=now) | Q(
@@ -137,6 +176,7 @@ def replies_interrupt_stale() -> list[Message]:
                 error_code="interrupted",
                 error_message="The reply was interrupted (its worker stopped). Continue or retry it.",
                 lease_expires_at=None,
+                lease_holder="",
                 finished_at=now,
                 duration_ms=None,
             )
@@ -146,9 +186,43 @@ def replies_interrupt_stale() -> list[Message]:
     return interrupted
 
 
-def reply_mark_interrupted(*, message_id: int, content: str, seq: int, result: StreamResult) -> Message:
-    """A worker shutting down saves what it has of a reply it could not finish."""
+def replies_requeue_lost(*, created_before: datetime) -> list[Message]:
+    """The pending replies, sent before the job queue was new, whose job must be sent again (each at most once).
+
+    A worker calls this when it finds the job queue new (Redis restarted): the jobs of replies that
+    waited then were lost with it. A reply whose job survived gets a second one, which is harmless:
+    the claim is a conditional update, so only one job runs it.
+    """
+    waiting = Message.objects.filter(
+        status=Message.Status.PENDING, cancel_requested=False, requeued_at=None, created_at__lt=created_before
+    )
+    requeued = []
+    for reply in waiting.only("pk", "conversation_id"):
+        if Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING, requeued_at=None).update(
+            requeued_at=timezone.now()
+        ):
+            requeued.append(reply)
+    return requeued
+
+
+def reply_mark_interrupted(
+    *,
+    message_id: int,
+    content: str,
+    seq: int,
+    result: StreamResult,
+    lease_holder: str,
+    send_to_first_token_ms: int | None = None,
+) -> Message | None:
+    """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost)."""
     error = ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
     return generation_finish(
-        message_id=message_id, content=content, seq=seq, status=Message.Status.INTERRUPTED, result=result, error=error
+        message_id=message_id,
+        content=content,
+        seq=seq,
+        status=Message.Status.INTERRUPTED,
+        result=result,
+        error=error,
+        lease_holder=lease_holder,
+        send_to_first_token_ms=send_to_first_token_ms,
     )

@@ -12,7 +12,7 @@ from django.utils import timezone
 from chat import limits, selectors
 from chat.errors import ChatError
 from chat.models import Conversation, Message
-from chat.services.conversations import conversation_touch, model_validate, title_from
+from chat.services.conversations import conversation_touch, model_validate, text_storable, title_from
 
 CLIENT_ID_MAX_CHARS = 64
 
@@ -32,13 +32,13 @@ def _validate_content(content: object) -> str:
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
         raise ChatError("message_too_long", f"The message is {len(content):,} characters; the limit is {limit:,}.")
-    return content
+    return text_storable(content, field="content")
 
 
 def _validate_client_id(client_id: object) -> str:
     if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS:
         raise ChatError("invalid", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX_CHARS} characters.")
-    return client_id
+    return text_storable(client_id, field="client_id")
 
 
 def _new_reply(conversation: Conversation, *, client_id: str = "") -> Message:
@@ -84,13 +84,23 @@ def _waiting_replies() -> "models.QuerySet[Message]":
 
 
 def _check_queue_room(*, owner_id: int) -> None:
-    """`queue_full` when the user already has the allowed number of replies waiting for a worker.
+    """`queue_full` when the allowed number of the user's replies really wait for a worker: they were told
+    `queued` because no worker had a free slot. A pending reply a free worker is about to take does not count.
 
     The database is the count every process shares; two sends at the same instant may both pass.
     """
-    waiting = _waiting_replies().filter(conversation__owner_id=owner_id).count()
-    if waiting >= settings.CHAT_MAX_QUEUED_PER_USER:
-        raise ChatError("queue_full")
+    limit = settings.CHAT_MAX_QUEUED_PER_USER
+    if _waiting_replies().filter(conversation__owner_id=owner_id, queued_at__isnull=False).count() >= limit:
+        message = f"{limit} of your replies are waiting for a free worker. Try again once one has started."
+        raise ChatError("queue_full", message, retry_after=limits.SLOT_RETRY_AFTER_SECONDS)
+
+
+def reply_mark_queued(*, message_id: int) -> int | None:
+    """No worker has a free slot: the reply, if still pending, is marked as really waiting (see
+    `_check_queue_room`). Returns how many replies wait ahead of it; None once a worker took it."""
+    if not _waiting_replies().filter(pk=message_id).update(queued_at=timezone.now()):
+        return None
+    return reply_queue_position(message_id=message_id)
 
 
 def reply_queue_position(*, message_id: int) -> int | None:
@@ -177,12 +187,13 @@ def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResul
 def message_edit_last(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
     """Replace the last user message (and its reply) with an edited one, and answer it."""
     content = _checked_new_message(conversation, content)
-    visible = list(selectors.messages_for(conversation=conversation).order_by("-id")[:2])
-    last_user = next((m for m in visible if m.role == Message.Role.USER), None)
+    visible = selectors.messages_for(conversation=conversation)
+    last_user = visible.filter(role=Message.Role.USER).last()
     if last_user is None:
         raise ChatError("nothing_to_regenerate", "There is no message to edit.")
     with transaction.atomic():
-        _supersede(*[m for m in visible if m.pk >= last_user.pk])
+        # Its reply may be several messages: a stopped reply and the replies that continued it.
+        _supersede(*visible.filter(pk__gte=last_user.pk))
         return _start_reply(conversation, client_id=client_id, user_content=content)
 
 

@@ -1,0 +1,70 @@
+"""Helpers for tests that drive the engine without a socket: rows read off the database thread, and
+every frame published to a conversation."""
+
+import asyncio
+
+from channels.layers import get_channel_layer
+from django.db import close_old_connections
+
+from chat import events
+from chat.models import Message
+from tests.harness.waiting import wait_for
+
+MARKER = "test-marker"
+
+
+async def read_row(pk: int) -> Message:
+    """The row as a thread of its own reads it: the database thread may be blocked, or busy."""
+
+    def read() -> Message:
+        try:
+            return Message.objects.get(pk=pk)
+        finally:
+            close_old_connections()
+
+    return await asyncio.to_thread(read)
+
+
+async def has_status(pk: int, status: str) -> bool:
+    return (await read_row(pk)).status == status
+
+
+async def checkpointed(pk: int) -> bool:
+    """The reply streams and a checkpoint saved some of its text."""
+    reply = await read_row(pk)
+    return reply.status == Message.Status.STREAMING and bool(reply.content)
+
+
+class GroupFrames:
+    """`async with GroupFrames(conversation_id) as frames:` the kind of every frame published to the
+    conversation, read off the channel layer as fast as it comes (a full channel would drop frames)."""
+
+    def __init__(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        self.kinds: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "GroupFrames":
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(events.conversation_group(self.conversation_id), channel)
+
+        async def drain() -> None:
+            while True:
+                self.kinds.append((await layer.receive(channel))["kind"])
+
+        self._task = asyncio.ensure_future(drain())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+
+    async def all_so_far(self) -> list[str]:
+        """The frames published up to now: a marker published now arrives after all of them."""
+        await events.publish_to_conversation(self.conversation_id, {"type": MARKER})
+
+        async def marker_arrived() -> bool:
+            return MARKER in self.kinds
+
+        await wait_for(marker_arrived)
+        return self.kinds[: self.kinds.index(MARKER)]
