@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as `python bench/run.py`: the tests' process helpers serve here too
+
+from tests.harness.ports import wait_until_answering  # noqa: E402
+from tests.harness.processes import Process  # noqa: E402
+
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 PYTHON = sys.executable
@@ -77,41 +81,9 @@ def words(text: str) -> list[str]:
 # --- processes ---------------------------------------------------------------------------------
 
 
-class Child:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log_path.read_text(errors="replace"):
-                return
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name}: no {text!r} within {timeout}s")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(25)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-        self._log.close()
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
+def start_child(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
+    """A process of the run, its output in `<log_dir>/<name>.log` (the tests' own process helper)."""
+    return Process(args, log_dir / f"{name}.log", env=env)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -303,17 +275,17 @@ def run_mode(args: argparse.Namespace, mode: str, upstream_url: str, work: Path,
     sqlite_path = str(work / "bench.sqlite3")
     env = server_env(args, mode, upstream_url, sqlite_path, users)
     rounds = 1 + args.passes * (len(cs) + len(sse_cs))
-    children: list[Child] = []
+    children: list[Process] = []
     redis_server = None
     if mode == "redis":
         ensure_database(args.database_url)
-        redis_server = Child(
+        redis_server = start_child(
             "redis",
             ["redis-server", "--port", str(args.redis_port), "--save", "", "--appendonly", "no"],
             env,
             work,
         )
-        wait_port(args.redis_port)
+        wait_until_answering(f"tcp://127.0.0.1:{args.redis_port}", redis_server)
     try:
         print(f"[{mode}] seeding {users} users x {rounds} conversations", file=sys.stderr)
         seeded = json.loads(
@@ -329,14 +301,16 @@ def run_mode(args: argparse.Namespace, mode: str, upstream_url: str, work: Path,
             .splitlines()[-1]
         )
         daphne_cmd = [PYTHON, str(BENCH / "daphne_uvloop.py")] if args.daphne == "uvloop" else [PYTHON, "-m", "daphne"]
-        daphne = Child(
+        daphne = start_child(
             "daphne", [*daphne_cmd, "-b", "127.0.0.1", "-p", str(args.port), "config.asgi:application"], env, work
         )
         children.append(daphne)
         if mode == "redis":
-            worker = Child("worker", [PYTHON, "manage.py", "runworker", "--layer", "jobs", "chat-generate"], env, work)
+            worker = start_child(
+                "worker", [PYTHON, "manage.py", "runworker", "--layer", "jobs", "chat-generate"], env, work
+            )
             children.append(worker)
-        wait_port(args.port)
+        wait_until_answering(f"tcp://127.0.0.1:{args.port}", daphne)
         pids = [child.popen.pid for child in children]
         counters = Counters(mode, pids, args.database_url, sqlite_path, args.redis_port)
         spec = {
@@ -367,7 +341,7 @@ def run_mode(args: argparse.Namespace, mode: str, upstream_url: str, work: Path,
         return {"mode": mode, "idle": idle, "runs": runs}
     finally:
         for child in reversed(children):
-            child.stop()
+            child.stop(grace=25)  # longer than the worker's shutdown grace
         if redis_server is not None:
             redis_server.stop()
 
@@ -479,7 +453,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="streamchat-bench-"))
     upstream_port = args.port + 1
-    upstream = Child(
+    upstream = start_child(
         "upstream",
         [
             PYTHON, str(BENCH / "upstream.py"), "--port", str(upstream_port), "--tokens", str(args.tokens),
@@ -488,7 +462,7 @@ def main() -> None:
         dict(os.environ),
         work,
     )  # fmt: skip
-    upstream.wait_for("upstream ready")
+    upstream.wait_for_output("upstream ready")
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
     base_spec = {
         "upstream_url": upstream_url,
