@@ -40,7 +40,7 @@ def _owned(user: AbstractBaseUser, conversation_id: object) -> Conversation:
 
 
 async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> Conversation:
-    """The user's conversation or ChatError('not_found'), for foreign ids too."""
+    """The user's conversation or ChatError('not_found'), for foreign ids too; `invalid` for a non-integer."""
     return await _owned(user, conversation_id)
 
 

@@ -3,6 +3,7 @@
 A person with curl can chat through these alone (docs/protocol.md shows how).
 """
 
+import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
@@ -17,8 +19,15 @@ from django.views.decorators.http import require_http_methods
 from chat import actions, events, selectors, services
 from chat.errors import ChatError
 
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+# What an outage answer tells clients to wait: long enough not to hammer a database that is coming back.
+OUTAGE_RETRY_SECONDS = 2
+
 STATUS_FOR_CODE = {
     "unauthenticated": 401,
+    "csrf_failed": 403,
     "not_found": 404,
     "busy": 409,
     "not_running": 409,
@@ -36,7 +45,18 @@ STATUS_FOR_CODE = {
 View = Callable[..., Awaitable[HttpResponse]]
 
 
+def is_api_request(request: HttpRequest) -> bool:
+    """Whether the request is for the JSON API (its answers, errors included, are JSON)."""
+    return request.path_info.startswith(API_PREFIX)
+
+
+def unavailable() -> ChatError:
+    """The refusal of a request the database cannot serve right now."""
+    return ChatError("unavailable", retry_after=OUTAGE_RETRY_SECONDS)
+
+
 def error_response(error: ChatError) -> JsonResponse:
+    """The JSON error shape, with the HTTP status of its code and `Retry-After` when it says when."""
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
     response = JsonResponse(body, status=STATUS_FOR_CODE.get(error.code, 400))
     if error.retry_after is not None:
@@ -49,27 +69,35 @@ def api_view(view: View) -> View:
 
     @wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user = await request.auser()
-        if not user.is_authenticated:
-            return error_response(ChatError("unauthenticated"))
         try:
+            # Loading the session and user is the first database work of every request: inside the try.
+            user = await request.auser()
+            if not user.is_authenticated:
+                return error_response(ChatError("unauthenticated"))
             body = _json_body(request) if request.method in {"POST", "PATCH"} else {}
             return await view(request, user, body, *args, **kwargs)
         except ChatError as error:
             return error_response(error)
-        except DatabaseError:
-            return error_response(ChatError("unavailable", retry_after=2))
+        except DatabaseError as error:
+            logger.warning("database unavailable on %s: %s", request.path, error)
+            return error_response(unavailable())
 
     return wrapper
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    if len(request.body) > settings.CHAT_WS_MAX_FRAME_BYTES:
-        raise ChatError("frame_too_large", f"Request bodies are limited to {settings.CHAT_WS_MAX_FRAME_BYTES:,} bytes.")
-    if not request.body:
+    limit = settings.CHAT_WS_MAX_FRAME_BYTES
+    too_large = ChatError("frame_too_large", f"Request bodies are limited to {limit:,} bytes.")
+    try:
+        raw = request.body
+    except RequestDataTooBig:  # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE, far over ours
+        raise too_large from None
+    if len(raw) > limit:
+        raise too_large
+    if not raw:
         return {}
     try:
-        body = orjson.loads(request.body)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ChatError("bad_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -104,7 +132,7 @@ async def conversations(request: HttpRequest, user: Any, body: dict[str, Any]) -
         return JsonResponse({"conversations": await _conversation_list(user)})
     conversation = await database_sync_to_async(services.conversation_create)(
         owner=user,
-        model=body.get("model") or "",
+        model="" if body.get("model") is None else body["model"],  # null, like no model, means the default
         system_prompt=body.get("system_prompt", ""),
         title=body.get("title", ""),
     )
@@ -153,3 +181,8 @@ continue_ = _reply_starter("continue")
 async def cancel(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
     reply = await actions.stop_reply(user, pk)
     return JsonResponse({"conversation": pk, "message": reply.pk, "stopping": True}, status=202)
+
+
+async def unknown_route(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other /api/ URL: the JSON error shape, like every answer of the API."""
+    return error_response(ChatError("not_found", "No such API endpoint."))

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4403
 CLOSE_FLOODING = 4429
+CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -29,6 +30,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accept first: a close before accepting is an HTTP 403, the same answer as a foreign Origin,
+            # and the client could not tell "log in" from "wrong site".
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
@@ -154,7 +158,7 @@ def _parse(text_data: str | None, bytes_data: bytes | None) -> Frame:
         raise ChatError("bad_json", "Send frames as JSON text, not binary.")
     limit = settings.CHAT_WS_MAX_FRAME_BYTES
     # The limit is in bytes: a character can take four of them in UTF-8.
-    if len(text_data) > limit or len(text_data.encode()) > limit:
+    if len(text_data) > limit or len(text_data.encode(errors="surrogatepass")) > limit:
         raise ChatError("frame_too_large", f"Frames are limited to {limit:,} bytes.")
     try:
         frame = orjson.loads(text_data)
@@ -168,7 +172,7 @@ def _parse(text_data: str | None, bytes_data: bytes | None) -> Frame:
 def _position(after: object) -> actions.Position | None:
     if after is None:
         return None
-    if not isinstance(after, dict) or not all(isinstance(after.get(k), int) for k in ("message", "seq")):
+    if not isinstance(after, dict) or not all(type(after.get(k)) is int for k in ("message", "seq")):  # not bool
         raise ChatError("invalid", "`after` must be an object with integer `message` and `seq`.")
     return actions.Position(message_id=after["message"], seq=after["seq"])
 

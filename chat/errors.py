@@ -27,6 +27,7 @@ class ChatError(Exception):
         "budget_exhausted": "You have used today's token budget. It renews at midnight UTC.",
         "too_many_frames": "Too many frames in too little time. Slow down.",
         "session_ended": "Your session ended. Log in again.",
+        "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
 
     def __init__(self, code: str, message: str = "", *, retry_after: float | None = None) -> None:

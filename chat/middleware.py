@@ -1,9 +1,29 @@
-"""Security headers Django does not set itself."""
+"""HTTP: security headers Django does not set itself, the outage answers, JSON-only API bodies.
+WebSocket (ASGI): the handshake's Origin check and its outage answer."""
 
+import io
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.template.loader import render_to_string
+from django.utils.decorators import sync_and_async_middleware
+
+from chat import api
+from chat.consumers import CLOSE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]], Any]
 
 # No 'unsafe-inline' anywhere: every script and style is a static file, model output is inert text.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -46,3 +66,140 @@ class ContentSecurityPolicyMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         return _add_headers(await self.get_response(request))
+
+
+# --- a database outage -------------------------------------------------------------------------
+
+
+def unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 for a request the database cannot serve: the API's JSON error, or a plain page."""
+    if api.is_api_request(request):
+        return api.error_response(api.unavailable())
+    # Rendered without the request: its context processors would reach for the session, so the database.
+    response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(api.OUTAGE_RETRY_SECONDS)
+    return response
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's session middleware, which also answers a database outage with a 503 (never Django's 500
+    page, whose DEBUG form is a traceback): in the view (where the session and user are loaded, lazily)
+    and in saving the session after it."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DatabaseError):
+            return None
+        logger.warning("database unavailable on %s: %s", request.path, exception)
+        return unavailable_response(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        try:
+            return super().process_response(request, response)
+        except (DatabaseError, SessionInterrupted) as error:
+            # A failed save of an existing session is re-raised by Django as "the session was deleted".
+            if not _caused_by_database(error):
+                raise
+            logger.warning("could not save the session on %s: %s", request.path, error)
+            return unavailable_response(request)
+
+
+def _caused_by_database(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, DatabaseError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# --- API bodies are JSON -----------------------------------------------------------------------
+
+
+@sync_and_async_middleware
+def json_api_bodies(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
+    """An API body is JSON, never a form: CSRF checking (which reads a POST's form fields before the view
+    runs) must not parse it as one. A bad multipart boundary, a body over DATA_UPLOAD_MAX_MEMORY_SIZE or
+    too many fields would otherwise answer Django's HTML 400; the API's own limits answer in JSON."""
+
+    def no_form(request: HttpRequest) -> None:
+        if api.is_api_request(request):
+            request.POST = QueryDict()
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            no_form(request)
+            return await get_response(request)
+
+    else:
+
+        def middleware(request: HttpRequest) -> HttpResponse:
+            no_form(request)
+            return get_response(request)
+
+    return middleware
+
+
+# --- WebSocket handshakes (ASGI) ---------------------------------------------------------------
+
+
+def handshake_origin_allowed(scope: dict[str, Any]) -> bool:
+    """The Origin is this site's own (scheme, host and port of the request, the host in ALLOWED_HOSTS)
+    or listed in CSRF_TRUSTED_ORIGINS: the rule Django's CSRF check applies to a POST's Origin."""
+    # Django's own request object reads the Host (or X-Forwarded-Host) header and the proxy's
+    # SECURE_PROXY_SSL_HEADER exactly as it does for pages.
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    request = ASGIRequest({**scope, "method": "GET", "scheme": scheme}, io.BytesIO())
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    try:
+        return origin == f"{request.scheme}://{request.get_host()}"
+    except DisallowedHost:
+        return False
+
+
+class WebSocketOriginValidator:
+    """Refuses (HTTP 403) a WebSocket handshake whose Origin is not allowed (`handshake_origin_allowed`)."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and not handshake_origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+
+class WebSocketOutageGuard:
+    """A database outage while a socket opens (its session and user are loaded first): the socket is
+    accepted, then closed with 4503 "unavailable, retry", instead of a bare HTTP 500."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        connected = answered = False
+
+        async def tracked_receive() -> dict[str, Any]:
+            nonlocal connected
+            message = await receive()
+            connected = connected or message["type"] == "websocket.connect"
+            return message
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = answered or message["type"] in {"websocket.accept", "websocket.close"}
+            await send(message)
+
+        try:
+            return await self.application(scope, tracked_receive, tracked_send)
+        except DatabaseError as error:
+            if answered:
+                raise
+            logger.warning("database unavailable while a socket opened: %s", error)
+        if not connected:
+            await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE, "reason": "unavailable, retry"})

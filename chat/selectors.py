@@ -18,12 +18,10 @@ def conversation_list_for(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 
 def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
-    """The user's conversation, or `not_found`: another user's conversation answers exactly like a missing one."""
+    """The user's conversation, or `not_found`: another user's conversation answers exactly like a missing one.
+    An id that is not an integer is `invalid` (its type says nothing about anyone's conversations)."""
     if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
-        try:
-            conversation_id = int(str(conversation_id))
-        except ValueError:
-            raise ChatError("not_found") from None
+        raise ChatError("invalid", "`conversation` must be an integer id.")
     conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
     if conversation is None or not user.is_authenticated:
         raise ChatError("not_found")

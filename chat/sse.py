@@ -2,6 +2,7 @@
 `id: <message>:<seq>` so a reconnecting client resumes with `Last-Event-ID` (docs/protocol.md)."""
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,13 +10,17 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
 from chat import actions, events, sessions
-from chat.api import api_view
+from chat.api import api_view, unavailable
 from chat.errors import ChatError
+
+NO_REPLY_ID = 0  # database ids start at 1
+
+logger = logging.getLogger(__name__)
 
 
 def parse_last_event_id(value: str | None) -> actions.Position | None:
@@ -68,7 +73,10 @@ async def _event_stream(
     try:
         frame, message_id, covered = await actions.catch_up(conversation_id, position)
         await _release_database()
-        yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=message_id, seq=covered)
+        # Every snapshot has an id; with no reply yet it is `0:0`, which names no reply: resuming from it
+        # answers with a snapshot again.
+        snapshot_id = message_id if message_id is not None else NO_REPLY_ID
+        yield b"retry: 2000\n\n" + sse_event(frame["type"], events.encode(frame), message_id=snapshot_id, seq=covered)
         while True:
             if settings.CHAT_SESSION_CHECK_SECONDS > 0 and time.monotonic() >= next_check:
                 next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
@@ -92,6 +100,11 @@ async def _event_stream(
             if event["kind"] == "delta" and event["message"] == message_id and event["seq"] <= covered:
                 continue
             yield sse_event(event["kind"], event["json"], message_id=event.get("message"), seq=event.get("seq"))
+    except DatabaseError:
+        # The database went away mid-stream (catch-up, session re-check): say so and end the stream; the
+        # browser reconnects after `retry` with its Last-Event-ID and resumes where it was.
+        logger.warning("database error in an SSE stream; ending it with `unavailable`")
+        yield sse_event("error", events.encode(events.error_frame(unavailable())))
     finally:
         await layer.group_discard(group, channel)
         await layer.group_discard(ended_group, channel)

@@ -1,5 +1,5 @@
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import path
+from django.urls import path, re_path
 
 from chat import api, sse, views
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
     path("api/conversations/<int:pk>/events", sse.conversation_stream, name="api-events"),
+    re_path(r"^api/(?P<path>.*)$", api.unknown_route, name="api-unknown"),
 ]
 
 # Static files (the chat's JS and CSS) when DEBUG is on: Daphne, unlike runserver, serves none itself.

@@ -10,8 +10,9 @@ from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views import csrf
 
-from chat import events, selectors
+from chat import api, events, selectors
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
@@ -81,3 +82,11 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "registration/signup.html", {"form": form})
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: on the API, its JSON error (`csrf_failed`, 403); elsewhere Django's page."""
+    if api.is_api_request(request):
+        message = f"{reason} Send the csrftoken cookie's value in an X-CSRFToken header."
+        return api.error_response(ChatError("csrf_failed", message))
+    return csrf.csrf_failure(request, reason)

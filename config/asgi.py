@@ -9,16 +9,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.engine.jobs import with_in_process_worker  # noqa: E402
+from chat.middleware import WebSocketOriginValidator, WebSocketOutageGuard  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = with_in_process_worker(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": WebSocketOriginValidator(
+                WebSocketOutageGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
         }
     )
 )

@@ -5,6 +5,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
 
 from chat import live
 from chat.engine import jobs
@@ -49,6 +51,14 @@ def engine(request, settings, upstream) -> Any:
     channel_layers.backends.clear()
     live._log = None
     jobs._in_process.clear()
+
+
+@pytest.fixture
+def frozen_now(monkeypatch) -> datetime:
+    """Django's clock stopped at 23:00 UTC, for rules that depend on time: set rows' timestamps around it."""
+    instant = datetime(2030, 6, 1, 23, 0, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: instant)
+    return instant
 
 
 @pytest.fixture
@@ -125,7 +135,7 @@ def connect() -> Callable[..., Any]:
     async def open_socket(user: Any = None, *, origin: bytes = b"http://localhost") -> AsyncIterator[ChatSocket]:
         from config.asgi import application
 
-        headers = [(b"origin", origin)]
+        headers = [(b"origin", origin), (b"host", b"localhost")]
         if user is not None:
             headers.append((b"cookie", await session_cookie_for(user)))
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)

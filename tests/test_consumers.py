@@ -231,7 +231,7 @@ async def test_the_same_client_id_twice_creates_one_message(connect, user, conve
         ('{"type": "send", "conversation": CONV, "client_id": "x", "content": "LONG"}', "message_too_long"),
         ('{"type": "send", "conversation": CONV, "content": "hi"}', "invalid"),
         ('{"type": "send", "conversation": 999999, "client_id": "x", "content": "hi"}', "not_found"),
-        ('{"type": "subscribe", "conversation": "abc"}', "not_found"),
+        ('{"type": "subscribe", "conversation": "abc"}', "invalid"),
         ('{"type": "cancel", "conversation": CONV}', "not_running"),
     ],
 )
@@ -286,19 +286,25 @@ async def test_an_unknown_model_is_refused_before_anything_is_written(connect, u
 
 
 @pytest.mark.cluster
-async def test_an_anonymous_connection_is_refused():
+async def test_an_anonymous_connection_is_accepted_then_closed_with_4401():
     from config.asgi import application
 
-    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://localhost")])
-    connected, code = await communicator.connect(timeout=10)
-    assert not connected and code == 4401
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected, "refused at the handshake (HTTP 403), like a foreign Origin"
+    assert await communicator.receive_output(timeout=10) == {"type": "websocket.close", "code": 4401}
 
 
 async def test_a_connection_from_a_foreign_origin_is_refused(user):
     from config.asgi import application
     from tests.engine_fixtures import session_cookie_for
 
-    headers = [(b"origin", b"http://evil.example"), (b"cookie", await session_cookie_for(user))]
+    headers = [
+        (b"origin", b"http://evil.example"),
+        (b"host", b"localhost"),
+        (b"cookie", await session_cookie_for(user)),
+    ]
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
     connected, _ = await communicator.connect(timeout=10)
     assert not connected

@@ -160,6 +160,18 @@ async def test_resuming_with_last_event_id_sends_only_what_was_missed(client_and
     assert have == expected
 
 
+async def test_a_snapshot_with_no_reply_has_the_id_0_0_and_resuming_from_it_sends_a_snapshot(client_and_conversation):
+    client, conversation = client_and_conversation
+    stream = await open_events(client, conversation)
+    first = await stream.next_event("snapshot")
+    await stream.close()
+    assert first["data"]["message"] is None and first["id"] == "0:0"
+    resumed = await open_events(client, conversation, last_event_id=first["id"])
+    again = await resumed.next_event()
+    await resumed.close()
+    assert (again["event"], again["id"], again["data"]["message"]) == ("snapshot", "0:0", None)
+
+
 async def test_an_idle_stream_sends_a_heartbeat_comment(client_and_conversation, settings):
     settings.CHAT_SSE_HEARTBEAT_SECONDS = 0.2
     client, conversation = client_and_conversation
