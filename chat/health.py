@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 
 def _database_answers() -> None:
-    connection.close_if_unusable_or_obsolete()
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
@@ -49,7 +48,8 @@ async def _check(name: str, probe: Callable[[], Awaitable[object]]) -> tuple[str
 async def readyz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the channel layer and at least one worker answer; 503 says which did not."""
     results = await asyncio.gather(
-        _check("database", sync_to_async(_database_answers, thread_sensitive=False)),
+        # Off the request's thread; database_sync_to_async hands the connection back (to the pool) after.
+        _check("database", database_sync_to_async(_database_answers, thread_sensitive=False)),
         _check("channel_layer", _channel_layer_answers),
         _check("workers", _workers_present),
     )

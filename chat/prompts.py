@@ -5,6 +5,8 @@ newest first while the estimate (4 characters a token) stays within the model's 
 reply budget; the first message that does not fit, and every older one, is left out, so the model
 always sees an unbroken recent stretch of the conversation. Replies that failed before any text,
 and superseded messages, are never sent; a stopped or interrupted reply is sent with the text it has.
+The reply budget is the model's own output limit where one is configured, else CHAT_MAX_OUTPUT_TOKENS,
+and never more than half the model's context.
 """
 
 from chat.models import Conversation, Message
@@ -15,14 +17,16 @@ PER_MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def reply_budget(model: ModelInfo, max_output_tokens: int) -> int:
-    """Output tokens a reply may use: at most half of a small model's context."""
-    return max(16, min(max_output_tokens, model.context_tokens // 2))
+    """Output tokens a reply may use: the model's own limit if it has one, else the server's
+    `max_output_tokens`; at most half of a small model's context."""
+    return max(16, min(model.max_output_tokens or max_output_tokens, model.context_tokens // 2))
 
 
 def build_request(
     *, conversation: Conversation, history: list[Message], model: ModelInfo, max_output_tokens: int
 ) -> GenerationRequest:
-    """`history` is the visible conversation up to (not including) the reply being generated."""
+    """`history` is the visible conversation up to (not including) the reply being generated;
+    `max_output_tokens` is the budget of a model with no limit of its own (CHAT_MAX_OUTPUT_TOKENS)."""
     budget = reply_budget(model, max_output_tokens)
     available = model.context_tokens - budget - estimate_tokens(conversation.system_prompt)
     turns: list[ChatTurn] = []

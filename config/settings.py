@@ -5,12 +5,13 @@ worker inside the server process, and the local model. DATABASE_URL switches to 
 REDIS_URL to Redis (channels-redis) with separate `runworker` processes.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_models, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,8 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# The API answers a CSRF failure in its JSON error shape; pages get Django's page.
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -41,8 +44,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, plus the 503 answer to a database outage (chat/middleware.py).
+    "chat.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "chat.middleware.json_api_bodies",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -70,7 +75,26 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # One bounded pool per process (psycopg_pool, built into Django): the server holds at most
+    # processes x CHAT_DB_POOL_MAX_SIZE connections however many sockets are open, and a request that
+    # waits CHAT_DB_POOL_TIMEOUT seconds for a free one fails with `unavailable` instead of hanging.
+    # A pool needs CONN_MAX_AGE=0: each database call hands its connection back when it ends.
+    _pool = {
+        "min_size": env_int("CHAT_DB_POOL_MIN_SIZE", 2),
+        "max_size": env_int("CHAT_DB_POOL_MAX_SIZE", 10),
+        "timeout": env_float("CHAT_DB_POOL_TIMEOUT", 5.0),
+    }
+    if not (0 <= _pool["min_size"] <= _pool["max_size"] and _pool["max_size"] >= 1 and _pool["timeout"] > 0):
+        raise ImproperlyConfigured(
+            "The database pool needs 0 <= CHAT_DB_POOL_MIN_SIZE <= CHAT_DB_POOL_MAX_SIZE, "
+            f"CHAT_DB_POOL_MAX_SIZE >= 1 and CHAT_DB_POOL_TIMEOUT > 0; got {_pool}"
+        )
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        pool=_pool,
+        # Names this process's connections in pg_stat_activity (the pool test counts them by it).
+        application_name=env_str("CHAT_DB_APPLICATION_NAME", f"streamchat-{os.getpid()}"),
+    )
 else:
     DATABASES = {
         "default": {
@@ -186,23 +210,37 @@ if PRODUCTION:
 
 # --- Providers -------------------------------------------------------------------------------
 # Secrets stay here, in process memory: they are never written to the database, frames or pages.
+# Every list of models may give a model its own limits in tokens: MODEL@CONTEXT or MODEL@CONTEXT/MAX_OUTPUT
+# (e.g. llama3.1:8b@131072/8192). They end up in MODEL_LIMITS, by model reference ("provider:model").
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
-OPENAI_MODELS = env_list("OPENAI_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1")
+_openai_models = env_models("OPENAI_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1")
+OPENAI_MODELS = list(_openai_models)
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
-ANTHROPIC_MODELS = env_list("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5")
+_anthropic_models = env_models("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5")
+ANTHROPIC_MODELS = list(_anthropic_models)
 # Named OpenAI-compatible servers: OPENAI_COMPATIBLE_SERVERS=ollama,vllm then, per NAME,
 # OPENAI_COMPATIBLE_<NAME>_BASE_URL (required), _API_KEY (optional), _MODELS (comma list).
+_compatible_models = {
+    name.lower(): env_models(f"OPENAI_COMPATIBLE_{name.upper()}_MODELS")
+    for name in env_list("OPENAI_COMPATIBLE_SERVERS")
+}
 OPENAI_COMPATIBLE_SERVERS = [
     {
-        "name": name.lower(),
+        "name": name,
         "base_url": env_str(f"OPENAI_COMPATIBLE_{name.upper()}_BASE_URL"),
         "api_key": env_str(f"OPENAI_COMPATIBLE_{name.upper()}_API_KEY"),
-        "models": env_list(f"OPENAI_COMPATIBLE_{name.upper()}_MODELS"),
+        "models": list(models),
     }
-    for name in env_list("OPENAI_COMPATIBLE_SERVERS")
+    for name, models in _compatible_models.items()
 ]
+MODEL_LIMITS = {
+    f"{provider}:{model}": limits
+    for provider, models in {"openai": _openai_models, "anthropic": _anthropic_models, **_compatible_models}.items()
+    for model, limits in models.items()
+    if limits
+}
 LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
 LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
 LOCAL_MODEL_THREADS = env_int("LOCAL_MODEL_THREADS", 2)

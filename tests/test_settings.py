@@ -11,7 +11,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 def settings_variables() -> set[str]:
     source = (BASE_DIR / "config" / "settings.py").read_text()
-    names = set(re.findall(r'env_(?:str|bool|int|float|list)\(\s*f?"([A-Z0-9_{}.()]+)"', source))
+    names = set(re.findall(r'env_(?:str|bool|int|float|list|models)\(\s*f?"([A-Z0-9_{}.()]+)"', source))
     return {re.sub(r"\{.*?\}", "<NAME>", name) for name in names}
 
 

@@ -81,6 +81,9 @@ class ModelInfo:
     name: str
     label: str
     context_tokens: int
+    # The model's own reply budget, configured with its context (settings.MODEL_LIMITS, applied by the
+    # registry); None: the server's CHAT_MAX_OUTPUT_TOKENS. Either way at most half the context (chat.prompts).
+    max_output_tokens: int | None = None
 
     @classmethod
     def of(cls, provider: str, name: str, *, context_tokens: int, label: str = "") -> "ModelInfo":

@@ -11,7 +11,8 @@ from chat.providers.base import GenerationRequest, ModelInfo, Provider, ReplyStr
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.transport import error_for_kind, request_timeout
 
-# Context windows of OpenAI's models; other servers' models get the conservative default.
+# Context windows of OpenAI's models; other servers' models get the conservative default unless their
+# entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
 CONTEXT_TOKENS = {"gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576}
 DEFAULT_CONTEXT_TOKENS = 8_192
 

@@ -1,5 +1,6 @@
 """Which providers this server offers, built once from settings: a provider without credentials is not offered."""
 
+from dataclasses import replace
 from functools import cache
 
 from django.conf import settings
@@ -54,8 +55,14 @@ def providers() -> dict[str, Provider]:
     return {provider.name: provider for provider in found}
 
 
+def models_of(provider: Provider) -> list[ModelInfo]:
+    """The models `provider` offers, with the limits configured for them (MODEL@CONTEXT/MAX_OUTPUT in the
+    settings' model lists), which win over what the provider assumes."""
+    return [replace(model, **settings.MODEL_LIMITS.get(model.ref, {})) for model in provider.models()]
+
+
 def available_models() -> list[ModelInfo]:
-    return [model for provider in providers().values() for model in provider.models()]
+    return [model for provider in providers().values() for model in models_of(provider)]
 
 
 def resolve(model_ref: str) -> tuple[Provider, ModelInfo]:
@@ -63,7 +70,7 @@ def resolve(model_ref: str) -> tuple[Provider, ModelInfo]:
     provider_name, _, _ = model_ref.partition(":")
     provider = providers().get(provider_name)
     if provider is not None:
-        for model in provider.models():
+        for model in models_of(provider):
             if model.ref == model_ref:
                 return provider, model
     raise UnknownModel(model_ref)
