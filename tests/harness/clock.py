@@ -29,12 +29,16 @@ class ManualClock:
         self._timers.append(timer)
         return timer
 
-    async def advance(self, seconds: float) -> None:
-        """Move time on, fire the timers now due, and let the tasks they started run."""
+    def move(self, seconds: float) -> None:
+        """Move time on and fire the timers now due, without letting the tasks they start run yet."""
         self.now += seconds
         due = sorted((t for t in self._timers if t.when <= self.now and not t.cancelled), key=lambda t: t.when)
         self._timers = [t for t in self._timers if t not in due and not t.cancelled]
         for timer in due:
             timer.callback()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on, fire the timers now due, and let the tasks they started run."""
+        self.move(seconds)
         for _ in range(3):  # a timer's callback starts a task; that task awaits the live log and the layer
             await asyncio.sleep(0)
