@@ -189,13 +189,12 @@ def pool_in_use() -> int:
 
 
 async def release_what_earlier_tests_hold() -> int:
-    """Hand back the connections the database thread and this one still hold, and say how many stay out.
+    """Hand back the connection the database thread still holds, and say how many stay out.
 
     Unlike a request or a consumer, test code's own ORM calls (fixtures, pytest-django's setup) close
     nothing, so the threads that ran them may still hold a connection of this process's pool.
     """
     await database_sync_to_async(connections.close_all)()
-    connections.close_all()
     return pool_in_use()
 
 
