@@ -4,7 +4,7 @@ every frame published to a conversation."""
 import asyncio
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections
 
 from chat import events
 from chat.models import Message
@@ -13,8 +13,16 @@ from tests.harness.waiting import wait_for
 MARKER = "test-marker"
 
 
+TABLE_LOCKED_RETRIES = 200  # 10 ms apart: the worker's write that holds the lock is one short statement
+
+
 async def read_row(pk: int) -> Message:
-    """The row as a thread of its own reads it: the database thread may be blocked, or busy."""
+    """The row as a thread of its own reads it: the database thread may be blocked, or busy.
+
+    Embedded tests share one in-memory SQLite database between connections (shared cache), where a
+    read that meets another connection's write fails at once with "table is locked" instead of
+    waiting: such a read is tried again.
+    """
 
     def read() -> Message:
         try:
@@ -22,6 +30,13 @@ async def read_row(pk: int) -> Message:
         finally:
             close_old_connections()
 
+    for _ in range(TABLE_LOCKED_RETRIES):
+        try:
+            return await asyncio.to_thread(read)
+        except OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            await asyncio.sleep(0.01)
     return await asyncio.to_thread(read)
 
 
