@@ -2,6 +2,7 @@
 every frame published to a conversation."""
 
 import asyncio
+import uuid
 
 from channels.layers import get_channel_layer
 from django.db import OperationalError, close_old_connections
@@ -38,6 +39,15 @@ async def read_row(pk: int) -> Message:
                 raise
             await asyncio.sleep(0.01)
     return await asyncio.to_thread(read)
+
+
+def pending_reply(user) -> Message:
+    """A user's new conversation with one message sent: its reply waits, pending, for the worker."""
+    from chat import services
+    from tests.engine_fixtures import TEST_MODEL
+
+    conversation = services.conversation_create(owner=user, model=TEST_MODEL)
+    return services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hello").reply
 
 
 async def has_status(pk: int, status: str) -> bool:

@@ -3,7 +3,6 @@ really wait and says when to retry, a burst of sends meets only the per-user lim
 first token is stored both ways (from the provider request, and from the send)."""
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,8 +15,7 @@ from chat.engine import jobs
 from chat.engine.generation import Generation
 from chat.errors import ChatError
 from chat.models import Message
-from tests.engine_fixtures import TEST_MODEL
-from tests.engine_helpers import GroupFrames, has_status, read_row
+from tests.engine_helpers import GroupFrames, has_status, pending_reply, read_row
 from tests.fake_upstream import Scenario
 from tests.harness.waiting import wait_for
 
@@ -31,13 +29,8 @@ def user(make_user):
     return make_user()
 
 
-def send(user) -> Message:
-    conversation = services.conversation_create(owner=user, model=TEST_MODEL)
-    return services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hello").reply
-
-
 async def submitted(user) -> Message:
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     await jobs.submit(message_id=reply.pk, conversation_id=reply.conversation_id)
     return reply
 
@@ -51,7 +44,7 @@ async def test_a_reply_is_told_queued_when_no_worker_has_a_free_slot(user, upstr
     busy = await submitted(user)
     await wait_for(lambda: has_status(busy.pk, Message.Status.STREAMING))
 
-    waiting = await database_sync_to_async(send)(user)
+    waiting = await database_sync_to_async(pending_reply)(user)
     async with GroupFrames(waiting.conversation_id) as frames:
         await jobs.submit(message_id=waiting.pk, conversation_id=waiting.conversation_id)
 
@@ -72,7 +65,7 @@ async def test_a_reply_slow_to_be_claimed_while_a_worker_has_free_slots_is_not_t
     jobs.ensure_in_process_worker()
     assert await jobs.free_slots() == settings.CHAT_WORKER_CONCURRENCY
     # Pending past the notice's half second, as when a claim waits behind other database work.
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     async with GroupFrames(reply.conversation_id) as frames:
         await jobs._notice_if_queued(reply.pk, reply.conversation_id)
         published = await frames.all_so_far()
@@ -85,7 +78,7 @@ async def test_a_reply_slow_to_be_claimed_while_a_worker_has_free_slots_is_not_t
 async def test_without_any_worker_a_pending_reply_is_told_queued(user, upstream, settings):
     settings.CHAT_WORKER_IN_PROCESS = False
     assert await jobs.free_slots() == 0
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     async with GroupFrames(reply.conversation_id) as frames:
         await jobs._notice_if_queued(reply.pk, reply.conversation_id)
         published = await frames.all_so_far()
@@ -105,7 +98,7 @@ def test_a_burst_of_sends_meets_only_the_per_user_limits_each_with_retry_after(m
     for _ in range(10):
         for user in users:
             try:
-                send(user)
+                pending_reply(user)
                 accepted[user.pk] += 1
             except ChatError as error:
                 refused.append(error)
@@ -118,21 +111,21 @@ def test_a_burst_of_sends_meets_only_the_per_user_limits_each_with_retry_after(m
 
 def test_queue_full_counts_replies_told_queued_and_says_when_to_retry(user, settings):
     settings.CHAT_MAX_QUEUED_PER_USER = 2
-    pending = [send(user) for _ in range(3)]
+    pending = [pending_reply(user) for _ in range(3)]
     for reply in pending[:2]:
         assert services.reply_mark_queued(message_id=reply.pk) is not None
 
     with pytest.raises(ChatError) as caught:
-        send(user)
+        pending_reply(user)
 
     assert caught.value.code == "queue_full"
     assert caught.value.retry_after == limits.SLOT_RETRY_AFTER_SECONDS
     Message.objects.filter(pk=pending[0].pk).update(status=Message.Status.STREAMING)  # a worker took one
-    assert send(user).status == Message.Status.PENDING
+    assert pending_reply(user).status == Message.Status.PENDING
 
 
 def test_a_reply_a_worker_took_is_not_marked_queued(user):
-    reply = send(user)
+    reply = pending_reply(user)
     Message.objects.filter(pk=reply.pk).update(status=Message.Status.STREAMING)
 
     assert services.reply_mark_queued(message_id=reply.pk) is None
@@ -146,7 +139,7 @@ async def test_a_full_job_queue_refuses_the_send_with_retry_after(user, settings
         "jobs": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}},
     }
     channel_layers.backends.clear()
-    first, second = [await database_sync_to_async(send)(user) for _ in range(2)]
+    first, second = [await database_sync_to_async(pending_reply)(user) for _ in range(2)]
     await jobs.submit(message_id=first.pk, conversation_id=first.conversation_id)
 
     with pytest.raises(ChatError) as caught:
@@ -162,7 +155,7 @@ async def test_a_full_job_queue_refuses_the_send_with_retry_after(user, settings
 
 async def test_time_to_first_token_leaves_out_the_wait_for_a_worker_and_send_to_first_token_includes_it(user, upstream):
     waited = timedelta(seconds=3 * settings.CHAT_TIMEOUT_FIRST_TOKEN)
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     # The reply waited that long for a worker.
     await database_sync_to_async(Message.objects.filter(pk=reply.pk).update)(created_at=reply.created_at - waited)
 

@@ -1,7 +1,6 @@
 """A job lost with Redis: the database is the truth, so a reply left pending when the job queue came
 back new is sent again (at most once) and answered, instead of waiting for the pending expiry."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,8 +10,7 @@ from django.utils import timezone
 from chat import services
 from chat.models import Message
 from chat.redis_clients import key, probe_client
-from tests.engine_fixtures import TEST_MODEL
-from tests.engine_helpers import has_status, read_row
+from tests.engine_helpers import has_status, pending_reply, read_row
 from tests.harness.waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
@@ -27,13 +25,8 @@ def user(make_user):
     return make_user()
 
 
-def send(user) -> Message:
-    conversation = services.conversation_create(owner=user, model=TEST_MODEL)
-    return services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hello").reply
-
-
 def test_replies_pending_before_the_job_queue_was_new_are_requeued_at_most_once(user):
-    waited, cancelled, taken, later = (send(user) for _ in range(4))
+    waited, cancelled, taken, later = (pending_reply(user) for _ in range(4))
     services.generation_cancel(conversation=cancelled.conversation)
     Message.objects.filter(pk=taken.pk).update(status=Message.Status.STREAMING)
     new_queue_at = timezone.now()
@@ -59,7 +52,7 @@ async def test_a_pending_reply_whose_job_was_lost_with_redis_is_answered_within_
         return bool(await redis.exists(epoch))
 
     # A reply whose job was lost: Redis restarted after the send, empty, without the epoch marker.
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     await redis.delete(epoch)
 
     async def taken() -> bool:
@@ -81,7 +74,7 @@ async def test_embedded_a_reply_left_pending_by_the_previous_server_run_is_answe
 
     # This process's first in-process worker finds the in-memory job queue new, as after a restart.
     monkeypatch.setattr(heartbeat, "_process_queue_claimed", False)
-    reply = await database_sync_to_async(send)(user)
+    reply = await database_sync_to_async(pending_reply)(user)
     before_this_run = heartbeat.PROCESS_STARTED_AT - timedelta(seconds=30)
     await database_sync_to_async(Message.objects.filter(pk=reply.pk).update)(created_at=before_this_run)
 
@@ -97,7 +90,7 @@ async def test_embedded_replies_sent_during_this_run_are_never_requeued(user, up
     from chat.engine import heartbeat, jobs
 
     monkeypatch.setattr(heartbeat, "_process_queue_claimed", False)
-    reply = await database_sync_to_async(send)(user)  # pending, with no job: as if its job were still queued
+    reply = await database_sync_to_async(pending_reply)(user)  # pending, with no job: as if its job were still queued
 
     jobs.ensure_in_process_worker()
     (worker, _), *_ = jobs._in_process.values()
