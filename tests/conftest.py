@@ -6,6 +6,9 @@ import pytest
 
 from chat.providers.base import ReplyStream
 from tests.fake_upstream import FakeUpstream
+from tests.harness import communicators
+
+communicators.install()
 
 pytest_plugins = ["tests.engine_fixtures", "tests.cluster_fixtures", "tests.browser_fixtures"]
 
@@ -41,6 +44,13 @@ def read_reply() -> Callable[..., Awaitable[str]]:
         return "".join(received)
 
     return read
+
+
+@pytest.fixture(autouse=True)
+def database_cleanup_on() -> None:
+    """Every test starts with database_sync_to_async handing its connections back (see
+    tests/harness/communicators.py for how channels' test clients could leave that off for good)."""
+    communicators.reset()
 
 
 # --- Modes ---------------------------------------------------------------------------------------

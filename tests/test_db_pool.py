@@ -2,7 +2,9 @@
 many sockets, streams and requests it serves, and every one of them hands its connection back."""
 
 import asyncio
+import sys
 import threading
+import traceback
 import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -182,6 +184,52 @@ def reply_states(ids: list[int]) -> list[tuple[str, str]]:
     return list(Message.objects.filter(pk__in=ids).values_list("status", "content"))
 
 
+class PoolLoans:
+    """Who holds each connection of this process's pool: the thread and the call that took it, so a
+    connection that never comes back names its holder."""
+
+    def __init__(self) -> None:
+        self.pool = connection.pool
+        self.out: dict[int, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def _getconn(self, *args: Any, **kwargs: Any) -> Any:
+        taken = type(self.pool).getconn(self.pool, *args, **kwargs)
+        holder = f"thread {threading.current_thread().name} took it:\n" + "".join(traceback.format_stack(limit=25)[:-1])
+        with self._lock:
+            self.out[id(taken)] = (threading.get_ident(), holder)
+        return taken
+
+    def _putconn(self, conn: Any) -> None:
+        with self._lock:
+            self.out.pop(id(conn), None)
+        type(self.pool).putconn(self.pool, conn)
+
+    def __enter__(self) -> "PoolLoans":
+        self.pool.getconn, self.pool.putconn = self._getconn, self._putconn
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        del self.pool.getconn, self.pool.putconn
+
+    def holders(self) -> str:
+        """Each connection still out: who took it, and where its thread is now."""
+        frames = sys._current_frames()
+        with self._lock:
+            out = list(self.out.values())
+        return "\n\n".join(
+            holder
+            + ("now at:\n" + "".join(traceback.format_stack(frames[ident])) if ident in frames else "its thread ended")
+            for ident, holder in out
+        )
+
+
+@pytest.fixture
+def loans() -> Any:
+    with PoolLoans() as tracked:
+        yield tracked
+
+
 def pool_in_use() -> int:
     """Connections of this process's pool that are handed out right now."""
     stats = connection.pool.get_stats()
@@ -200,7 +248,9 @@ async def release_what_earlier_tests_hold() -> int:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("engine")
-async def test_three_hundred_sockets_with_replies_use_no_more_connections_than_the_pool_holds(upstream, cluster_worker):
+async def test_three_hundred_sockets_with_replies_use_no_more_connections_than_the_pool_holds(
+    upstream, cluster_worker, loans
+):
     upstream.default = Scenario.slow(count=REPLY_TOKENS, delay=0.05)
     held_before = await release_what_earlier_tests_hold()
     people = await tabs_and_conversations(USERS)
@@ -250,7 +300,10 @@ async def test_three_hundred_sockets_with_replies_use_no_more_connections_than_t
     async def pool_is_back() -> bool:
         return await release_what_earlier_tests_hold() <= held_before
 
-    await wait_for(pool_is_back, timeout=60)
+    try:
+        await wait_for(pool_is_back, timeout=60)
+    except TimeoutError:
+        pytest.fail(f"{pool_in_use() - held_before} connection(s) never came back; taken by:\n{loans.holders()}")
     expected = "".join(f" t{i}" for i in range(REPLY_TOKENS))
     assert {(text, done["message"]["status"]) for text, done in followed} == {(expected, "complete")}
     assert set(await reply_states(reply_ids)) == {("complete", expected)}
