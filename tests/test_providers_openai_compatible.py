@@ -26,7 +26,12 @@ COUNTING = GenerationRequest(
 def llama_server(tmp_path_factory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on the shipped model; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path())]
+    # `python -m llama_cpp.server`, with the models it loads built as the local provider builds them.
+    serve = (
+        "import runpy; from chat.providers.local import without_extra_buffer_types\n"
+        "with without_extra_buffer_types(): runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)"
+    )
+    command = [sys.executable, "-c", serve, "--model", str(model_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]
     server = Process(command, tmp_path_factory.mktemp("llama-server") / "server.log")
     try:

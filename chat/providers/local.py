@@ -5,7 +5,7 @@ import atexit
 import contextlib
 import importlib.util
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -41,12 +41,13 @@ class LocalModel:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.llm = Llama(
-            model_path=str(path),
-            n_ctx=settings.LOCAL_MODEL_CONTEXT,
-            n_threads=settings.LOCAL_MODEL_THREADS,
-            verbose=False,
-        )
+        with without_extra_buffer_types():
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=settings.LOCAL_MODEL_CONTEXT,
+                n_threads=settings.LOCAL_MODEL_THREADS,
+                verbose=False,
+            )
         template = self.llm.metadata.get("tokenizer.chat_template")
         self.formatter = (
             Jinja2ChatFormatter(
@@ -65,6 +66,31 @@ class LocalModel:
             return len(self.llm.tokenize("\n".join(m["content"] for m in messages).encode()))
         prompt = self.formatter(messages=messages).prompt
         return len(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
+
+
+@contextlib.contextmanager
+def without_extra_buffer_types() -> Iterator[None]:
+    """Load models without llama.cpp's extra CPU buffer types (weight repacking, the AMX backend).
+
+    On AMX-capable Xeons those crash the process in the first `decode` (ggml-org/llama.cpp#20824;
+    seen here with llama-cpp-python 0.3.36), and llama-cpp-python's `Llama()` has no argument for
+    `use_extra_bufts`: the default parameters it starts from are swapped while a model loads. For a
+    135M model the repacking gains nothing worth a crash.
+    """
+    from llama_cpp import llama_cpp as bindings
+
+    original = bindings.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
 
 
 @cache
