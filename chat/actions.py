@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from chat import events, selectors, services
 from chat.engine import jobs
 from chat.events import Frame
-from chat.live import live_log
+from chat.live import LiveState, live_log
 from chat.models import Conversation, Message
 
 
@@ -97,13 +97,16 @@ class Position:
     seq: int
 
 
-async def catch_up(conversation_id: int, position: Position | None = None) -> tuple[Frame, int | None, int]:
+async def catch_up(
+    conversation_id: int, position: Position | None = None, *, protocol: int = events.PROTOCOL_VERSION
+) -> tuple[Frame, int | None, int]:
     """The frame that brings a client up to date on a conversation's latest reply.
 
     Call it after joining the conversation's group. Returns (frame, message id, seq covered):
     live frames of that message up to `seq` are already in the frame and must be dropped.
-    With a `position` in the running reply, the frame is a delta with only the missing text;
-    otherwise it is a snapshot of the whole reply.
+    With a `position` in the running reply's last part, the frame is a delta with only the missing
+    text of that part; otherwise (the position is in an earlier part, or a protocol-1 client's last
+    part is not text) it is a snapshot of the whole reply, which replaces what the client has.
     """
     reply = await database_sync_to_async(selectors.latest_reply_for)(conversation_id=conversation_id)
     if reply is None:
@@ -115,19 +118,33 @@ async def catch_up(conversation_id: int, position: Position | None = None) -> tu
             # Not begun yet, or finished between the two reads: the database has the final word.
             await database_sync_to_async(reply.refresh_from_db)()
     if state is not None and position is not None and position.message_id == reply.pk and position.seq <= state.seq:
-        offset = await live_log().offset_after(reply.pk, position.seq)
-        if offset is not None:
-            frame = events.delta_frame(
-                conversation_id=conversation_id,
-                message_id=reply.pk,
-                seq=state.seq,
-                offset=offset,
-                text=state.content[offset:],
-            )
+        frame = await _missing_text(conversation_id, reply.pk, state, position.seq, protocol=protocol)
+        if frame is not None:
             return frame, reply.pk, state.seq
     if state is not None:
-        frame = events.snapshot_frame(
-            conversation_id=conversation_id, reply=reply, content=state.content, seq=state.seq
-        )
+        frame = events.snapshot_frame(conversation_id=conversation_id, reply=reply, parts=state.parts, seq=state.seq)
         return frame, reply.pk, state.seq
     return events.snapshot_frame(conversation_id=conversation_id, reply=reply), reply.pk, reply.seq
+
+
+async def _missing_text(
+    conversation_id: int, message_id: int, state: LiveState, seq: int, *, protocol: int
+) -> Frame | None:
+    """A delta from `seq` to the live state, if what is missing lies in the last part only."""
+    position = await live_log().position_after(message_id, seq)
+    if position is None or not state.parts:
+        return None
+    part, offset = position
+    last = len(state.parts) - 1
+    kind, text = state.parts[last]
+    if part != last or (protocol < 2 and kind != "text"):
+        return None
+    return events.delta_frame(
+        conversation_id=conversation_id,
+        message_id=message_id,
+        seq=state.seq,
+        part=part,
+        kind=kind,
+        offset=offset,
+        text=text[offset:],
+    )

@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
@@ -18,6 +19,7 @@ from chat.limits import FrameRate
 
 logger = logging.getLogger(__name__)
 
+CLOSE_BAD_REQUEST = 4400  # the URL asked for a protocol version this server does not speak
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4403
 CLOSE_FLOODING = 4429
@@ -35,6 +37,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        try:
+            query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
+            self.protocol = events.protocol_from(query.get("protocol", [None])[-1])
+        except ChatError as error:
+            await self.accept()
+            await self.send_frame(events.error_frame(error))
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
         self.user = user
         self.following: set[int] = set()
         # Per message: the last seq a snapshot covered; live deltas up to it are dropped.
@@ -47,7 +57,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             "max_frame_bytes": settings.CHAT_WS_MAX_FRAME_BYTES,
         }
-        await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits))
+        await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits, protocol=self.protocol))
 
     async def disconnect(self, code: int) -> None:
         # The reply goes on without us: closing a tab never stops a generation.
@@ -96,7 +106,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         position = _position(frame.get("after"))
         await self._follow(conversation.pk)
-        catch_up, message_id, seq = await actions.catch_up(conversation.pk, position)
+        catch_up, message_id, seq = await actions.catch_up(conversation.pk, position, protocol=self.protocol)
         if message_id is not None:
             self.covered[message_id] = seq
         await self.send_frame(catch_up)
@@ -130,6 +140,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
+            return
+        if self.protocol < 2 and not events.text_only(event):
             return
         if event["kind"] == "done":
             self.covered.pop(event["message"], None)

@@ -18,8 +18,20 @@ from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: replies have parts (docs/protocol.md); clients that ask for 1 get text only
+PROTOCOL_VERSIONS = (1, 2)
 Frame = dict[str, Any]
+
+
+def protocol_from(value: str | None) -> int:
+    """The protocol version a client asked for (`?protocol=` on the WebSocket URL or the SSE stream);
+    1 when it names none, as every client before version 2 did."""
+    if value is None:
+        return 1
+    if value.strip() not in {str(version) for version in PROTOCOL_VERSIONS}:
+        versions = " or ".join(map(str, PROTOCOL_VERSIONS))
+        raise ChatError("invalid", f"`protocol` must be {versions}.")
+    return int(value)
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -44,7 +56,22 @@ def encode(frame: Frame) -> str:
     return orjson.dumps(frame).decode()
 
 
+def parts_payload(parts: list[dict[str, Any]], *, with_text: bool = True) -> list[Frame]:
+    """A reply's parts in order: each `{"kind", "length"}`, `duration_ms` where known, and its `text`
+    unless told otherwise."""
+    payload = []
+    for part in parts:
+        entry: Frame = {"kind": part["kind"], "length": len(part["text"])}
+        if "duration_ms" in part:
+            entry["duration_ms"] = part["duration_ms"]
+        if with_text:
+            entry["text"] = part["text"]
+        payload.append(entry)
+    return payload
+
+
 def message_payload(message: Message, *, with_content: bool = True) -> Frame:
+    parts = message.part_list()
     payload: Frame = {
         "id": message.pk,
         "role": message.role,
@@ -65,6 +92,7 @@ def message_payload(message: Message, *, with_content: bool = True) -> Frame:
         "tokens_per_second": message.tokens_per_second,
         "seq": message.seq,
         "length": len(message.content),
+        "parts": parts_payload(parts, with_text=with_content),
         "created_at": message.created_at.isoformat() if message.created_at else None,
     }
     if with_content:
@@ -83,8 +111,15 @@ def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
     }
 
 
-def hello_frame(*, user_id: int, limits: Frame) -> Frame:
-    return {"type": "hello", "protocol": PROTOCOL_VERSION, "user": user_id, "limits": limits}
+def hello_frame(*, user_id: int, limits: Frame, protocol: int) -> Frame:
+    """`protocol`: the version this connection speaks; `protocols`: every version the server does."""
+    return {
+        "type": "hello",
+        "protocol": protocol,
+        "protocols": list(PROTOCOL_VERSIONS),
+        "user": user_id,
+        "limits": limits,
+    }
 
 
 def message_frame(message: Message) -> Frame:
@@ -102,12 +137,17 @@ def start_frame(message: Message) -> Frame:
     }
 
 
-def delta_frame(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> Frame:
+def delta_frame(
+    *, conversation_id: int, message_id: int, seq: int, part: int, kind: str, offset: int, text: str
+) -> Frame:
+    """Text of one part of a reply; `offset` counts within that part."""
     return {
         "type": "delta",
         "conversation": conversation_id,
         "message": message_id,
         "seq": seq,
+        "part": part,
+        "kind": kind,
         "offset": offset,
         "text": text,
     }
@@ -140,13 +180,17 @@ def done_frame(message: Message) -> Frame:
     }
 
 
-def snapshot_frame(*, conversation_id: int, reply: Message | None, content: str | None = None, seq: int = 0) -> Frame:
-    """The state of the conversation's latest reply; `content`/`seq` come from the live log when it runs."""
+def snapshot_frame(
+    *, conversation_id: int, reply: Message | None, parts: list[tuple[str, str]] | None = None, seq: int = 0
+) -> Frame:
+    """The state of the conversation's latest reply; `parts`/`seq` come from the live log when it runs."""
     payload = None
     if reply is not None:
         payload = message_payload(reply)
-        if content is not None:
-            payload.update(content=content, seq=seq, length=len(content))
+        if parts is not None:
+            content = "".join(text for kind, text in parts if kind == "text")
+            live = [{"kind": kind, "text": text} for kind, text in parts]
+            payload.update(content=content, seq=seq, length=len(content), parts=parts_payload(live))
     return {"type": "snapshot", "conversation": conversation_id, "message": payload}
 
 
@@ -198,16 +242,25 @@ def _layer_event(frame: Frame, *, message_id: int | None, seq: int | None) -> Fr
     if message_id is not None:
         event["message"] = message_id
         event["seq"] = seq or 0
+    if frame["type"] == "delta" and frame["kind"] != "text":
+        event["part_kind"] = frame["kind"]  # protocol-1 followers get text only: dropped undecoded
     return event
 
 
-def delta_wire(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> tuple[str, bytes] | None:
-    """A delta as the Redis pub/sub layer would publish it: (Redis channel, bytes); None on other layers.
+def text_only(event: Frame) -> bool:
+    """Whether a protocol-1 follower gets this layer event: everything but deltas of non-text parts."""
+    return "part_kind" not in event
+
+
+def delta_wire(**delta: Any) -> tuple[str, bytes] | None:
+    """A delta (the fields of `delta_frame`) as the Redis pub/sub layer would publish it: (Redis
+    channel, bytes); None on other layers.
 
     The live log then publishes it itself, after the append and in the same round trip (chat.live).
     """
-    frame = delta_frame(conversation_id=conversation_id, message_id=message_id, seq=seq, offset=offset, text=text)
-    return _pubsub_wire(conversation_group(conversation_id), _layer_event(frame, message_id=message_id, seq=seq))
+    frame = delta_frame(**delta)
+    event = _layer_event(frame, message_id=delta["message_id"], seq=delta["seq"])
+    return _pubsub_wire(conversation_group(delta["conversation_id"]), event)
 
 
 def _pubsub_wire(group: str, event: Frame) -> tuple[str, bytes] | None:
@@ -221,9 +274,10 @@ def _pubsub_wire(group: str, event: Frame) -> tuple[str, bytes] | None:
     return loop_layer._get_group_channel_name(group), layer.serialize(event)
 
 
-async def publish_delta(*, conversation_id: int, message_id: int, seq: int, offset: int, text: str) -> None:
-    frame = delta_frame(conversation_id=conversation_id, message_id=message_id, seq=seq, offset=offset, text=text)
-    await publish(conversation_group(conversation_id), frame, message_id=message_id, seq=seq)
+async def publish_delta(**delta: Any) -> None:
+    """Publish a delta (the fields of `delta_frame`) to the reply's conversation."""
+    frame = delta_frame(**delta)
+    await publish(conversation_group(delta["conversation_id"]), frame, message_id=delta["message_id"], seq=delta["seq"])
 
 
 async def publish_start(message: Message) -> None:

@@ -1,10 +1,13 @@
-"""The live log of replies in flight: text streamed so far and where each frame ended.
+"""The live log of replies in flight: the parts streamed so far and where each frame ended.
 
 The worker appends to it before publishing a frame, so a client that subscribes, then reads a
 snapshot from here, misses nothing: every frame is either in the snapshot or arrives after it.
 Embedded mode keeps it in process memory (the worker runs in the server process); with Redis it
 lives in Redis, shared by every Daphne process and worker. The database stays the truth: the log
 only covers the second between checkpoints, and expires on its own.
+
+A reply is a list of parts (answer `text`, the model's `reasoning`); every frame belongs to one part,
+the last one or a new one after it, and `seq` counts the frames of all parts together.
 """
 
 import asyncio
@@ -19,47 +22,90 @@ from chat.redis_clients import key, log_client
 
 LOG_TTL_SECONDS = 3600
 
+# One letter a part in the Redis log's `kinds` string.
+KIND_CODES = {"text": "t", "reasoning": "r"}
+KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}
+
 # Append a frame and publish it, in that order, if it is the next one the log expects (the writer's
-# seq); otherwise change nothing and return -1, and the writer rewrites the log before publishing.
-# The TTL is set on the first frame and refreshed every 256 (APPEND and RPUSH keep it).
+# seq) and belongs to its last part or opens the next; otherwise change nothing and return -1, and the
+# writer rewrites the log before publishing. KEYS: the part's text, the frame ends, the parts' kinds.
+# The TTL is set on a part's first frame and refreshed every 256 frames (APPEND and RPUSH keep it).
 APPEND_PUBLISH_SCRIPT = b"""
 local n = redis.call('LLEN', KEYS[2])
 if n + 1 ~= tonumber(ARGV[3]) then return -1 end
+local parts = redis.call('STRLEN', KEYS[3])
+local part = tonumber(ARGV[7])
+if part == parts then
+  redis.call('APPEND', KEYS[3], ARGV[8])
+elseif part ~= parts - 1 then
+  return -1
+end
 redis.call('APPEND', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
-if n % 256 == 0 then
+if n % 256 == 0 or part == parts then
   redis.call('EXPIRE', KEYS[1], ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return n + 1
 """
 APPEND_PUBLISH_SHA = hashlib.sha1(APPEND_PUBLISH_SCRIPT).hexdigest()  # Redis names scripts by SHA-1
 
+# A reply's parts and seq at one instant: the text keys are named `<prefix><part index>`.
+STATE_SCRIPT = b"""
+local kinds = redis.call('GET', KEYS[1])
+if not kinds then return nil end
+local found = {kinds, redis.call('LLEN', KEYS[2])}
+for part = 0, string.len(kinds) - 1 do
+  found[#found + 1] = redis.call('GET', ARGV[1] .. part) or ''
+end
+return found
+"""
+
+Part = tuple[str, str]  # (kind, text)
+FrameEnd = tuple[int, int]  # (part index, offset in that part where the frame ended)
+
 
 @dataclass(frozen=True)
 class LiveState:
-    content: str
+    parts: list[Part]
     seq: int
+
+    @property
+    def content(self) -> str:
+        """The answer text: every text part, joined."""
+        return "".join(text for kind, text in self.parts if kind == "text")
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One frame as the log keeps it: its part (index and kind), text, and the part's length after it."""
+
+    part: int
+    kind: str
+    text: str
+    end: int
 
 
 class LiveLog(Protocol):
     async def begin(self, message_id: int) -> None: ...
-    async def append(self, message_id: int, text: str, end_offset: int) -> int: ...
+    async def append(self, message_id: int, frame: LiveFrame) -> int: ...
     async def append_and_publish(
-        self, message_id: int, text: str, end_offset: int, seq: int, wire: tuple[str, bytes]
+        self, message_id: int, frame: LiveFrame, seq: int, wire: tuple[str, bytes]
     ) -> bool: ...
     async def publish(self, channel: str, payload: bytes) -> bool: ...
-    async def restore(self, message_id: int, content: str, ends: list[int]) -> None: ...
+    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None: ...
     async def state(self, message_id: int) -> LiveState | None: ...
-    async def offset_after(self, message_id: int, seq: int) -> int | None: ...
+    async def position_after(self, message_id: int, seq: int) -> FrameEnd | None: ...
     async def end(self, message_id: int) -> None: ...
 
 
 @dataclass
 class _Reply:
-    parts: list[str] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    texts: list[list[str]] = field(default_factory=list)  # per part, its frames' texts (joined lazily)
+    ends: list[FrameEnd] = field(default_factory=list)
 
 
 class MemoryLiveLog:
@@ -69,44 +115,60 @@ class MemoryLiveLog:
     async def begin(self, message_id: int) -> None:
         self._replies[message_id] = _Reply()
 
-    async def append(self, message_id: int, text: str, end_offset: int) -> int:
-        """Add a frame; returns how many frames the log now holds (the writer checks it against its seq)."""
+    async def append(self, message_id: int, frame: LiveFrame) -> int:
+        """Add a frame; returns how many frames the log now holds (the writer checks it against its seq),
+        or -1 when the frame's part is neither the last one nor the next."""
         reply = self._replies.setdefault(message_id, _Reply())
-        reply.parts.append(text)
-        reply.ends.append(end_offset)
+        if frame.part == len(reply.kinds):
+            reply.kinds.append(frame.kind)
+            reply.texts.append([])
+        elif frame.part != len(reply.kinds) - 1:
+            return -1
+        reply.texts[frame.part].append(frame.text)
+        reply.ends.append((frame.part, frame.end))
         return len(reply.ends)
 
-    async def append_and_publish(
-        self, message_id: int, text: str, end_offset: int, seq: int, wire: tuple[str, bytes]
-    ) -> bool:
+    async def append_and_publish(self, message_id: int, frame: LiveFrame, seq: int, wire: tuple[str, bytes]) -> bool:
         return False  # frames in memory travel the in-memory layer: the writer publishes them
 
     async def publish(self, channel: str, payload: bytes) -> bool:
         return False
 
-    async def restore(self, message_id: int, content: str, ends: list[int]) -> None:
-        self._replies[message_id] = _Reply(parts=[content], ends=list(ends))
+    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None:
+        kinds = [kind for kind, _ in parts]
+        self._replies[message_id] = _Reply(kinds=kinds, texts=[[text] for _, text in parts], ends=list(ends))
 
     async def state(self, message_id: int) -> LiveState | None:
         reply = self._replies.get(message_id)
         if reply is None:
             return None
-        content = "".join(reply.parts)
-        reply.parts[:] = [content]  # keep later joins cheap
-        return LiveState(content=content, seq=len(reply.ends))
+        for texts in reply.texts:
+            texts[:] = ["".join(texts)]  # keep later joins cheap
+        parts = [(kind, texts[0]) for kind, texts in zip(reply.kinds, reply.texts, strict=True)]
+        return LiveState(parts=parts, seq=len(reply.ends))
 
-    async def offset_after(self, message_id: int, seq: int) -> int | None:
+    async def position_after(self, message_id: int, seq: int) -> FrameEnd | None:
         reply = self._replies.get(message_id)
         if reply is None or seq > len(reply.ends) or seq < 0:
             return None
-        return reply.ends[seq - 1] if seq else 0
+        return reply.ends[seq - 1] if seq else (0, 0)
 
     async def end(self, message_id: int) -> None:
         self._replies.pop(message_id, None)
 
 
+def _end_entry(part: int, end: int) -> bytes:
+    return f"{part}:{end}".encode()
+
+
+def _parse_end(entry: bytes) -> FrameEnd:
+    part, _, end = entry.partition(b":")
+    return int(part), int(end)
+
+
 class RedisLiveLog:
-    """Two keys a reply: its text (APPEND) and the end offset of every frame (RPUSH); seq = list length."""
+    """Per reply: the parts' kinds (a string, one letter a part), each part's text (APPEND) and where
+    every frame ended (RPUSH of `part:offset`); seq = that list's length."""
 
     def __init__(self) -> None:
         self._batchers: PerLoop[_Batcher] = PerLoop(lambda: _Batcher(log_client.get()))
@@ -114,31 +176,60 @@ class RedisLiveLog:
     def _client(self) -> Any:
         return log_client.get()
 
-    def _keys(self, message_id: int) -> tuple[str, str]:
-        return key("live", message_id, "text"), key("live", message_id, "ends")
+    def _kinds_key(self, message_id: int) -> str:
+        return key("live", message_id, "kinds")
+
+    def _ends_key(self, message_id: int) -> str:
+        return key("live", message_id, "ends")
+
+    def _text_key(self, message_id: int, part: int) -> str:
+        return key("live", message_id, "text", part)
+
+    async def _all_keys(self, message_id: int, parts: int | None = None) -> list[str]:
+        if parts is None:
+            parts = await self._client().strlen(self._kinds_key(message_id))
+        texts = [self._text_key(message_id, part) for part in range(parts)]
+        return [self._kinds_key(message_id), self._ends_key(message_id), *texts]
 
     async def begin(self, message_id: int) -> None:
-        text_key, ends_key = self._keys(message_id)
+        stale = await self._all_keys(message_id)
         async with self._client().pipeline(transaction=True) as pipe:
-            pipe.delete(text_key, ends_key).set(text_key, "", ex=LOG_TTL_SECONDS)
+            pipe.delete(*stale).set(self._kinds_key(message_id), "", ex=LOG_TTL_SECONDS)
             await pipe.execute()
 
-    async def append(self, message_id: int, text: str, end_offset: int) -> int:
-        text_key, ends_key = self._keys(message_id)
+    async def append(self, message_id: int, frame: LiveFrame) -> int:
+        """Without the script (another channel layer): the same append in a transaction. Returns the
+        frame count, or -1 if the part was neither the last nor the next (the writer restores the log)."""
+        kinds_key, ends_key = self._kinds_key(message_id), self._ends_key(message_id)
+        parts = await self._client().strlen(kinds_key)
+        if frame.part not in (parts - 1, parts):
+            return -1
+        text_key = self._text_key(message_id, frame.part)
         async with self._client().pipeline(transaction=True) as pipe:
-            pipe.append(text_key, text.encode()).rpush(ends_key, end_offset)
-            pipe.expire(text_key, LOG_TTL_SECONDS).expire(ends_key, LOG_TTL_SECONDS)
-            _, frames, _, _ = await pipe.execute()
-        return int(frames)
+            if frame.part == parts:
+                pipe.append(kinds_key, KIND_CODES[frame.kind])
+            pipe.append(text_key, frame.text.encode()).rpush(ends_key, _end_entry(frame.part, frame.end))
+            for each in (kinds_key, ends_key, text_key):
+                pipe.expire(each, LOG_TTL_SECONDS)
+            results = await pipe.execute()
+        return int(results[2 if frame.part == parts else 1])
 
-    async def append_and_publish(
-        self, message_id: int, text: str, end_offset: int, seq: int, wire: tuple[str, bytes]
-    ) -> bool:
+    async def append_and_publish(self, message_id: int, frame: LiveFrame, seq: int, wire: tuple[str, bytes]) -> bool:
         """Append the frame, then publish it on the pub/sub layer's channel: one script, in one round trip
         shared with every other reply of this process. False (nothing done) if the log lacks earlier frames."""
         channel, payload = wire
-        args = (text.encode(), end_offset, seq, channel, payload, LOG_TTL_SECONDS)
-        return await self._batcher().run("EVALSHA", APPEND_PUBLISH_SHA, 2, *self._keys(message_id), *args) == seq
+        keys = (self._text_key(message_id, frame.part), self._ends_key(message_id), self._kinds_key(message_id))
+        args = (
+            frame.text.encode(),
+            _end_entry(frame.part, frame.end),
+            seq,
+            channel,
+            payload,
+            LOG_TTL_SECONDS,
+            frame.part,
+            KIND_CODES[frame.kind],
+        )
+        return await self._batcher().run("EVALSHA", APPEND_PUBLISH_SHA, 3, *keys, *args) == seq
 
     async def publish(self, channel: str, payload: bytes) -> bool:
         """PUBLISH on the same batched connection as the frames, so this process's messages keep their order."""
@@ -148,32 +239,39 @@ class RedisLiveLog:
     def _batcher(self) -> "_Batcher":
         return self._batchers.get()
 
-    async def restore(self, message_id: int, content: str, ends: list[int]) -> None:
+    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None:
         """Rewrite a log that Redis lost (a restart) or that missed frames (an outage)."""
-        text_key, ends_key = self._keys(message_id)
+        stale = await self._all_keys(message_id)
+        kinds = "".join(KIND_CODES[kind] for kind, _ in parts)
         async with self._client().pipeline(transaction=True) as pipe:
-            pipe.delete(text_key, ends_key).set(text_key, content.encode(), ex=LOG_TTL_SECONDS)
+            pipe.delete(*stale).set(self._kinds_key(message_id), kinds, ex=LOG_TTL_SECONDS)
+            for part, (_, text) in enumerate(parts):
+                pipe.set(self._text_key(message_id, part), text.encode(), ex=LOG_TTL_SECONDS)
             if ends:
-                pipe.rpush(ends_key, *ends).expire(ends_key, LOG_TTL_SECONDS)
+                pipe.rpush(self._ends_key(message_id), *(_end_entry(*end) for end in ends))
+                pipe.expire(self._ends_key(message_id), LOG_TTL_SECONDS)
             await pipe.execute()
 
     async def state(self, message_id: int) -> LiveState | None:
-        text_key, ends_key = self._keys(message_id)
-        async with self._client().pipeline(transaction=True) as pipe:
-            text, seq = await pipe.get(text_key).llen(ends_key).execute()
-        if text is None:
+        """Every part and the seq they cover, read at one instant (a script: nothing lands in between)."""
+        script = self._client().register_script(STATE_SCRIPT)
+        keys = [self._kinds_key(message_id), self._ends_key(message_id)]
+        found = await script(keys=keys, args=[key("live", message_id, "text") + ":"])
+        if found is None:
             return None
-        return LiveState(content=text.decode(), seq=int(seq))
+        kinds, seq, *texts = found
+        codes = kinds.decode()
+        parts = [(KINDS_BY_CODE[code], text.decode()) for code, text in zip(codes, texts, strict=True)]
+        return LiveState(parts=parts, seq=int(seq))
 
-    async def offset_after(self, message_id: int, seq: int) -> int | None:
-        text_key, ends_key = self._keys(message_id)
+    async def position_after(self, message_id: int, seq: int) -> FrameEnd | None:
         if seq == 0:
-            return 0 if await self._client().exists(text_key) else None
-        end = await self._client().lindex(ends_key, seq - 1)
-        return int(end) if end is not None else None
+            return (0, 0) if await self._client().exists(self._kinds_key(message_id)) else None
+        entry = await self._client().lindex(self._ends_key(message_id), seq - 1)
+        return _parse_end(entry) if entry is not None else None
 
     async def end(self, message_id: int) -> None:
-        await self._client().delete(*self._keys(message_id))
+        await self._client().delete(*await self._all_keys(message_id))
 
 
 class _Batcher:

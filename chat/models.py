@@ -1,5 +1,8 @@
 """Conversations and their messages: the database is the truth, the channel layer only carries frames."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -38,7 +41,11 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
+    # The answer text: every `text` part, joined. What prompts, search and protocol-1 clients read.
     content = models.TextField(blank=True)
+    # A reply with more than its answer (a thinking model's reasoning): every part in order, each
+    # {"kind", "text"} (docs/protocol.md). Empty for a reply that is only text: `content` is all of it.
+    parts = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     # The id the client chose for a send: the same id twice creates one message.
     client_id = models.CharField(max_length=64, blank=True)
@@ -104,12 +111,43 @@ class Message(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    def part_list(self) -> list[dict[str, Any]]:
+        """Every part in order, `{"kind", "text"}` and `duration_ms` where known; a text-only reply is one
+        text part (none while empty)."""
+        if self.parts:
+            return [dict(part) for part in self.parts]
+        return [{"kind": "text", "text": self.content}] if self.content else []
+
+    @property
+    def model_reference(self) -> str:
+        """'provider:model', however the row has it: replies store the conversation's whole reference."""
+        if not self.provider or self.model.startswith(f"{self.provider}:"):
+            return self.model
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+    @property
+    def reasoning(self) -> str:
+        """The reasoning parts' text, joined (empty for most replies)."""
+        return "".join(part["text"] for part in self.parts if part["kind"] == "reasoning")
+
     @property
     def tokens_per_second(self) -> float | None:
         if not self.output_tokens or not self.duration_ms:
             return None
         generating_ms = self.duration_ms - (self.time_to_first_token_ms or 0)
         return round(self.output_tokens / (max(generating_ms, 1) / 1000), 1)
+
+
+def stored_parts(parts: Sequence[tuple[str, str]], part_ms: Sequence[int] | None = None) -> dict[str, Any]:
+    """A reply's `(kind, text)` parts as its fields: `content` is the answer text (its text parts);
+    `parts` lists them all, with how long each took (`part_ms`, if known), only when some are not text."""
+    content = "".join(text for kind, text in parts if kind == "text")
+    if all(kind == "text" for kind, _ in parts):
+        return {"content": content, "parts": []}
+    stored = [{"kind": kind, "text": text} for kind, text in parts]
+    for part, ms in zip(stored, part_ms or [], strict=False):
+        part["duration_ms"] = ms
+    return {"content": content, "parts": stored}
 
 
 class TranscriptView(models.Model):

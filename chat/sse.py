@@ -45,8 +45,11 @@ def sse_event(kind: str, data: str, *, message_id: int | None = None, seq: int |
 @api_view
 async def conversation_stream(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
     target = await actions.conversation_for(user, pk)
+    protocol = events.protocol_from(request.GET.get("protocol"))
     position = parse_last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("last_event_id"))
-    stream = _event_stream(target.pk, position, session_key=request.session.session_key, user_id=user.pk)
+    stream = _event_stream(
+        target.pk, position, session_key=request.session.session_key, user_id=user.pk, protocol=protocol
+    )
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -60,7 +63,7 @@ async def _release_database() -> None:
 
 
 async def _event_stream(
-    conversation_id: int, position: actions.Position | None, *, session_key: str | None, user_id: int
+    conversation_id: int, position: actions.Position | None, *, session_key: str | None, user_id: int, protocol: int
 ) -> AsyncIterator[bytes]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -71,7 +74,7 @@ async def _event_stream(
     await layer.group_add(ended_group, channel)
     next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
     try:
-        frame, message_id, covered = await actions.catch_up(conversation_id, position)
+        frame, message_id, covered = await actions.catch_up(conversation_id, position, protocol=protocol)
         await _release_database()
         # Every snapshot has an id; with no reply yet it is `0:0`, which names no reply: resuming from it
         # answers with a snapshot again.
@@ -98,6 +101,8 @@ async def _event_stream(
             if event.get("type") != "chat.frame":
                 continue
             if event["kind"] == "delta" and event["message"] == message_id and event["seq"] <= covered:
+                continue
+            if protocol < 2 and not events.text_only(event):
                 continue
             yield sse_event(event["kind"], event["json"], message_id=event.get("message"), seq=event.get("seq"))
     except DatabaseError:

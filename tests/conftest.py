@@ -33,14 +33,15 @@ def upstream(fake_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def read_reply() -> Callable[..., Awaitable[str]]:
-    """Reads a provider stream to its end and closes it; returns the text. Pass a list to see the deltas
-    received before a failure."""
+    """Reads a provider stream to its end and closes it; returns the answer text. Pass a list to see the
+    text deltas received before a failure, and another for the reasoning deltas."""
 
-    async def read(stream: ReplyStream, received: list[str] | None = None) -> str:
+    async def read(stream: ReplyStream, received: list[str] | None = None, reasoning: list[str] | None = None) -> str:
         received = [] if received is None else received
+        reasoning = [] if reasoning is None else reasoning
         async with stream:
             async for delta in stream:
-                received.append(delta)
+                (received if delta.kind == "text" else reasoning).append(delta.text)
         return "".join(received)
 
     return read

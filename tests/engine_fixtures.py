@@ -123,6 +123,32 @@ class ChatSocket:
                 elif frame["type"] == "done" and (message_id is None or frame["message"]["id"] == message_id):
                     return text, frame
 
+    async def reply_parts(
+        self, message_id: int, timeout: float = 30, *, parts: list[tuple[str, str]] | None = None
+    ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        """Protocol 2: collect a reply's parts by the resume rules, checking every offset within its part;
+        returns ([(kind, text)], done frame)."""
+        parts = list(parts or [])
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout=timeout)
+                if (
+                    frame["type"] == "snapshot"
+                    and frame["message"] is not None
+                    and frame["message"]["id"] == message_id
+                ):
+                    parts = [(part["kind"], part["text"]) for part in frame["message"]["parts"]]
+                elif frame["type"] == "delta" and frame["message"] == message_id:
+                    index = frame["part"]
+                    if index == len(parts):
+                        parts.append((frame["kind"], ""))
+                    kind, text = parts[index]
+                    assert index == len(parts) - 1, f"a delta for part {index} after part {len(parts) - 1} began"
+                    assert kind == frame["kind"] and frame["offset"] == len(text), (frame, parts)
+                    parts[index] = (kind, text + frame["text"])
+                elif frame["type"] == "done" and frame["message"]["id"] == message_id:
+                    return parts, frame
+
     async def close(self) -> None:
         await self.communicator.disconnect()
 
@@ -132,13 +158,16 @@ def connect() -> Callable[..., Any]:
     """`async with connect(user) as ws:` a logged-in WebSocket to the real ASGI application."""
 
     @asynccontextmanager
-    async def open_socket(user: Any = None, *, origin: bytes = b"http://localhost") -> AsyncIterator[ChatSocket]:
+    async def open_socket(
+        user: Any = None, *, origin: bytes = b"http://localhost", protocol: int | None = None
+    ) -> AsyncIterator[ChatSocket]:
         from config.asgi import application
 
         headers = [(b"origin", origin), (b"host", b"localhost")]
         if user is not None:
             headers.append((b"cookie", await session_cookie_for(user)))
-        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        path = "/ws/chat/" if protocol is None else f"/ws/chat/?protocol={protocol}"
+        communicator = WebsocketCommunicator(application, path, headers=headers)
         connected, _ = await communicator.connect(timeout=10)
         assert connected, "the socket was refused"
         socket = ChatSocket(communicator)

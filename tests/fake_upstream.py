@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
 from typing import Any, Literal
 
 OPENAI_PATH = "/v1/chat/completions"
@@ -26,6 +27,10 @@ ANTHROPIC_PATH = "/anthropic/v1/messages"
 DEFAULT_TOKENS = ("Hello", ",", " world", "!")
 
 End = Literal["finish", "error", "cut", "stall", "no_finish", "garbled"]
+# The delta field a compatible server streams reasoning in: vLLM, DeepSeek and llama.cpp
+# `reasoning_content`; Ollama, OpenRouter and newer vLLM `reasoning`; some `reasoning_text`.
+ReasoningField = Literal["reasoning_content", "reasoning", "reasoning_text"]
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 # Error `type` each provider puts in an HTTP error body, by status.
 _ERROR_TYPES = {
@@ -60,11 +65,15 @@ class Scenario:
     end: End = "finish"  # how the stream ends once `after` tokens were sent
     after: int | None = None  # tokens sent before `end` happens; None: all of them
     finish_reason: str = "stop"  # OpenAI terms; Anthropic gets end_turn / max_tokens
-    input_tokens: int = 12  # reported usage; output tokens = tokens sent
+    input_tokens: int = 12  # reported usage; output tokens = tokens sent, reasoning ones included
     error_type: str = "overloaded_error"  # the mid-stream error (end="error")
     error_message: str = "Overloaded"
     error_code: int | str | None = None
     extra_delta: dict[str, Any] = field(default_factory=dict)  # added to OpenAI token deltas (Ollama's role, reasoning)
+    # Streamed before the tokens, one chunk each, in the delta field `reasoning_field` (OpenAI wire format
+    # only); `after` counts only the tokens.
+    reasoning_tokens: tuple[str, ...] = ()
+    reasoning_field: ReasoningField = "reasoning_content"
 
     @classmethod
     def reply(cls, *tokens: str, delay: float = 0.0, **fields: Any) -> "Scenario":
@@ -74,6 +83,36 @@ class Scenario:
     def text(cls, text: str, *, delay: float = 0.0, **fields: Any) -> "Scenario":
         """A reply whose concatenated tokens are exactly `text`."""
         return cls(tokens=split_text(text), delay=delay, **fields)
+
+    @classmethod
+    def with_reasoning(
+        cls, reasoning: str, text: str, *, field: ReasoningField = "reasoning_content", **fields: Any
+    ) -> "Scenario":
+        """A thinking model on a compatible server: `reasoning` in chunks of the delta field `field`, then
+        `text` as content. Pass `extra_delta` for the rest of a server's delta (Ollama's role and empty
+        content, DeepSeek's nulls): it goes into the reasoning chunks too."""
+        return cls(tokens=split_text(text), reasoning_tokens=split_text(reasoning), reasoning_field=field, **fields)
+
+    @classmethod
+    def think_inline(
+        cls, reasoning: str, text: str, *, open_cut: int | None = None, close_cut: int | None = None, **fields: Any
+    ) -> "Scenario":
+        """A model that writes its reasoning into the content (Qwen3, an R1 distill on llama.cpp):
+        `<think>reasoning</think>\\n\\ntext`, each tag a token of its own. `open_cut` / `close_cut` cut
+        that tag after so many characters, each half streamed with the text beside it ("…two.</thi",
+        "nk>\\n\\nFour"), as servers that batch tokens into chunks do."""
+        content = f"{THINK_OPEN}{reasoning}{THINK_CLOSE}\n\n{text}"
+        pieces = (THINK_OPEN, *split_text(reasoning), THINK_CLOSE, *split_text(f"\n\n{text}"))
+        ends = set(accumulate(len(piece) for piece in pieces))
+        closing = len(THINK_OPEN) + len(reasoning)
+        if open_cut is not None:
+            assert 0 < open_cut < len(THINK_OPEN), open_cut
+            ends = ends - {len(THINK_OPEN)} | {open_cut}
+        if close_cut is not None:
+            assert 0 < close_cut < len(THINK_CLOSE), close_cut
+            ends = ends - {closing, closing + len(THINK_CLOSE)} | {closing + close_cut}
+        tokens = tuple(content[start:end] for start, end in pairwise([0, *sorted(ends)]))
+        return cls(tokens=tokens, **fields)
 
     @classmethod
     def slow(cls, count: int = 200, *, delay: float = 0.05, **fields: Any) -> "Scenario":
@@ -346,6 +385,9 @@ class _Connection(asyncio.Protocol):
         await self.write((head + "transfer-encoding: chunked\r\n\r\n").encode())
         for frame in events.opening():
             await self.send_chunk(frame)
+        for token in scenario.reasoning_tokens:
+            await self.pause(scenario.delay)
+            await self.send_chunk(events.reasoning(token))
         for index, token in enumerate(scenario.sent_tokens):
             await self.pause(scenario.delay)
             await self.send_chunk(events.token(token, index))
@@ -429,6 +471,9 @@ class _OpenAIEvents:
     def opening(self) -> list[str]:
         return [self.chunk({"role": "assistant", "content": ""})]
 
+    def reasoning(self, text: str) -> str:
+        return self.chunk({**self.scenario.extra_delta, self.scenario.reasoning_field: text})
+
     def token(self, text: str, index: int) -> str:
         return self.chunk({**self.scenario.extra_delta, "content": text})
 
@@ -443,9 +488,11 @@ class _OpenAIEvents:
             return [_sse("[DONE]")]
         frames = [self.chunk({}, scenario.finish_reason)]
         if self.include_usage:
-            output = len(scenario.sent_tokens)
-            usage = {"prompt_tokens": scenario.input_tokens, "completion_tokens": output}
+            output = len(scenario.reasoning_tokens) + len(scenario.sent_tokens)
+            usage: dict[str, Any] = {"prompt_tokens": scenario.input_tokens, "completion_tokens": output}
             usage["total_tokens"] = scenario.input_tokens + output
+            if scenario.reasoning_tokens:
+                usage["completion_tokens_details"] = {"reasoning_tokens": len(scenario.reasoning_tokens)}
             frames.append(
                 _sse(
                     {
@@ -485,6 +532,9 @@ class _AnthropicEvents:
             _sse(block, "content_block_start"),
             _sse({"type": "ping"}, "ping"),
         ]
+
+    def reasoning(self, text: str) -> str:
+        raise NotImplementedError("the fake upstream scripts no Anthropic thinking blocks yet")
 
     def token(self, text: str, index: int) -> str:
         delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}

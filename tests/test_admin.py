@@ -461,6 +461,28 @@ def test_transcript_page_shows_every_message_in_order_with_every_field(staff_cli
     assert "Transcript (3 messages)" in page
 
 
+def test_a_reply_shows_its_model_reference_once_and_its_reasoning_apart_collapsed(staff_client: Client, alice: User):
+    conversation = make_conversation(alice, model="fake:echo-slow")
+    add_message(
+        conversation,
+        role="assistant",
+        content="Four.",
+        provider="fake",
+        model="fake:echo-slow",
+        parts=[{"kind": "reasoning", "text": "Two and <b>two</b>."}, {"kind": "text", "text": "Four."}],
+    )
+
+    page = staff_client.get(change_url(conversation)).content.decode()
+    markdown = export(staff_client, "export_markdown", [conversation]).content.decode()
+
+    assert "fake:echo-slow" in page and "fake:fake:" not in page
+    reasoning = page[page.index('<details class="transcript-reasoning">') : page.index("</details>")]
+    assert "Two and &lt;b&gt;two&lt;/b&gt;." in reasoning and " open" not in reasoning.split(">")[0]
+    assert page.index("</details>") < page.index("Four.", page.index("</details>"))
+    assert "Assistant · Complete · fake:echo-slow" in markdown and "fake:fake:" not in markdown
+    assert "Reasoning:\n\n```text\nTwo and <b>two</b>.\n```\n\nAnswer:\n\n```text\nFour.\n```" in markdown
+
+
 def test_transcript_message_and_list_pages_show_content_as_escaped_text(staff_client: Client, alice: User):
     conversation = make_conversation(alice, title=HOSTILE)
     message = add_message(conversation, content=HOSTILE, error_message=HOSTILE)

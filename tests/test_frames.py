@@ -156,3 +156,53 @@ async def test_with_300_replies_streaming_one_reply_makes_at_most_one_frame_per_
     assert len(await published_deltas(channel)) <= math.ceil(1.0 / window) + 1
     for other in others:
         await other.close()
+
+
+# --- Parts -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("roomy_layer")
+async def test_a_delta_of_another_kind_ends_the_part_at_once_and_offsets_restart_in_the_next(clock):
+    channel = await follow_conversation()
+    await live_log().begin(MESSAGE)
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+
+    for kind, text in [("reasoning", "Two "), ("reasoning", "and two."), ("text", "Four"), ("text", ".")]:
+        await coalescer.add(text, kind=kind)
+        await clock.advance(0.0001)  # all within one batching window
+    await coalescer.close()
+
+    deltas = await published_deltas(channel)
+    assert [(d["seq"], d["part"], d["kind"], d["offset"], d["text"]) for d in deltas] == [
+        (1, 0, "reasoning", 0, "Two "),  # the first delta after a quiet spell goes at once
+        (2, 0, "reasoning", 4, "and two."),  # the batch ends with its part, not a window later
+        (3, 1, "text", 0, "Four."),
+    ]
+    assert coalescer.parts == [("reasoning", "Two and two."), ("text", "Four.")]
+    assert coalescer.content == "Four."
+    state = await live_log().state(MESSAGE)
+    assert (state.parts, state.seq) == ([("reasoning", "Two and two."), ("text", "Four.")], 3)
+
+
+async def test_each_part_lasts_from_its_first_delta_to_the_next_parts_first(clock):
+    await live_log().begin(MESSAGE)
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+
+    await coalescer.add("Hmm", kind="reasoning")
+    await clock.advance(2.5)
+    await coalescer.add(" yes", kind="reasoning")
+    await clock.advance(0.5)
+    await coalescer.add("Yes.", kind="text")
+    await clock.advance(1.25)
+    await coalescer.add(" Sure.", kind="text")
+    await coalescer.close()
+
+    assert coalescer.durations_ms() == [3000, 1250]
+
+
+async def test_a_reply_that_never_streamed_has_no_parts_and_no_durations(clock):
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+
+    await coalescer.close()
+
+    assert (coalescer.parts, coalescer.durations_ms(), coalescer.content) == ([], [], "")

@@ -70,7 +70,7 @@ async def test_closing_mid_generation_stops_the_model_within_a_token_or_so(provi
     # Tokens made before the close still drain through; then the stream ends unfinished.
     with pytest.raises(ProviderError) as caught:
         async for delta in stream:
-            received.append(delta)
+            received.append(delta.text)
             if len(received) == 3:
                 await stream.aclose()
 

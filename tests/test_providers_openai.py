@@ -1,11 +1,12 @@
 """What only the OpenAI provider does: its request body, compatible servers' token-limit field, Ollama's
-deltas, vLLM-style error objects. What every provider does is in tests/test_provider_contract.py."""
+deltas, vLLM-style error objects, compatible servers' reasoning (in a delta field, or inline in <think>
+tags). What every provider does is in tests/test_provider_contract.py."""
 
 import pytest
 
-from chat.providers.base import ChatTurn, GenerationRequest, ProviderError
+from chat.providers.base import ChatTurn, Delta, GenerationRequest, ProviderError, ReplyStream
 from chat.providers.openai import OpenAIProvider
-from tests.fake_upstream import Scenario
+from tests.fake_upstream import Scenario, split_text
 from tests.harness.ports import free_port
 
 API_KEY = "sk-test-planted-secret-0123456789"
@@ -19,6 +20,23 @@ def provider(upstream):
     return OpenAIProvider(
         name="openai", label="OpenAI", api_key=API_KEY, base_url=upstream.base_url_openai, model_names=["gpt-4o-mini"]
     )
+
+
+@pytest.fixture
+def compatible(upstream):
+    """A compatible server (any provider name but "openai"), serving a thinking model."""
+    return OpenAIProvider(
+        name="llamacpp",
+        label="llama.cpp",
+        api_key="not-needed",
+        base_url=upstream.base_url_openai,
+        model_names=["qwen3"],
+    )
+
+
+async def deltas_of(stream: ReplyStream) -> list[Delta]:
+    async with stream:
+        return [delta async for delta in stream]
 
 
 async def test_asks_for_a_stream_with_usage_and_the_output_limit(provider, upstream, read_reply):
@@ -91,3 +109,88 @@ async def test_an_unreachable_server_is_a_connection_error(read_reply):
         await read_reply(provider.stream(REQUEST))
 
     assert caught.value.code == "connection"
+
+
+# --- Reasoning -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "extra_delta"),
+    [
+        ("reasoning_content", {}),  # vLLM, llama.cpp
+        ("reasoning_content", {"content": None, "reasoning_content": None}),  # DeepSeek: the other field null
+        ("reasoning", {"role": "assistant", "content": ""}),  # Ollama: role in every delta, empty content
+        ("reasoning_text", {}),
+    ],
+    ids=["vllm", "deepseek", "ollama", "reasoning_text"],
+)
+async def test_reasoning_in_a_delta_field_streams_as_reasoning_deltas_in_order_before_the_text(
+    compatible, upstream, field, extra_delta
+):
+    upstream.script(Scenario.with_reasoning("Two and two.", "Four.", field=field, extra_delta=extra_delta))
+    stream = compatible.stream(REQUEST)
+
+    assert await deltas_of(stream) == [
+        *(Delta(token, "reasoning") for token in split_text("Two and two.")),
+        Delta("Four"),
+        Delta("."),
+    ]
+    assert stream.result.output_tokens == 6  # reasoning is output: the server counts it in completion_tokens
+
+
+async def test_openais_own_stream_reads_the_reasoning_fields_too(provider, upstream, read_reply):
+    upstream.script(Scenario.with_reasoning("Two and two.", "Four.", field="reasoning"))
+    reasoning: list[str] = []
+
+    assert await read_reply(provider.stream(REQUEST), None, reasoning) == "Four."
+    assert "".join(reasoning) == "Two and two."
+
+
+async def test_a_chunk_with_both_reasoning_and_content_gives_the_reasoning_first(compatible, upstream):
+    upstream.script(Scenario.reply("Four.", extra_delta={"reasoning_content": "Two and two."}))
+
+    assert await deltas_of(compatible.stream(REQUEST)) == [Delta("Two and two.", "reasoning"), Delta("Four.")]
+
+
+async def test_the_same_reasoning_sent_under_two_field_names_counts_once(compatible, upstream, read_reply):
+    # vLLM sent both names while it renamed reasoning_content to reasoning.
+    upstream.script(
+        Scenario.reply("Four.", extra_delta={"reasoning_content": "Two and two.", "reasoning": "Two and two."})
+    )
+    reasoning: list[str] = []
+
+    assert await read_reply(compatible.stream(REQUEST), None, reasoning) == "Four."
+    assert reasoning == ["Two and two."]
+
+
+@pytest.mark.parametrize(
+    ("open_cut", "close_cut"),
+    [(None, None), (3, None), (None, 4), (1, 7), (6, 1)],
+    ids=["whole-tags", "open-cut", "close-cut", "cut-at-first-and-last", "cut-at-last-and-first"],
+)
+async def test_an_inline_think_block_is_reasoning_even_with_its_tags_cut_across_chunks(
+    compatible, upstream, read_reply, open_cut, close_cut
+):
+    upstream.script(Scenario.think_inline("Two and two.", "Four.", open_cut=open_cut, close_cut=close_cut))
+    reasoning: list[str] = []
+
+    assert await read_reply(compatible.stream(REQUEST), None, reasoning) == "Four."
+    assert "".join(reasoning) == "Two and two."
+
+
+async def test_reasoning_cut_off_by_the_output_limit_inside_its_think_block_stays_reasoning(
+    compatible, upstream, read_reply
+):
+    upstream.script(Scenario.reply("<think>", "Two and", " two.</th", finish_reason="length"))
+    reasoning: list[str] = []
+    stream = compatible.stream(REQUEST)
+
+    assert await read_reply(stream, None, reasoning) == ""
+    assert "".join(reasoning) == "Two and two.</th"
+    assert stream.result.finish_reason == "length"
+
+
+async def test_openais_own_models_keep_think_tags_in_their_answer(provider, upstream, read_reply):
+    upstream.script(Scenario.think_inline("Two and two.", "Four."))
+
+    assert await read_reply(provider.stream(REQUEST)) == "<think>Two and two.</think>\n\nFour."

@@ -68,8 +68,8 @@ def _stamp(moment: datetime | None) -> str:
 
 def _message_markdown(number: int, message: Message) -> str:
     heading = [message.get_role_display(), message.get_status_display()]
-    if message.provider or message.model:
-        heading.append(_inline(f"{message.provider}:{message.model}".strip(":")))
+    if message.model or message.provider:
+        heading.append(_inline(message.model_reference))
     if message.superseded_at:
         heading.append("superseded")
     lines = [f"### {number}. " + " · ".join(heading), "", f"- Created: {_stamp(message.created_at)}"]
@@ -90,7 +90,8 @@ def _message_markdown(number: int, message: Message) -> str:
             f"- Time to first token: {message.time_to_first_token_ms or 0} ms · duration: {message.duration_ms} ms"
             f" · {message.tokens_per_second or 0} tokens/s"
         )
-    return "\n".join([*lines, "", _literal_block(message.content)])
+    reasoning = ["", "Reasoning:", "", _literal_block(message.reasoning), "", "Answer:"] if message.reasoning else []
+    return "\n".join([*lines, *reasoning, "", _literal_block(message.content)])
 
 
 def _conversation_markdown(conversation: Conversation) -> str:

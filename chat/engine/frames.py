@@ -14,7 +14,7 @@ from typing import Protocol
 from django.conf import settings
 
 from chat import events
-from chat.live import live_log
+from chat.live import FrameEnd, LiveFrame, Part, live_log
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ class FrameCoalescer:
     CHAT_FRAME_WINDOW_MS. Every frame costs the same on the channel layer and in every consumer,
     however few characters it carries, so this keeps the relay's cost per token flat as load grows.
     So a reply of T seconds makes at most T / min window + 1 frames, however fast its tokens come.
+
+    A reply is a list of parts (reasoning, then the answer, say): a delta of another kind than the
+    part being written ends that part (what is buffered goes out at once) and opens the next one.
+    A frame holds text of one part; its offset counts within that part; `seq` counts all frames.
     """
 
     def __init__(self, *, conversation_id: int, message_id: int, clock: Clock | None = None) -> None:
@@ -53,10 +57,13 @@ class FrameCoalescer:
         self.message_id = message_id
         self.max_chars = settings.CHAT_FRAME_MAX_CHARS
         self.seq = 0
-        self.length = 0
-        self._sent: list[str] = []
-        self._ends: list[int] = []  # where each frame ended: enough to rebuild a lost live log
-        self._pending: list[str] = []
+        self._kinds: list[str] = []  # each part's kind; the last part is the one being written
+        self._sent: list[list[str]] = []  # per part, the texts of its frames (joined lazily)
+        self._lengths: list[int] = []  # per part, the length published so far
+        self._ends: list[FrameEnd] = []  # where each frame ended: enough to rebuild a lost live log
+        self._began: list[float] = []  # per part, when its first delta came (the clock's time)
+        self._last_delta = 0.0
+        self._pending: list[str] = []  # text of the last part, not yet published
         self._pending_chars = 0
         self._last_flush = -math.inf
         self._timer: Timer | None = None
@@ -67,13 +74,34 @@ class FrameCoalescer:
         _open.add(self)
 
     @property
-    def content(self) -> str:
-        """Everything published so far (what clients may have seen)."""
-        if len(self._sent) > 1:
-            self._sent[:] = ["".join(self._sent)]
-        return self._sent[0] if self._sent else ""
+    def parts(self) -> list[Part]:
+        """Every part published so far, `(kind, text)` (what clients may have seen)."""
+        for sent in self._sent:
+            if len(sent) > 1:
+                sent[:] = ["".join(sent)]
+        return [(kind, sent[0] if sent else "") for kind, sent in zip(self._kinds, self._sent, strict=True)]
 
-    async def add(self, text: str) -> None:
+    def durations_ms(self) -> list[int]:
+        """How long each part took: from its first delta to the next part's first (or the last delta)."""
+        if not self._began:
+            return []
+        ends = [*self._began[1:], self._last_delta]
+        return [max(0, round((end - began) * 1000)) for began, end in zip(self._began, ends, strict=True)]
+
+    @property
+    def content(self) -> str:
+        """The answer text published so far: the text parts, joined."""
+        return "".join(text for kind, text in self.parts if kind == "text")
+
+    async def add(self, text: str, *, kind: str = "text") -> None:
+        now = self._clock.time()
+        if not self._kinds or kind != self._kinds[-1]:
+            await self.flush()  # the part being written ends here
+            self._kinds.append(kind)
+            self._sent.append([])
+            self._lengths.append(0)
+            self._began.append(now)
+        self._last_delta = now
         self._pending.append(text)
         self._pending_chars += len(text)
         if self._due() or self._pending_chars >= self.max_chars:
@@ -113,26 +141,38 @@ class FrameCoalescer:
             text = "".join(self._pending)
             self._pending.clear()
             self._pending_chars = 0
-            offset, self.length, self.seq = self.length, self.length + len(text), self.seq + 1
-            self._sent.append(text)
-            self._ends.append(self.length)
+            part = len(self._kinds) - 1
+            offset = self._lengths[part]
+            self._lengths[part] += len(text)
+            self.seq += 1
+            self._sent[part].append(text)
+            self._ends.append((part, self._lengths[part]))
             self._last_flush = self._clock.time()
+            live = LiveFrame(part=part, kind=self._kinds[part], text=text, end=self._lengths[part])
             try:
-                await self._log_and_publish(offset, text)
+                await self._log_and_publish(live, offset)
             except Exception:  # noqa: BLE001 - the layer is best effort; clients resync from the snapshot
                 logger.warning("could not publish frame %s of reply %s", self.seq, self.message_id, exc_info=True)
 
-    async def _log_and_publish(self, offset: int, text: str) -> None:
-        frame = {"conversation_id": self.conversation_id, "message_id": self.message_id, "seq": self.seq}
-        wire = events.delta_wire(**frame, offset=offset, text=text)
+    async def _log_and_publish(self, live: LiveFrame, offset: int) -> None:
+        frame = {
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "seq": self.seq,
+            "part": live.part,
+            "kind": live.kind,
+            "offset": offset,
+            "text": live.text,
+        }
+        wire = events.delta_wire(**frame)
         # On Redis pub/sub, one script appends then publishes, batched with other replies' frames.
-        if wire is not None and await live_log().append_and_publish(self.message_id, text, self.length, self.seq, wire):
+        if wire is not None and await live_log().append_and_publish(self.message_id, live, self.seq, wire):
             return
-        if await live_log().append(self.message_id, text, self.length) != self.seq:
+        if await live_log().append(self.message_id, live) != self.seq:
             # Redis restarted (the log is gone) or missed a frame while away: rewrite it whole,
             # so snapshots taken from now on are right again.
-            await live_log().restore(self.message_id, self.content, self._ends)
-        await events.publish_delta(**frame, offset=offset, text=text)
+            await live_log().restore(self.message_id, self.parts, self._ends)
+        await events.publish_delta(**frame)
 
     async def close(self) -> None:
         """Publish whatever is still buffered."""

@@ -112,10 +112,11 @@ class Generation:
         error: ProviderError | ChatError | None,
     ) -> Message | None:
         """The final save, fenced by the lease: None when the lease was lost meanwhile."""
-        _settle_usage(result, context, frames.content)
+        _settle_usage(result, context, "".join(text for _, text in frames.parts))
         kwargs = {
             "message_id": context.reply.pk,
-            "content": frames.content,
+            "parts": frames.parts,
+            "part_ms": frames.durations_ms(),
             "seq": frames.seq,
             "result": result,
             "lease_holder": context.lease_holder,
@@ -153,7 +154,7 @@ class Generation:
                                     first_token_at = now
                                     self.send_to_first_token_ms = _ms_since(context.reply.created_at)
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
-                                await frames.add(delta)
+                                await frames.add(delta.text, kind=delta.kind)
                                 now = clock.time()
                                 if now >= next_checkpoint and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
@@ -194,7 +195,11 @@ class Generation:
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
         try:
             outcome = await database_sync_to_async(services.generation_checkpoint)(
-                message_id=self.message_id, content=frames.content, seq=frames.seq, lease_holder=self.lease_holder
+                message_id=self.message_id,
+                parts=frames.parts,
+                part_ms=frames.durations_ms(),
+                seq=frames.seq,
+                lease_holder=self.lease_holder,
             )
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)

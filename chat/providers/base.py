@@ -1,4 +1,5 @@
-"""The one interface every provider implements: a stream of text deltas, then a final result."""
+"""The one interface every provider implements: a stream of deltas (answer text, or a thinking
+model's reasoning), then a final result."""
 
 import math
 import time
@@ -8,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 Role = Literal["user", "assistant"]
+PartKind = Literal["text", "reasoning"]  # a reply's parts (docs/protocol.md); tool calls may join later
+PART_KINDS: tuple[PartKind, ...] = ("text", "reasoning")
 
 ERROR_CODES = (
     "auth",
@@ -91,6 +94,14 @@ class ModelInfo:
         return cls(f"{provider}:{name}", provider, name, label or name, context_tokens)
 
 
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of a reply as the provider streams it: answer `text`, or the model's `reasoning`."""
+
+    text: str
+    kind: PartKind = "text"
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token: used only where a provider reports no usage."""
     return math.ceil(len(text) / 4) if text else 0
@@ -98,7 +109,7 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass
 class ReplyStream(ABC):
-    """One generation in flight. Iterate it for text deltas; `result` is set once it ends.
+    """One generation in flight. Iterate it for `Delta`s; `result` is set once it ends.
 
     Use it as `async with`: leaving the block early closes the upstream response, so the
     provider stops generating (and billing).
@@ -115,16 +126,17 @@ class ReplyStream(ABC):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[Delta]:
         return self._deltas()
 
-    async def _deltas(self) -> AsyncIterator[str]:
-        async for delta in self.deltas():
-            if not delta:
+    async def _deltas(self) -> AsyncIterator[Delta]:
+        async for piece in self.deltas():
+            delta = Delta(piece) if isinstance(piece, str) else piece
+            if not delta.text:
                 continue
             if self.result.time_to_first_token_ms is None:
                 self.result.time_to_first_token_ms = self._elapsed_ms()
-            self._text_chars += len(delta)
+            self._text_chars += len(delta.text)  # reasoning is output too: it counts in the estimate
             yield delta
         self._finish()
 
@@ -144,8 +156,9 @@ class ReplyStream(ABC):
             self.result.tokens_estimated = True
 
     @abstractmethod
-    def deltas(self) -> AsyncIterator[str]:
-        """Yield text deltas; set `self.result.finish_reason` and usage as the provider reports them."""
+    def deltas(self) -> AsyncIterator[str | Delta]:
+        """Yield deltas (a plain str is answer text); set `self.result.finish_reason` and usage as the
+        provider reports them."""
 
     @abstractmethod
     async def aclose(self) -> None:

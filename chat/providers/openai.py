@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL."""
+"""OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL,
+with the reasoning these servers stream besides the answer."""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -7,14 +8,19 @@ import openai
 import orjson
 
 from chat.per_loop import PerLoop
-from chat.providers.base import GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.base import Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
 from chat.providers.sdk import SDKReplyStream
+from chat.providers.think_tags import ThinkTagSplitter
 from chat.providers.transport import error_for_kind, request_timeout
 
 # Context windows of OpenAI's models; other servers' models get the conservative default unless their
 # entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
 CONTEXT_TOKENS = {"gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576}
 DEFAULT_CONTEXT_TOKENS = 8_192
+# Where compatible servers stream reasoning in a delta: vLLM, DeepSeek and llama.cpp say
+# `reasoning_content`, Ollama, OpenRouter and newer vLLM `reasoning`, others `reasoning_text`. Only the
+# first one present counts: vLLM, while renaming its field, sent the same text under both names.
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_text")
 
 
 class OpenAIProvider(Provider):
@@ -27,6 +33,9 @@ class OpenAIProvider(Provider):
         # OpenAI wants the newer field (its reasoning models refuse `max_tokens`); compatible servers
         # such as llama.cpp's only know `max_tokens` and silently ignore the other.
         self.token_limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
+        # Some models on compatible servers write their reasoning inline as <think>…</think>; OpenAI's
+        # own never do, and their answers keep any such text untouched.
+        self.inline_reasoning = name != "openai"
         # The worker retries before the first token itself, so the SDK must not.
         self._clients = PerLoop(
             lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout())
@@ -65,20 +74,22 @@ class OpenAIReplyStream(SDKReplyStream):
     def __init__(self, request: GenerationRequest, *, provider: OpenAIProvider) -> None:
         super().__init__(request)
         self._provider = provider
+        self._think_tags = ThinkTagSplitter() if provider.inline_reasoning else None
 
     def open(self) -> Any:
         return self._provider.open_response(self.request)
 
-    async def texts(self, response: Any) -> AsyncIterator[str]:
+    async def texts(self, response: Any) -> AsyncIterator[Delta]:
         async for payload in _event_data(response):
             if payload == b"[DONE]":
                 # Keep reading to the end of the body, so the connection goes back to the pool.
                 self._complete = True
-            elif not self._complete and (text := self._take(orjson.loads(payload))):
-                yield text
+            elif not self._complete:
+                for delta in self._take(orjson.loads(payload)):
+                    yield delta
 
-    def _take(self, chunk: dict[str, Any]) -> str:
-        """Record what the chunk reports; return its text."""
+    def _take(self, chunk: dict[str, Any]) -> list[Delta]:
+        """Record what the chunk reports; return its deltas, reasoning first (it comes before the answer)."""
         if error := chunk.get("error"):
             # vLLM and others report a failure mid-stream as an event with an "error" object.
             details = error if isinstance(error, dict) else {}
@@ -88,11 +99,29 @@ class OpenAIReplyStream(SDKReplyStream):
             self.result.output_tokens = usage.get("completion_tokens")
         choices = chunk.get("choices")
         if not choices:
-            return ""
+            return []
         choice = choices[0]
+        delta = choice.get("delta") or {}
+        deltas = [Delta(reasoning, "reasoning")] if (reasoning := _reasoning_in(delta)) else []
+        deltas += self._answer(delta.get("content") or "")
         if finish_reason := choice.get("finish_reason"):
             self.result.finish_reason = finish_reason
-        return (choice.get("delta") or {}).get("content") or ""
+            if self._think_tags is not None:  # the content ended: what the splitter held back is out
+                deltas += self._think_tags.flush()
+        return deltas
+
+    def _answer(self, content: str) -> list[Delta]:
+        if self._think_tags is not None:
+            return self._think_tags.feed(content)
+        return [Delta(content)] if content else []
+
+
+def _reasoning_in(delta: dict[str, Any]) -> str:
+    """The reasoning text a delta carries, under whichever field its server uses."""
+    for name in REASONING_FIELDS:
+        if (text := delta.get(name)) and isinstance(text, str):
+            return text
+    return ""
 
 
 async def _event_data(response: openai.AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import httpx2
 
-from chat.providers.base import GenerationRequest, ProviderError, ReplyStream
+from chat.providers.base import Delta, GenerationRequest, ProviderError, ReplyStream
 from chat.providers.transport import error_for_status, error_for_transport
 
 
@@ -32,14 +32,15 @@ class SDKReplyStream(ReplyStream):
         """The SDK's streaming-response context manager; entering it sends the request."""
 
     @abstractmethod
-    def texts(self, response: Any) -> AsyncIterator[str]:
-        """The text deltas of the opened response; record finish reason and usage on `self.result`."""
+    def texts(self, response: Any) -> AsyncIterator[str | Delta]:
+        """The deltas of the opened response (a plain str is answer text); record finish reason and usage
+        on `self.result`."""
 
     def status_error(self, exc: Any) -> ProviderError:
         """An HTTP error status of the SDK's APIStatusError, in the app's terms."""
         return error_for_status(exc.status_code, exc.response.headers)
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[str | Delta]:
         try:
             response = await self._exit_stack.enter_async_context(self.open())
             if self._closed:  # closed by another task while connecting

@@ -1,10 +1,11 @@
 """The worker's side of a reply: claim it, checkpoint it, finish it, reap it when its worker vanished."""
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from chat import selectors
 from chat.errors import ChatError
-from chat.models import Conversation, DailyUsage, Message
+from chat.models import Conversation, DailyUsage, Message, stored_parts
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
@@ -93,10 +94,30 @@ def generation_leases_renew(*, lease_holders: Collection[str]) -> int:
     )
 
 
-def generation_checkpoint(*, message_id: int, content: str, seq: int, lease_holder: str) -> Checkpoint:
-    """Save the text so far and renew the lease, if the reply is still this worker's and no stop was asked."""
+def _reply_text(
+    content: str, parts: Sequence[tuple[str, str]] | None, part_ms: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The text fields of a reply: from its `parts` when given (every kind, with how long each took),
+    else its answer `content`."""
+    if parts is None:
+        return stored_parts([("text", content)] if content else [])
+    return stored_parts(parts, part_ms)
+
+
+def generation_checkpoint(
+    *,
+    message_id: int,
+    seq: int,
+    lease_holder: str,
+    content: str = "",
+    parts: Sequence[tuple[str, str]] | None = None,
+    part_ms: Sequence[int] | None = None,
+) -> Checkpoint:
+    """Save the text so far (`parts`, or the answer `content` of a text-only reply) and renew the lease,
+    if the reply is still this worker's and no stop was asked."""
     held = _held(message_id=message_id, lease_holder=lease_holder)
-    if held.filter(cancel_requested=False).update(content=content, seq=seq, lease_expires_at=_lease_deadline()):
+    text = _reply_text(content, parts, part_ms)
+    if held.filter(cancel_requested=False).update(**text, seq=seq, lease_expires_at=_lease_deadline()):
         return Checkpoint.SAVED
     # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
     return Checkpoint.STOP_REQUESTED if held.exists() else Checkpoint.LEASE_LOST
@@ -105,18 +126,21 @@ def generation_checkpoint(*, message_id: int, content: str, seq: int, lease_hold
 def generation_finish(
     *,
     message_id: int,
-    content: str,
     seq: int,
     status: str,
     result: StreamResult,
     lease_holder: str,
     error: object | None = None,
     send_to_first_token_ms: int | None = None,
+    content: str = "",
+    parts: Sequence[tuple[str, str]] | None = None,
+    part_ms: Sequence[int] | None = None,
 ) -> Message | None:
-    """Save the final state of a reply, whatever ended it; None (nothing saved) if the lease was lost."""
+    """Save the final state of a reply, whatever ended it (its text as in generation_checkpoint); None
+    (nothing saved) if the lease was lost."""
     code = getattr(error, "code", "")
     fields = {
-        "content": content,
+        **_reply_text(content, parts, part_ms),
         "seq": seq,
         "status": status,
         "finish_reason": result.finish_reason or ("cancelled" if status == Message.Status.CANCELLED else ""),
@@ -208,17 +232,21 @@ def replies_requeue_lost(*, created_before: datetime) -> list[Message]:
 def reply_mark_interrupted(
     *,
     message_id: int,
-    content: str,
     seq: int,
     result: StreamResult,
     lease_holder: str,
     send_to_first_token_ms: int | None = None,
+    content: str = "",
+    parts: Sequence[tuple[str, str]] | None = None,
+    part_ms: Sequence[int] | None = None,
 ) -> Message | None:
     """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost)."""
     error = ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
     return generation_finish(
         message_id=message_id,
         content=content,
+        parts=parts,
+        part_ms=part_ms,
         seq=seq,
         status=Message.Status.INTERRUPTED,
         result=result,
