@@ -41,6 +41,58 @@ XSS_REPLY = (
     "```html\n<script>window.__xss = 'code'</script>\n```\n"
 )
 
+REASONING = (
+    "The user wants a short line about autumn. Leaves, wind and a cool evening would fit, and "
+    "a gentle rhythm matters more than rhyme here. Let me keep it to one sentence before I answer."
+)
+ANSWER = "Crisp leaves drift down while the wind hums a cooler tune as evening settles in."
+
+XSS_REASONING = (
+    "Thinking about markup. <img src=x onerror=\"window.__xss = 'reasoning-img'; alert('img')\">\n\n"
+    "<script>window.__xss = 'reasoning-script'; document.title = 'pwned'</script>\n\n"
+    "[a thought link](javascript:window.__xss='reasoning-link') and "
+    "<b onmouseover=\"window.__xss='reasoning-b'\">a raw bold tag</b>\n\n"
+    "```html\n<script>window.__xss = 'reasoning-code'</script>\n```\n"
+)
+
+# Records each distinct state of the newest reply's Thinking block: its label, whether it is open,
+# and how long its reasoning and the answer below it are, as the page shows them.
+RECORD_THOUGHTS = """
+window.__thoughts = [];
+new MutationObserver(() => {
+  const reply = [...document.querySelectorAll("article.msg.assistant")].at(-1);
+  const block = reply?.querySelector("details.msg-thinking");
+  if (!block || block.hidden) return;
+  const state = {
+    label: block.querySelector("summary").textContent,
+    open: block.open,
+    reasoning: block.querySelector(".thinking-body").textContent.length,
+    answer: reply.querySelector(".msg-body").textContent.length,
+  };
+  if (JSON.stringify(state) !== JSON.stringify(window.__thoughts.at(-1))) window.__thoughts.push(state);
+}).observe(document.getElementById("messages"),
+  {subtree: true, childList: true, characterData: true, attributes: true});
+"""
+
+# The WCAG contrast ratio of an element's text on the first opaque background behind it.
+CONTRAST = """
+(element) => {
+  const channels = (color) => color.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = (v) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  };
+  let background = [255, 255, 255];
+  for (let node = element; node; node = node.parentElement) {
+    const color = channels(getComputedStyle(node).backgroundColor);
+    if (color.length < 4 || color[3] > 0) { background = color; break; }
+  }
+  const [light, dark] = [luminance(channels(getComputedStyle(element).color)), luminance(background)]
+    .sort((a, b) => b - a);
+  return (light + 0.05) / (dark + 0.05);
+}
+"""
+
 # Records each distinct length the newest reply's text takes, as the page shows it.
 RECORD_REPLY_LENGTHS = """
 window.__lengths = [];
@@ -76,6 +128,26 @@ def reply_text(page: Any) -> Any:
 
 def wait_for_reply_text(page: Any, pattern: str) -> None:
     expect(reply_text(page)).to_contain_text(pattern, timeout=TIMEOUT_MS)
+
+
+def thoughts(page: Any) -> Any:
+    """The newest reply's Thinking block (a <details>)."""
+    return last_reply(page).locator("details.msg-thinking")
+
+
+def thoughts_summary(page: Any) -> Any:
+    return thoughts(page).locator("summary")
+
+
+def thoughts_text(page: Any) -> Any:
+    return thoughts(page).locator(".thinking-body")
+
+
+def open_thoughts_with_the_keyboard(page: Any) -> None:
+    thoughts_summary(page).focus()
+    page.keyboard.press("Enter")
+    expect(thoughts(page)).to_have_js_property("open", True)
+    expect(thoughts_text(page)).to_be_visible()
 
 
 def test_user_logs_in_sends_a_message_and_sees_the_reply_grow_then_its_numbers(
@@ -179,7 +251,7 @@ def test_a_dropped_connection_reconnects_and_resumes_the_running_reply(chat_page
         socket.connect_to_server()
         sockets.append(socket)
 
-    page.route_web_socket(re.compile(r"/ws/chat/$"), relay)
+    page.route_web_socket(re.compile(r"/ws/chat/\?protocol=2$"), relay)  # the page speaks protocol 2
     page.reload()  # the page's socket now goes through `relay`
     wait_connected(page)
     upstream.script(Scenario.slow(150, delay=0.04))
@@ -217,6 +289,130 @@ def test_two_pages_on_one_conversation_show_the_same_reply(
     assert_page_healthy(second, problems)
 
 
+def test_reasoning_streams_in_a_collapsed_thinking_block_above_the_answer_and_survives_a_reload(
+    chat_page: Any, context: Any, live_server_url: str, upstream: FakeUpstream, problems: PageProblems
+) -> None:
+    page = chat_page
+    page.evaluate(RECORD_THOUGHTS)
+    upstream.script(Scenario.with_reasoning(REASONING, ANSWER, delay=0.08))
+    send(page, "Write one line about autumn")
+
+    # While the reasoning streams: collapsed, the answer not begun, the seconds counting.
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^Thinking… \d+ s$"))
+    expect(thoughts(page)).to_have_js_property("open", False)
+    expect(thoughts_text(page)).to_be_hidden()
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^Thinking… [1-9]\d* s$"))
+    open_thoughts_with_the_keyboard(page)
+    expect(thoughts_text(page)).to_contain_text("The user wants a short line")
+    screenshot(page, "thinking")
+    second = problems.watch(context.new_page())  # joins in the middle of the reply
+    second.goto(page.url)
+    wait_connected(second)
+
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^Thought for (<1|\d+) s$"))
+    expect(thoughts(page)).to_have_js_property("open", True)  # no redraw closed it
+    expect(thoughts_text(page)).to_have_text(REASONING)
+    expect(reply_text(page)).to_have_text(ANSWER)
+    above = thoughts(page).bounding_box()
+    below = reply_text(page).bounding_box()
+    assert above and below and above["y"] + above["height"] <= below["y"], (above, below)
+    states = page.evaluate("window.__thoughts")
+    thinking = [state for state in states if state["label"].startswith("Thinking…")]
+    assert thinking and not thinking[0]["open"], states  # collapsed until opened
+    assert len({state["reasoning"] for state in thinking}) >= 3, states  # it grew as it streamed
+    assert all(state["answer"] == 0 for state in thinking), states  # the answer came after
+    assert states[-1]["answer"] >= len(ANSWER) and states[-1]["open"], states
+    for contrast in thoughts_summary(page).evaluate(CONTRAST), thoughts_text(page).locator("p").evaluate(CONTRAST):
+        assert contrast >= 4.5, contrast
+
+    # Another page and a reload show the same parts, once each, and the time the server recorded.
+    page.reload()
+    wait_connected(page)
+    for each in (second, page):
+        expect(last_reply(each)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+        expect(each.locator("article.msg")).to_have_count(2)
+        expect(each.locator("details.msg-thinking")).to_have_count(1)
+        expect(thoughts_summary(each)).to_have_text(re.compile(r"^Thought for (<1|\d+) s$"))
+        expect(thoughts(each)).to_have_js_property("open", False)
+        open_thoughts_with_the_keyboard(each)
+        expect(thoughts_text(each)).to_have_text(REASONING)
+        expect(reply_text(each)).to_have_text(ANSWER)
+    assert_page_healthy(second, problems)
+
+
+def test_a_connection_dropped_while_thinking_resumes_the_reasoning_and_the_answer_once(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    sockets: list[Any] = []
+
+    def relay(socket: Any) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page.route_web_socket(re.compile(r"/ws/chat/\?protocol=2$"), relay)
+    page.reload()
+    wait_connected(page)
+    upstream.script(Scenario.with_reasoning(REASONING, ANSWER, delay=0.08))
+    send(page, "Write one line about autumn")
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^Thinking…"))
+    expect(thoughts_text(page)).to_contain_text("The user wants")
+
+    sockets[-1].close(code=1011, reason="network blip")
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    wait_connected(page)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=TIMEOUT_MS)
+    open_thoughts_with_the_keyboard(page)
+    expect(thoughts_text(page)).to_have_text(REASONING)
+    expect(reply_text(page)).to_have_text(ANSWER)
+    # Resumed within the reasoning, it still knows how long it took; from a snapshot, it does not say.
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^(Thought for (<1|\d+) s|Thoughts)$"))
+    assert len(sockets) == 2
+
+
+def test_script_and_raw_html_in_reasoning_render_inert_and_no_script_runs(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.with_reasoning(XSS_REASONING, "Nothing ran.", delay=0.01))
+    send(page, "Think about markup")
+    expect(thoughts(page)).to_be_visible()
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    for attempt in ("live", "reloaded"):
+        messages = page.locator("#messages")
+        open_thoughts_with_the_keyboard(page)
+        expect(thoughts_text(page)).to_contain_text("<img src=x onerror=")
+        expect(thoughts_text(page)).to_contain_text("<script>window.__xss = 'reasoning-script'")
+        expect(thoughts_text(page).locator("pre code.language-html")).to_have_text(
+            "<script>window.__xss = 'reasoning-code'</script>\n"
+        )
+        expect(reply_text(page)).to_have_text("Nothing ran.")
+        expect(messages.locator("script, img, iframe, object, embed, style")).to_have_count(0)
+        page.get_by_text("a raw bold tag").hover()
+        page.get_by_text("a thought link").click()
+        assert_nothing_ran(page, attempt)
+        if attempt == "live":
+            page.reload()
+            wait_connected(page)
+
+
+def assert_nothing_ran(page: Any, attempt: str) -> None:
+    """Every link is http(s) or mailto, no element has a handler or a style, and no injected script ran."""
+    messages = page.locator("#messages")
+    hrefs = messages.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert all(href is None or href.startswith(("http:", "https:", "mailto:")) for href in hrefs), hrefs
+    handlers = messages.evaluate(
+        "root => [...root.querySelectorAll('*')].flatMap(el => [...el.attributes].map(a => a.name))"
+        ".filter(name => name.startsWith('on') || name === 'style')"
+    )
+    assert handlers == [], (attempt, handlers)
+    assert page.evaluate("window.__xss") is None, attempt
+    assert "pwned" not in page.title()
+
+
 def test_script_and_raw_html_in_model_output_render_inert_and_no_script_runs(
     chat_page: Any, upstream: FakeUpstream
 ) -> None:
@@ -233,15 +429,7 @@ def test_script_and_raw_html_in_model_output_render_inert_and_no_script_runs(
         expect(messages.locator("script, img, iframe, object, embed, style")).to_have_count(0)
         page.get_by_text("a raw HTML block").hover()
         page.get_by_text("a markdown link").click()
-        hrefs = messages.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
-        assert all(href is None or href.startswith(("http:", "https:", "mailto:")) for href in hrefs), hrefs
-        handlers = messages.evaluate(
-            "root => [...root.querySelectorAll('*')].flatMap(el => [...el.attributes].map(a => a.name))"
-            ".filter(name => name.startsWith('on') || name === 'style')"
-        )
-        assert handlers == [], (attempt, handlers)
-        assert page.evaluate("window.__xss") is None, attempt
-        assert "pwned" not in page.title()
+        assert_nothing_ran(page, attempt)
         if attempt == "live":
             page.reload()
             wait_connected(page)
@@ -321,11 +509,15 @@ def test_phone_sized_dark_screen_hides_the_sidebar_behind_a_menu_button(
     page = problems.watch(context.new_page())
     page.goto(f"{live_server_url}/")
     wait_connected(page)
-    upstream.script(Scenario.text(MARKDOWN_REPLY))
+    upstream.script(Scenario.with_reasoning("Checking the greeting function first.", MARKDOWN_REPLY))
     send(page, "Show me a greeting function")
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(21, 24, 29)", background
+    open_thoughts_with_the_keyboard(page)
+    expect(thoughts_text(page)).to_have_text("Checking the greeting function first.")
+    for contrast in thoughts_summary(page).evaluate(CONTRAST), thoughts_text(page).locator("p").evaluate(CONTRAST):
+        assert contrast >= 4.5, contrast  # WCAG AA for the reasoning's small text, in dark mode too
     sidebar = page.locator("#sidebar")
     expect(sidebar).not_to_be_in_viewport()
     screenshot(page, "phone-dark")

@@ -1,12 +1,14 @@
 // The chat page: follows one conversation over the WebSocket protocol (docs/protocol.md).
 //
-// Resume and gaps, in short: a reply's text is the concatenation of delta frames, each placed by
-// its code-point `offset`. A delta that starts at our length is appended; one that starts earlier
-// has its overlap dropped; one that starts later means we missed frames, so we subscribe again and
-// the server answers with a snapshot that replaces our text. `done` carries the final length: a
-// mismatch also asks for a snapshot. After a reconnect we subscribe with `after: {message, seq}`
-// and receive only the missing tail. A page (re)load starts from the saved history and subscribes,
-// and the snapshot brings a running reply up to date.
+// Resume and gaps, in short: a reply is a list of parts (its reasoning, then its answer text), each
+// the concatenation of the delta frames for it, placed by their code-point `offset` in that part. A
+// delta that starts at the part's length is appended; one that starts earlier has its overlap
+// dropped; one that starts later (or opens a part past the next) means we missed frames, so we
+// subscribe again and the server answers with a snapshot that replaces every part. `done` carries
+// each part's final length: a mismatch also asks for a snapshot. After a reconnect we subscribe
+// with `after: {message, seq}` and receive only the missing tail of the last part (or a snapshot).
+// A page (re)load starts from the saved history and subscribes, and the snapshot brings a running
+// reply up to date.
 
 import { api, urlFor } from "./api.js";
 import { Connection } from "./connection.js";
@@ -200,9 +202,9 @@ class Chat {
       const view = old.get(payload.id);
       if (!view) return new MessageView(payload, this.messageActions);
       old.delete(payload.id);
-      const ahead = view.active && view.length >= payload.length;
+      const ahead = view.active && view.covers(payload);
+      if (!ahead) view.replaceParts(payload); // a no-op when nothing changed
       view.update(ahead ? { ...payload, seq: view.data.seq } : payload);
-      if (!ahead && view.data.content !== payload.content) view.setContent(payload.content, payload.length);
       return view;
     });
     for (const view of old.values()) view.el.remove();
@@ -216,7 +218,7 @@ class Chat {
     const known = this.byId.get(payload.id);
     if (known) {
       known.update(payload);
-      if (!known.length && payload.content) known.setContent(payload.content, payload.length);
+      if (!known.parts.length && payload.parts?.length) known.replaceParts(payload);
       return this.refreshPlaces();
     }
     const last = this.views.at(-1);
@@ -339,7 +341,7 @@ class Chat {
     const view = this.byId.get(payload.id);
     if (!view) return this.resync();
     view.update(payload);
-    if (payload.length !== view.length) this.requestSnapshot();
+    if (!view.matchesFinal(payload)) this.requestSnapshot();
     this.refreshPlaces();
     const failure = payload.status === "failed" && payload.error ? ` ${payload.error.message}` : "";
     this.announce((DONE_TEXT[payload.status] ?? "") + failure);
@@ -352,8 +354,8 @@ class Chat {
     if (!payload) return;
     const view = this.byId.get(payload.id);
     if (!view) return this.resync();
+    view.replaceParts(payload);
     view.update(payload);
-    view.setContent(payload.content, payload.length);
     this.refreshPlaces();
   }
 

@@ -1,6 +1,10 @@
 // The WebSocket to /ws/chat/: reconnects with exponential backoff and jitter, and notices a dead
 // connection by its silence (a ping every 15 s is always answered).
 
+// Protocol 2: replies have parts (reasoning, then the answer text), see docs/protocol.md.
+export const PROTOCOL = 2;
+
+const CLOSE_BAD_REQUEST = 4400;
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_SESSION_ENDED = 4403;
 const PING_EVERY_MS = 15000;
@@ -10,8 +14,10 @@ const MAX_DELAY_MS = 15000;
 export class Connection {
   /** `onFrame(frame)` gets every frame; `onState(state, detail)`: connecting, online, reconnecting, offline. */
   constructor(path, { onFrame, onState }) {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.url = `${scheme}://${location.host}${path}`;
+    const url = new URL(path, location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("protocol", String(PROTOCOL));
+    this.url = url.href;
     this.onFrame = onFrame;
     this.onState = onState;
     this.attempt = 0;
@@ -57,6 +63,12 @@ export class Connection {
       if (event.code === CLOSE_UNAUTHENTICATED || event.code === CLOSE_SESSION_ENDED) {
         this.stopped = true;
         this.onState("offline", "Logged out: log in again to continue.");
+        return;
+      }
+      if (event.code === CLOSE_BAD_REQUEST) {
+        // The server does not speak our protocol version: dialling again would not help.
+        this.stopped = true;
+        this.onState("offline", "This page is out of date: reload it.");
         return;
       }
       this.scheduleReconnect();

@@ -92,7 +92,8 @@ export class MarkdownView {
     this.final = false;
   }
 
-  /** Show `text` (which extends what was shown before) as a reply still being written. */
+  /** Show `text` (which extends what was shown before) as a reply still being written; `cursor`
+   * (an element, or null for none) goes at its end. */
   renderStreaming(text, cursor) {
     if (this.final) this.reset();
     this.scan(text);
@@ -117,7 +118,7 @@ export class MarkdownView {
         fillBlock(this.tail, tail, { highlight: false });
       }
     }
-    placeCursor(this.tail.lastElementChild ? this.tail : this.stable, cursor);
+    if (cursor) placeCursor(this.tail.lastElementChild ? this.tail : this.stable, cursor);
   }
 
   /** Show the finished text: one full parse, highlighted, with copy buttons. */

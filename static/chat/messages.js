@@ -1,9 +1,34 @@
 // One message on the page: its data (as the protocol sends it) and its DOM. Text is applied as
 // frames arrive; the DOM is redrawn at most once per animation frame (scheduleRender).
+//
+// A reply is a list of parts (protocol 2, docs/protocol.md): a thinking model's `reasoning`, then the
+// answer `text`. Each part keeps its own text and code-point length, and every delta is placed by
+// its `part` and `offset` within that part. The reasoning is shown in a collapsed "Thinking" block
+// above the answer; the answer (every text part, joined) is `data.content`, as in protocol 1.
 
 import { MarkdownView } from "./markdown.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
+const TICK_MS = 500; // how often the "Thinking… N s" counter is brought up to date
+
+const codePoints = (text) => [...text].length;
+const answerOf = (parts) => parts.filter((part) => part.kind === "text").map((part) => part.text).join("");
+const reasoningOf = (parts) => parts.filter((part) => part.kind === "reasoning").map((part) => part.text).join("\n\n");
+
+/** The parts of a payload that has their text (message, accepted, snapshot, history; not `done`). */
+export function partsOf(payload) {
+  if (Array.isArray(payload.parts)) {
+    return payload.parts.map(({ kind, text = "", length, duration_ms = null }) => ({
+      kind,
+      text,
+      length: length ?? codePoints(text),
+      durationMs: duration_ms,
+    }));
+  }
+  // A protocol-1 payload: its content is the whole reply.
+  const content = payload.content ?? "";
+  return content ? [{ kind: "text", text: content, length: payload.length ?? codePoints(content) }] : [];
+}
 const STATE_LABELS = {
   cancelled: "Stopped. The text so far is kept.",
   interrupted: "Interrupted: the reply was cut off. The text so far is kept.",
@@ -65,13 +90,19 @@ export class MessageView {
   /** `actions`: {regenerate, retry, continue, edit, copy}(view), called from the message's buttons. */
   constructor(payload, actions) {
     this.actions = actions;
-    this.data = { ...payload, content: payload.content ?? "" };
-    this.length = payload.length ?? [...this.data.content].length;
+    const { content, length, parts, ...rest } = payload;
+    this.data = { ...rest, content: "" };
+    this.parts = [];
     this.seenAt = performance.now();
-    this.firstTokenAt = this.data.content ? this.seenAt : null;
+    this.firstTokenAt = null;
+    // When we saw the reasoning begin and end; null when we did not see it (a reload): no duration then.
+    this.thoughtStart = null;
+    this.thoughtEnd = null;
+    this.ticker = null;
     this.editing = false;
     this.chromeKey = null;
     this.build();
+    this.replaceParts(payload);
     this.contentDirty = true;
     this.render();
   }
@@ -86,6 +117,20 @@ export class MessageView {
 
   get active() {
     return ACTIVE.has(this.data.status);
+  }
+
+  /** The answer's length in code points (every text part). */
+  get length() {
+    return codePoints(this.data.content);
+  }
+
+  get hasReasoning() {
+    return this.parts.some((part) => part.kind === "reasoning");
+  }
+
+  /** The reasoning is being written: the reply runs and its last part is reasoning. */
+  get thinking() {
+    return this.active && this.parts.at(-1)?.kind === "reasoning";
   }
 
   build() {
@@ -107,7 +152,23 @@ export class MessageView {
     this.meta.setAttribute("aria-label", "Reply statistics");
     this.buttons = document.createElement("div");
     this.buttons.className = "msg-actions";
-    article.append(label, this.body, this.state, this.error, this.meta, this.buttons);
+    article.append(label);
+    if (this.role === "assistant") {
+      // Built once and never replaced, so whether the reader opened it survives every update.
+      this.thoughts = document.createElement("details");
+      this.thoughts.className = "msg-thinking";
+      this.thoughts.hidden = true;
+      const summary = document.createElement("summary");
+      this.thoughtsLabel = document.createElement("span");
+      this.thoughtsLabel.className = "thinking-label";
+      summary.append(this.thoughtsLabel);
+      this.thoughtsBody = document.createElement("div");
+      this.thoughtsBody.className = "thinking-body";
+      this.thoughts.append(summary, this.thoughtsBody);
+      this.reasoningMarkdown = new MarkdownView(this.thoughtsBody);
+      article.append(this.thoughts);
+    }
+    article.append(this.body, this.state, this.error, this.meta, this.buttons);
     if (this.role === "assistant") {
       this.markdown = new MarkdownView(this.body);
       this.body.setAttribute("aria-live", "polite");
@@ -118,36 +179,76 @@ export class MessageView {
     this.el = article;
   }
 
-  /** Take the metadata of a payload (message, done or snapshot frame); content only via setContent. */
+  /** Take the metadata of a payload (message, done or snapshot frame); text only via replaceParts. */
   update(payload) {
-    const { content, length, ...rest } = payload;
+    const { content, length, parts, ...rest } = payload;
+    if (Array.isArray(parts)) {
+      this.noteUnseenAnswer(parts);
+      // `done` says how long each part took (the server's clock, the same in every tab).
+      parts.forEach((part, i) => {
+        if (this.parts[i]?.kind === part.kind && part.duration_ms != null) this.parts[i].durationMs = part.duration_ms;
+      });
+    }
     Object.assign(this.data, rest);
+    this.endThought();
     this.chromeKey = null;
     scheduleRender(this);
   }
 
-  /** Replace the whole text (a snapshot or the page's history). */
-  setContent(content, length) {
+  /** Replace every part with the payload's (a snapshot or the page's history). */
+  replaceParts(payload) {
+    const parts = partsOf(payload);
+    this.noteUnseenAnswer(parts);
+    const reasoning = reasoningOf(parts);
+    const content = answerOf(parts);
+    if (reasoning !== reasoningOf(this.parts)) {
+      this.resetReasoning = true;
+      this.reasoningDirty = true;
+    }
+    if (content !== this.data.content) {
+      this.resetContent = true;
+      this.contentDirty = true;
+    }
+    this.parts = parts;
     this.data.content = content;
-    this.length = length ?? [...content].length;
-    if (content && this.firstTokenAt === null) this.firstTokenAt = performance.now();
-    this.markdown?.reset();
-    this.contentDirty = true;
+    if (parts.length && this.firstTokenAt === null) this.firstTokenAt = performance.now();
+    this.endThought();
     scheduleRender(this);
   }
 
   /**
-   * Apply a delta frame: append what is new, drop what is already here. Returns false on a gap
-   * (the frame starts after the end of our text): the caller asks for a snapshot.
+   * Apply a delta frame to its part: append what is new, drop what is already here. Returns false
+   * when the frame does not fit what we have (a gap: it starts after the end of its part, or opens a
+   * part past the next one): the caller asks for a snapshot.
    */
   applyDelta(frame) {
-    if (frame.offset > this.length) return false;
+    // A protocol-1 delta has no part: it extends the reply's only (text) part.
+    const kind = frame.kind ?? "text";
+    const index = frame.part ?? Math.max(0, this.parts.findIndex((part) => part.kind === "text"));
+    const opens = index === this.parts.length;
+    if (index > this.parts.length || (opens && frame.offset !== 0)) return false;
+    const part = opens ? { kind, text: "", length: 0 } : this.parts[index];
+    if (part.kind !== kind || frame.offset > part.length) return false;
     const points = [...frame.text];
-    const overlap = this.length - frame.offset;
+    const overlap = part.length - frame.offset;
     if (overlap < points.length) {
-      this.data.content += overlap > 0 ? points.slice(overlap).join("") : frame.text;
-      this.length += points.length - overlap;
-      this.contentDirty = true;
+      // Only the last part grows: new text for an earlier one means we hold a wrong picture.
+      if (index < this.parts.length - 1) return false;
+      if (opens) {
+        this.parts.push(part);
+        if (kind === "reasoning" && this.thoughtStart === null && !this.hasReasoningBefore(index)) {
+          this.thoughtStart = performance.now(); // we watched it begin, so its duration is ours to tell
+        }
+      }
+      part.text += overlap > 0 ? points.slice(overlap).join("") : frame.text;
+      part.length += points.length - overlap;
+      if (kind === "text") {
+        this.data.content = answerOf(this.parts);
+        this.contentDirty = true;
+        this.endThought();
+      } else {
+        this.reasoningDirty = true;
+      }
       if (this.firstTokenAt === null) {
         this.firstTokenAt = performance.now();
         this.sawFirstToken = true; // we watched it arrive, so the wait is ours to report
@@ -157,6 +258,40 @@ export class MessageView {
     if (this.data.status === "pending") this.data.status = "streaming";
     scheduleRender(this);
     return true;
+  }
+
+  hasReasoningBefore(index) {
+    return this.parts.slice(0, index).some((part) => part.kind === "reasoning");
+  }
+
+  /** Whether we have every part at the length the final payload (`done`) gives; if not, resubscribe. */
+  matchesFinal(payload) {
+    if (payload.length != null && payload.length !== this.length) return false;
+    if (!Array.isArray(payload.parts)) return true;
+    return (
+      payload.parts.length === this.parts.length &&
+      payload.parts.every((part, i) => part.kind === this.parts[i].kind && part.length === this.parts[i].length)
+    );
+  }
+
+  /** Whether we already have all of the payload's text (a running reply may be ahead of the history). */
+  covers(payload) {
+    const parts = partsOf(payload);
+    return (
+      parts.length <= this.parts.length &&
+      parts.every((part, i) => part.kind === this.parts[i].kind && part.length <= this.parts[i].length)
+    );
+  }
+
+  /** `parts` (of a snapshot or `done`) show an answer we did not see begin: how long the thinking took is unknown. */
+  noteUnseenAnswer(parts) {
+    const hasText = (list) => list.some((part) => part.kind === "text");
+    if (this.thoughtEnd === null && hasText(parts) && !hasText(this.parts)) this.thoughtStart = null;
+  }
+
+  /** The thinking is over (the answer began, or the reply ended): stop the clock if it runs. */
+  endThought() {
+    if (this.thoughtStart !== null && this.thoughtEnd === null && !this.thinking) this.thoughtEnd = performance.now();
   }
 
   /** Where the chrome (buttons) depends on the message's place: the last reply, the last question. */
@@ -185,7 +320,11 @@ export class MessageView {
 
   renderReplyBody() {
     const active = this.active;
+    this.renderThoughts();
     this.body.setAttribute("aria-busy", String(active));
+    // Reset here rather than when the text was replaced: the scroll position is measured first.
+    if (this.resetContent) this.markdown.reset();
+    this.resetContent = false;
     if (active) {
       if (this.contentDirty || !this.cursor.isConnected) this.markdown.renderStreaming(this.data.content, this.cursor);
     } else if (this.contentDirty || !this.markdown.final) {
@@ -193,6 +332,63 @@ export class MessageView {
       this.markdown.renderFinal(this.data.content);
     }
     this.contentDirty = false;
+  }
+
+  /** The "Thinking" block: its text through the same sanitising markdown as the answer, and its label. */
+  renderThoughts() {
+    const shown = this.hasReasoning;
+    this.thoughts.hidden = !shown;
+    if (this.resetReasoning) this.reasoningMarkdown.reset();
+    this.resetReasoning = false;
+    if (shown) {
+      const reasoning = reasoningOf(this.parts);
+      if (this.thinking) {
+        if (this.reasoningDirty) this.reasoningMarkdown.renderStreaming(reasoning, null);
+      } else if (this.reasoningDirty || !this.reasoningMarkdown.final) {
+        this.reasoningMarkdown.renderFinal(reasoning);
+      }
+    }
+    this.reasoningDirty = false;
+    this.endThought();
+    this.renderThoughtsLabel();
+    const ticking = shown && this.thinking && this.thoughtStart !== null;
+    if (ticking && !this.ticker) this.ticker = setInterval(() => this.tick(), TICK_MS);
+    if (!ticking) this.stopTicker();
+  }
+
+  /** How long the reasoning took by the server's record (a finished or checkpointed reply), else null. */
+  recordedThoughtMs() {
+    const reasoning = this.parts.filter((part) => part.kind === "reasoning");
+    if (!reasoning.length || reasoning.some((part) => part.durationMs == null)) return null;
+    return reasoning.reduce((sum, part) => sum + part.durationMs, 0);
+  }
+
+  renderThoughtsLabel() {
+    let label = "Thoughts";
+    const recorded = this.thinking ? null : this.recordedThoughtMs();
+    if (this.thinking) {
+      label = this.thoughtStart === null ? "Thinking…" : `Thinking… ${Math.floor((performance.now() - this.thoughtStart) / 1000)} s`;
+    } else if (recorded !== null || (this.thoughtStart !== null && this.thoughtEnd !== null)) {
+      const took = (recorded ?? this.thoughtEnd - this.thoughtStart) / 1000;
+      label = took < 0.5 ? "Thought for <1 s" : `Thought for ${Math.round(took)} s`;
+    }
+    this.thoughts.dataset.state = this.thinking ? "thinking" : "done";
+    if (this.thoughtsLabel.textContent !== label) this.thoughtsLabel.textContent = label;
+  }
+
+  tick() {
+    if (!this.el.isConnected || !this.thinking) {
+      // Gone from the page, or its last frame came while hidden: a redraw settles the label.
+      this.stopTicker();
+      if (this.el.isConnected) scheduleRender(this);
+      return;
+    }
+    this.renderThoughtsLabel();
+  }
+
+  stopTicker() {
+    clearInterval(this.ticker);
+    this.ticker = null;
   }
 
   renderMeta() {
@@ -203,7 +399,7 @@ export class MessageView {
     if (this.active) {
       const now = performance.now();
       if (this.firstTokenAt !== null) {
-        const tokens = Math.ceil(this.data.content.length / 4);
+        const tokens = Math.ceil(this.parts.reduce((sum, part) => sum + part.text.length, 0) / 4);
         const elapsed = (now - this.firstTokenAt) / 1000;
         if (this.sawFirstToken) parts.push(metric("ttft", `first token ${seconds(this.firstTokenAt - this.seenAt)}`, true));
         if (elapsed > 0.2) parts.push(metric("tps", `≈${(tokens / elapsed).toFixed(1)} tok/s`, true));
