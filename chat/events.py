@@ -84,6 +84,9 @@ def message_payload(message: Message, *, with_content: bool = True) -> Frame:
         "usage": {
             "input_tokens": message.input_tokens,
             "output_tokens": message.output_tokens,
+            "cached_input_tokens": message.cached_input_tokens,
+            "cache_write_tokens": message.cache_write_tokens,
+            "reasoning_tokens": message.reasoning_tokens,
             "estimated": message.tokens_estimated,
         },
         "time_to_first_token_ms": message.time_to_first_token_ms,

@@ -56,6 +56,11 @@ class Message(models.Model):
     error_message = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Parts of the counts above, as the provider reported them (null: not reported). Of the input: read
+    # from the provider's prompt cache, and written to it; of the output: the model's reasoning.
+    cached_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cache_write_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="Token counts estimated, not reported.")
     # From the moment the worker first asked the provider (retries included) to the first token.
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)

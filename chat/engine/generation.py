@@ -6,6 +6,7 @@ streams it, saves it and says how it ended.
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from channels.db import database_sync_to_async
@@ -18,7 +19,7 @@ from chat.engine.resilience import Backoff, best_effort, with_database_retry
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
-from chat.providers.base import ProviderError, StreamResult, estimate_tokens
+from chat.providers.base import ProviderError, StreamResult
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Generation:
         error: ProviderError | ChatError | None,
     ) -> Message | None:
         """The final save, fenced by the lease: None when the lease was lost meanwhile."""
-        _settle_usage(result, context, "".join(text for _, text in frames.parts))
+        _settle_usage(result, context, frames.parts)
         kwargs = {
             "message_id": context.reply.pk,
             "parts": frames.parts,
@@ -236,12 +237,11 @@ def _timeout_error(now: float, started: float, total_deadline: float, first_toke
     return ProviderError("timeout", f"The model stopped sending text for more than {limit:g} s.")
 
 
-def _settle_usage(result: StreamResult, context: services.GenerationContext, content: str) -> None:
-    """A reply that ended early has no reported usage: estimate it, and say so."""
-    if result.output_tokens is None:
-        result.output_tokens = estimate_tokens(content)
-        result.tokens_estimated = True
-    if result.input_tokens is None:
-        request = context.request
-        result.input_tokens = estimate_tokens(request.system + "".join(turn.content for turn in request.turns))
-        result.tokens_estimated = True
+def _settle_usage(result: StreamResult, context: services.GenerationContext, parts: Sequence[tuple[str, str]]) -> None:
+    """A reply that ended early has no reported usage: estimate it from every part (its reasoning is
+    output too), and say so."""
+    result.estimate_missing(
+        context.request,
+        output_chars=sum(len(text) for _, text in parts),
+        reasoning_chars=sum(len(text) for kind, text in parts if kind == "reasoning"),
+    )

@@ -96,8 +96,21 @@ class AnthropicReplyStream(SDKReplyStream):
         if event.type == "content_block_delta" and event.delta.type == "text_delta":
             return event.delta.text
         if event.type == "message_start":
-            self.result.input_tokens = event.message.usage.input_tokens
+            usage = event.message.usage  # its output_tokens is a placeholder: a cut-short reply gets an estimate
+            self.result.input_tokens = usage.input_tokens  # the uncached ones only
+            self.result.cached_input_tokens = usage.cache_read_input_tokens
+            self.result.cache_write_tokens = usage.cache_creation_input_tokens
         elif event.type == "message_delta":
             self.result.finish_reason = event.delta.stop_reason or ""
-            self.result.output_tokens = event.usage.output_tokens
+            usage = event.usage
+            self.result.output_tokens = usage.output_tokens  # cumulative, thinking included
+            # Newer API versions repeat the (cumulative) input counts here: these win where present.
+            if usage.input_tokens is not None:
+                self.result.input_tokens = usage.input_tokens
+            if usage.cache_read_input_tokens is not None:
+                self.result.cached_input_tokens = usage.cache_read_input_tokens
+            if usage.cache_creation_input_tokens is not None:
+                self.result.cache_write_tokens = usage.cache_creation_input_tokens
+            if usage.output_tokens_details is not None:
+                self.result.reasoning_tokens = usage.output_tokens_details.thinking_tokens
         return ""

@@ -67,14 +67,34 @@ class GenerationRequest:
 
 @dataclass
 class StreamResult:
-    """What a finished stream reports besides its text."""
+    """What a finished stream reports besides its text.
+
+    Token counts are kept as each provider reports them (docs/protocol.md says what `input_tokens`
+    covers for each); None where the provider reported nothing. `output_tokens` includes the
+    `reasoning_tokens`, as both providers count them.
+    """
 
     finish_reason: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
     tokens_estimated: bool = False
     time_to_first_token_ms: int | None = None
     duration_ms: int | None = None
+
+    def estimate_missing(self, request: GenerationRequest, *, output_chars: int, reasoning_chars: int) -> None:
+        """Fill in the counts a provider did not report (a reply cut short, a server that sends no usage)
+        at four characters a token, and say so. `output_chars` counts every part, reasoning included."""
+        if self.output_tokens is None:
+            self.output_tokens = math.ceil(output_chars / 4)
+            self.tokens_estimated = True
+            if reasoning_chars and self.reasoning_tokens is None:
+                self.reasoning_tokens = math.ceil(reasoning_chars / 4)
+        if self.input_tokens is None:
+            self.input_tokens = estimate_tokens(request.system + "".join(turn.content for turn in request.turns))
+            self.tokens_estimated = True
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,8 @@ class ReplyStream(ABC):
     request: GenerationRequest
     result: StreamResult = field(default_factory=StreamResult)
     _started: float = field(default_factory=time.monotonic)
-    _text_chars: int = 0
+    _text_chars: int = 0  # every part's, reasoning included
+    _reasoning_chars: int = 0
 
     async def __aenter__(self) -> "ReplyStream":
         return self
@@ -137,6 +158,8 @@ class ReplyStream(ABC):
             if self.result.time_to_first_token_ms is None:
                 self.result.time_to_first_token_ms = self._elapsed_ms()
             self._text_chars += len(delta.text)  # reasoning is output too: it counts in the estimate
+            if delta.kind == "reasoning":
+                self._reasoning_chars += len(delta.text)
             yield delta
         self._finish()
 
@@ -147,13 +170,7 @@ class ReplyStream(ABC):
         self.result.duration_ms = self._elapsed_ms()
         if not self.result.finish_reason:
             raise ProviderError("truncated")
-        if self.result.input_tokens is None:
-            prompt = self.request.system + "".join(turn.content for turn in self.request.turns)
-            self.result.input_tokens = estimate_tokens(prompt)
-            self.result.tokens_estimated = True
-        if self.result.output_tokens is None:
-            self.result.output_tokens = math.ceil(self._text_chars / 4)
-            self.result.tokens_estimated = True
+        self.result.estimate_missing(self.request, output_chars=self._text_chars, reasoning_chars=self._reasoning_chars)
 
     @abstractmethod
     def deltas(self) -> AsyncIterator[str | Delta]:

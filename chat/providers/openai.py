@@ -95,8 +95,7 @@ class OpenAIReplyStream(SDKReplyStream):
             details = error if isinstance(error, dict) else {}
             raise error_for_kind(details.get("code"), details.get("type"))
         if usage := chunk.get("usage"):
-            self.result.input_tokens = usage.get("prompt_tokens")
-            self.result.output_tokens = usage.get("completion_tokens")
+            self._take_usage(usage)
         choices = chunk.get("choices")
         if not choices:
             return []
@@ -109,6 +108,16 @@ class OpenAIReplyStream(SDKReplyStream):
             if self._think_tags is not None:  # the content ended: what the splitter held back is out
                 deltas += self._think_tags.flush()
         return deltas
+
+    def _take_usage(self, usage: dict[str, Any]) -> None:
+        """`prompt_tokens` includes the cached ones, `completion_tokens` the reasoning ones."""
+        prompt = usage.get("prompt_tokens_details") or {}
+        completion = usage.get("completion_tokens_details") or {}
+        self.result.input_tokens = usage.get("prompt_tokens")
+        self.result.output_tokens = usage.get("completion_tokens")
+        self.result.cached_input_tokens = prompt.get("cached_tokens")
+        self.result.cache_write_tokens = prompt.get("cache_write_tokens")
+        self.result.reasoning_tokens = completion.get("reasoning_tokens")
 
     def _answer(self, content: str) -> list[Delta]:
         if self._think_tags is not None:

@@ -148,6 +148,9 @@ def generation_finish(
         "error_message": getattr(error, "message", "") if code else "",
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
+        "cached_input_tokens": result.cached_input_tokens,
+        "cache_write_tokens": result.cache_write_tokens,
+        "reasoning_tokens": result.reasoning_tokens,
         "tokens_estimated": result.tokens_estimated,
         "time_to_first_token_ms": result.time_to_first_token_ms,
         "send_to_first_token_ms": send_to_first_token_ms,
@@ -160,6 +163,7 @@ def generation_finish(
         if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
             return None
         reply = Message.objects.select_related("conversation").get(pk=message_id)
+        # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
         usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
     conversation_touch(conversation=reply.conversation)
     return reply
