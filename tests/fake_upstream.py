@@ -66,6 +66,13 @@ class Scenario:
     after: int | None = None  # tokens sent before `end` happens; None: all of them
     finish_reason: str = "stop"  # OpenAI terms; Anthropic gets end_turn / max_tokens
     input_tokens: int = 12  # reported usage; output tokens = tokens sent, reasoning ones included
+    # Prompt-cache usage, reported only when set: OpenAI's prompt_tokens_details.cached_tokens and
+    # .cache_write_tokens, Anthropic's cache_read_input_tokens and cache_creation_input_tokens.
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    # Added to the usage of Anthropic's message_delta: newer API versions repeat the cumulative input
+    # counts there, and give output_tokens_details.
+    delta_usage: dict[str, Any] = field(default_factory=dict)
     error_type: str = "overloaded_error"  # the mid-stream error (end="error")
     error_message: str = "Overloaded"
     error_code: int | str | None = None
@@ -443,6 +450,11 @@ def _error_body(scenario: Scenario, request: RecordedRequest, anthropic: bool) -
     return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
 
 
+def _reported(**counts: int | None) -> dict[str, int]:
+    """The usage counts a scenario sets; unset ones stay off the wire, so other scenarios send what they always did."""
+    return {name: count for name, count in counts.items() if count is not None}
+
+
 def _sse(data: Any, event: str | None = None) -> str:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
@@ -491,6 +503,8 @@ class _OpenAIEvents:
             output = len(scenario.reasoning_tokens) + len(scenario.sent_tokens)
             usage: dict[str, Any] = {"prompt_tokens": scenario.input_tokens, "completion_tokens": output}
             usage["total_tokens"] = scenario.input_tokens + output
+            if cache := _reported(cached_tokens=scenario.cached_tokens, cache_write_tokens=scenario.cache_write_tokens):
+                usage["prompt_tokens_details"] = cache
             if scenario.reasoning_tokens:
                 usage["completion_tokens_details"] = {"reasoning_tokens": len(scenario.reasoning_tokens)}
             frames.append(
@@ -524,7 +538,14 @@ class _AnthropicEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.scenario.input_tokens, "output_tokens": 1},
+            "usage": {
+                "input_tokens": self.scenario.input_tokens,
+                "output_tokens": 1,
+                **_reported(
+                    cache_read_input_tokens=self.scenario.cached_tokens,
+                    cache_creation_input_tokens=self.scenario.cache_write_tokens,
+                ),
+            },
         }
         block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
         return [
@@ -553,7 +574,7 @@ class _AnthropicEvents:
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": len(scenario.sent_tokens)},
+            "usage": {"output_tokens": len(scenario.sent_tokens), **scenario.delta_usage},
         }
         return [
             _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),

@@ -92,6 +92,34 @@ async def test_a_full_reply_streams_and_is_saved_complete(connect, user, convers
     assert body["messages"][-1] == {"role": "user", "content": "Hi"}
 
 
+async def test_done_carries_the_usage_details_the_provider_reported(connect, user, conversation, upstream):
+    upstream.script(Scenario.with_reasoning("Two and two.", "Four.", input_tokens=321, cached_tokens=200))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        _, done = await ws.reply_text(reply_id)
+    assert done["message"]["usage"] == {
+        "input_tokens": 321,
+        "output_tokens": 6,
+        "cached_input_tokens": 200,
+        "cache_write_tokens": None,
+        "reasoning_tokens": 4,
+        "estimated": False,
+    }
+
+
+async def test_a_reply_cut_short_estimates_its_reasoning_tokens_within_its_output(
+    connect, user, conversation, upstream
+):
+    reasoning = "Two and two make four."  # 22 characters: 6 tokens at four a token
+    upstream.script(Scenario.with_reasoning(reasoning, "Four, surely.", end="error", after=1))
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        _, done = await ws.reply_text(reply_id)
+    usage = done["message"]["usage"]
+    assert (usage["reasoning_tokens"], usage["output_tokens"]) == (6, 7)  # "Four" follows: 26 characters out
+    assert (usage["cached_input_tokens"], usage["cache_write_tokens"], usage["estimated"]) == (None, None, True)
+
+
 @pytest.mark.cluster
 async def test_the_first_message_titles_the_conversation(connect, user, conversation, upstream):
     async with connect(user) as ws:

@@ -70,3 +70,38 @@ async def test_an_error_event_in_a_200_response_maps_by_its_type_and_shows_no_ht
     assert isinstance(caught.value.__cause__, anthropic.APIStatusError)
     assert caught.value.__cause__.status_code == 200
     assert "".join(received) == "Hello,"
+
+
+async def test_usage_keeps_the_uncached_input_and_the_cache_reads_and_writes_apart(provider, upstream, read_reply):
+    upstream.script(Scenario.text("Hello there", input_tokens=21, cached_tokens=200, cache_write_tokens=50))
+    stream = provider.stream(REQUEST)
+    await read_reply(stream)
+
+    result = stream.result
+    assert (result.input_tokens, result.cached_input_tokens, result.cache_write_tokens) == (21, 200, 50)
+    assert (result.output_tokens, result.reasoning_tokens, result.tokens_estimated) == (2, None, False)
+
+
+async def test_the_cumulative_counts_of_message_delta_replace_those_of_message_start(provider, upstream, read_reply):
+    delta_usage = {
+        "input_tokens": 30,
+        "cache_read_input_tokens": 210,
+        "cache_creation_input_tokens": 0,
+        "output_tokens_details": {"thinking_tokens": 40},
+    }
+    upstream.script(Scenario.text("Hello there", input_tokens=21, cached_tokens=200, delta_usage=delta_usage))
+    stream = provider.stream(REQUEST)
+    await read_reply(stream)
+
+    result = stream.result
+    assert (result.input_tokens, result.cached_input_tokens, result.cache_write_tokens) == (30, 210, 0)
+    assert (result.output_tokens, result.reasoning_tokens) == (2, 40)  # output_tokens includes the thinking
+
+
+async def test_usage_details_not_reported_stay_unknown(provider, upstream, read_reply):
+    stream = provider.stream(REQUEST)
+    await read_reply(stream)
+
+    result = stream.result
+    assert (result.input_tokens, result.output_tokens) == (12, 4)
+    assert (result.cached_input_tokens, result.cache_write_tokens, result.reasoning_tokens) == (None, None, None)

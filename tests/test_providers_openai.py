@@ -194,3 +194,28 @@ async def test_openais_own_models_keep_think_tags_in_their_answer(provider, upst
     upstream.script(Scenario.think_inline("Two and two.", "Four."))
 
     assert await read_reply(provider.stream(REQUEST)) == "<think>Two and two.</think>\n\nFour."
+
+
+# --- Usage -----------------------------------------------------------------------------------------
+
+
+async def test_usage_details_are_kept_as_reported_cached_tokens_inside_the_prompt_tokens(provider, upstream):
+    upstream.script(
+        Scenario.with_reasoning("Two and two.", "Four.", input_tokens=321, cached_tokens=200, cache_write_tokens=50)
+    )
+    stream = provider.stream(REQUEST)
+    await deltas_of(stream)
+
+    result = stream.result
+    assert (result.input_tokens, result.cached_input_tokens, result.cache_write_tokens) == (321, 200, 50)
+    assert (result.output_tokens, result.reasoning_tokens) == (6, 4)  # completion_tokens includes the reasoning
+    assert not result.tokens_estimated
+
+
+async def test_usage_details_a_server_does_not_report_stay_unknown(provider, upstream, read_reply):
+    stream = provider.stream(REQUEST)
+    await read_reply(stream)
+
+    result = stream.result
+    assert (result.input_tokens, result.output_tokens) == (12, 4)
+    assert (result.cached_input_tokens, result.cache_write_tokens, result.reasoning_tokens) == (None, None, None)

@@ -239,6 +239,34 @@ def test_finishing_a_reply_saves_everything_and_adds_its_tokens_to_the_days_ledg
     assert list(DailyUsage.objects.values_list("user_id", "day", "tokens")) == [(user.pk, frozen_now.date(), 42)]
 
 
+def test_finishing_a_reply_saves_its_cache_and_reasoning_counts_and_budgets_reasoning_once(user, conversation):
+    context = claimed(conversation)
+    result = StreamResult(
+        finish_reason="stop",
+        input_tokens=321,
+        output_tokens=100,
+        cached_input_tokens=200,
+        cache_write_tokens=50,
+        reasoning_tokens=40,
+    )
+
+    finish(context, parts=[("reasoning", "Hmm."), ("text", "Four.")], status="complete", result=result)
+
+    saved = row(context.reply)
+    assert (saved.cached_input_tokens, saved.cache_write_tokens, saved.reasoning_tokens) == (200, 50, 40)
+    # Reasoning is in the output (both providers count it there), cached reads in the input: no extra.
+    assert tokens_used_today(user_id=user.pk) == 321 + 100
+
+
+def test_a_reply_whose_provider_reported_no_details_keeps_them_unknown(conversation):
+    context = claimed(conversation)
+
+    finish(context, status="complete", result=StreamResult(finish_reason="stop", input_tokens=12, output_tokens=30))
+
+    saved = row(context.reply)
+    assert (saved.cached_input_tokens, saved.cache_write_tokens, saved.reasoning_tokens) == (None, None, None)
+
+
 def test_a_failed_reply_keeps_its_partial_text_and_the_errors_code_and_message(conversation):
     context = claimed(conversation)
 
