@@ -136,6 +136,17 @@ class Message(models.Model):
         return "".join(part["text"] for part in self.parts if part["kind"] == "reasoning")
 
     @property
+    def token_details(self) -> list[tuple[str, int]]:
+        """The parts of the token counts the provider reported, labelled for review: cached, cache
+        write, reasoning (those unknown left out)."""
+        details = [
+            ("cached", self.cached_input_tokens),
+            ("cache write", self.cache_write_tokens),
+            ("reasoning", self.reasoning_tokens),
+        ]
+        return [(label, count) for label, count in details if count is not None]
+
+    @property
     def tokens_per_second(self) -> float | None:
         if not self.output_tokens or not self.duration_ms:
             return None

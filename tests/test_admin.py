@@ -461,6 +461,34 @@ def test_transcript_page_shows_every_message_in_order_with_every_field(staff_cli
     assert "Transcript (3 messages)" in page
 
 
+def test_the_transcript_and_the_markdown_export_show_the_usage_details_that_are_known(
+    staff_client: Client, alice: User
+):
+    conversation = make_conversation(alice)
+    detailed = add_exchange(
+        conversation,
+        input_tokens=321,
+        output_tokens=100,
+        cached_input_tokens=200,
+        cache_write_tokens=50,
+        reasoning_tokens=40,
+    )
+    plain = add_exchange(conversation, question="again", answer="sure", input_tokens=12, output_tokens=30)
+
+    page = staff_client.get(change_url(conversation)).content.decode()
+    markdown = export(staff_client, "export_markdown", [conversation]).content.decode()
+    exported = json.loads(export(staff_client, "export_json", [conversation]).content)
+
+    section = page[page.index(f'id="message-{detailed.pk}"') : page.index(f'id="message-{plain.pk}"')]
+    assert "in 321 · out 100 · cached 200 · cache write 50 · reasoning 40" in section
+    assert "in 12 · out 30</dd>" in page
+    assert "- Tokens: in 321, out 100, cached 200, cache write 50, reasoning 40" in markdown
+    assert "- Tokens: in 12, out 30\n" in markdown
+    records = {record["id"]: record for record in exported["conversations"][0]["messages"]}
+    assert (records[detailed.pk]["cached_input_tokens"], records[detailed.pk]["reasoning_tokens"]) == (200, 40)
+    assert (records[plain.pk]["cache_write_tokens"], records[plain.pk]["reasoning_tokens"]) == (None, None)
+
+
 def test_a_reply_shows_its_model_reference_once_and_its_reasoning_apart_collapsed(staff_client: Client, alice: User):
     conversation = make_conversation(alice, model="fake:echo-slow")
     add_message(

@@ -84,7 +84,8 @@ def _message_markdown(number: int, message: Message) -> str:
         lines.append(f"- Error: {error}")
     if message.input_tokens is not None or message.output_tokens is not None:
         estimated = " (estimated)" if message.tokens_estimated else ""
-        lines.append(f"- Tokens: in {message.input_tokens or 0}, out {message.output_tokens or 0}{estimated}")
+        details = "".join(f", {label} {count}" for label, count in message.token_details)
+        lines.append(f"- Tokens: in {message.input_tokens or 0}, out {message.output_tokens or 0}{details}{estimated}")
     if message.duration_ms is not None:
         lines.append(
             f"- Time to first token: {message.time_to_first_token_ms or 0} ms · duration: {message.duration_ms} ms"
