@@ -1,6 +1,6 @@
 """Conversations and their messages: the database is the truth, the channel layer only carries frames."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +45,9 @@ class Message(models.Model):
     content = models.TextField(blank=True)
     # A reply with more than its answer (a thinking model's reasoning): every part in order, each
     # {"kind", "text"} (docs/protocol.md). Empty for a reply that is only text: `content` is all of it.
+    # A part may also hold what its provider needs back on the next turn and clients never see
+    # (PROVIDER_KEYS: an Anthropic thinking block's `signature`); a block with no text to show (a
+    # `redacted` thinking block, or a signed one whose text was omitted) is a part with empty text.
     parts = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     # The id the client chose for a send: the same id twice creates one message.
@@ -117,10 +120,14 @@ class Message(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
     def part_list(self) -> list[dict[str, Any]]:
-        """Every part in order, `{"kind", "text"}` and `duration_ms` where known; a text-only reply is one
-        text part (none while empty)."""
+        """Every part clients see, in order, `{"kind", "text"}` and `duration_ms` where known; a text-only
+        reply is one text part (none while empty). Provider data and blocks without text are left out."""
         if self.parts:
-            return [dict(part) for part in self.parts]
+            return [
+                {key: value for key, value in part.items() if key not in PROVIDER_KEYS}
+                for part in self.parts
+                if part["text"]
+            ]
         return [{"kind": "text", "text": self.content}] if self.content else []
 
     @property
@@ -154,14 +161,19 @@ class Message(models.Model):
         return round(self.output_tokens / (max(generating_ms, 1) / 1000), 1)
 
 
-def stored_parts(parts: Sequence[tuple[str, str]], part_ms: Sequence[int] | None = None) -> dict[str, Any]:
-    """A reply's `(kind, text)` parts as its fields: `content` is the answer text (its text parts);
-    `parts` lists them all, with how long each took (`part_ms`, if known), only when some are not text."""
-    content = "".join(text for kind, text in parts if kind == "text")
-    if all(kind == "text" for kind, _ in parts):
+PROVIDER_KEYS = ("signature", "redacted")  # kept in a reply's parts for its provider, never sent to clients
+
+ReplyPart = tuple[str, str] | Mapping[str, str]  # (kind, text), or {"kind", "text"} with provider data
+
+
+def stored_parts(parts: Sequence[ReplyPart], part_ms: Sequence[int] | None = None) -> dict[str, Any]:
+    """A reply's parts as its fields: `content` is the answer text (its text parts); `parts` lists them
+    all, with how long each shown part took (`part_ms`, if known), only when some are not plain text."""
+    stored = [dict(part) if isinstance(part, Mapping) else {"kind": part[0], "text": part[1]} for part in parts]
+    content = "".join(part["text"] for part in stored if part["kind"] == "text")
+    if all(part.keys() == {"kind", "text"} and part["kind"] == "text" for part in stored):
         return {"content": content, "parts": []}
-    stored = [{"kind": kind, "text": text} for kind, text in parts]
-    for part, ms in zip(stored, part_ms or [], strict=False):
+    for part, ms in zip((part for part in stored if part["text"]), part_ms or [], strict=False):
         part["duration_ms"] = ms
     return {"content": content, "parts": stored}
 

@@ -5,6 +5,8 @@ newest first while the estimate (4 characters a token) stays within the model's 
 reply budget; the first message that does not fit, and every older one, is left out, so the model
 always sees an unbroken recent stretch of the conversation. Replies that failed before any text,
 and superseded messages, are never sent; a stopped or interrupted reply is sent with the text it has.
+A reply whose provider gave it signed thinking blocks (Anthropic) carries them back as they came, in
+order with its answer text (`replay_blocks`); other providers send the answer text alone.
 The reply budget is the model's own output limit where one is configured, else CHAT_MAX_OUTPUT_TOKENS,
 and never more than half the model's context.
 """
@@ -37,6 +39,23 @@ def build_request(
         if turns and cost > available:
             break
         available -= cost
-        turns.append(ChatTurn(role=message.role, content=message.content))
+        turns.append(ChatTurn(role=message.role, content=message.content, blocks=replay_blocks(message)))
     turns.reverse()
     return GenerationRequest(model=model.name, system=conversation.system_prompt, turns=turns, max_output_tokens=budget)
+
+
+def replay_blocks(message: Message) -> tuple[dict[str, str], ...]:
+    """The content blocks a reply's provider needs back, unchanged and in order: each signed thinking
+    block, each redacted one, and the answer text. None for a reply without signed blocks: its text is
+    enough, and reasoning without a signature (a reply stopped mid-thought) cannot be sent back."""
+    if not any("signature" in part or "redacted" in part for part in message.parts):
+        return ()
+    blocks: list[dict[str, str]] = []
+    for part in message.parts:
+        if "redacted" in part:
+            blocks.append({"type": "redacted_thinking", "data": part["redacted"]})
+        elif "signature" in part:
+            blocks.append({"type": "thinking", "thinking": part["text"], "signature": part["signature"]})
+        elif part["kind"] == "text" and part["text"]:
+            blocks.append({"type": "text", "text": part["text"]})
+    return tuple(blocks)

@@ -250,6 +250,25 @@ CHAT_DEFAULT_MODEL = env_str("CHAT_DEFAULT_MODEL", "local:smollm2-135m-instruct"
 # --- Streaming engine ------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000)
 CHAT_MAX_OUTPUT_TOKENS = env_int("CHAT_MAX_OUTPUT_TOKENS", 4096)
+# Anthropic extended thinking: each of ANTHROPIC_THINKING_MODELS (by default every Anthropic model) may
+# think for up to ANTHROPIC_THINKING_BUDGET tokens of its reply budget; 0 switches thinking off.
+ANTHROPIC_THINKING_BUDGET = env_int("ANTHROPIC_THINKING_BUDGET", 0)
+ANTHROPIC_THINKING_MODELS = env_list("ANTHROPIC_THINKING_MODELS", ",".join(ANTHROPIC_MODELS))
+if ANTHROPIC_THINKING_BUDGET:
+    # Anthropic counts thinking in `max_tokens`, the reply budget (chat/prompts.py: the model's MAX_OUTPUT,
+    # else CHAT_MAX_OUTPUT_TOKENS, at most half its context, 200,000 tokens unless its entry says).
+    for _model in ANTHROPIC_THINKING_MODELS:
+        if _model not in _anthropic_models:
+            raise ImproperlyConfigured(f"ANTHROPIC_THINKING_MODELS: {_model!r} is not in ANTHROPIC_MODELS")
+        _limits = _anthropic_models[_model]
+        _reply_budget = min(
+            _limits.get("max_output_tokens", CHAT_MAX_OUTPUT_TOKENS), _limits.get("context_tokens", 200_000) // 2
+        )
+        if not 1024 <= ANTHROPIC_THINKING_BUDGET < _reply_budget:
+            raise ImproperlyConfigured(
+                f"ANTHROPIC_THINKING_BUDGET must be 0 (off) or at least 1024 and below the reply budget of every "
+                f"thinking model; {_model} replies in {_reply_budget} tokens, got {ANTHROPIC_THINKING_BUDGET}"
+            )
 CHAT_TIMEOUT_CONNECT = env_float("CHAT_TIMEOUT_CONNECT", 10.0)
 CHAT_TIMEOUT_FIRST_TOKEN = env_float("CHAT_TIMEOUT_FIRST_TOKEN", 60.0)
 CHAT_TIMEOUT_IDLE = env_float("CHAT_TIMEOUT_IDLE", 30.0)

@@ -81,6 +81,11 @@ class Scenario:
     # only); `after` counts only the tokens.
     reasoning_tokens: tuple[str, ...] = ()
     reasoning_field: ReasoningField = "reasoning_content"
+    # Anthropic thinking: the reasoning tokens stream in a `thinking` block ended by a signature_delta
+    # with `signature` (a block is sent if either is set), then one `redacted_thinking` block per item
+    # of `redacted` (its opaque data), then the text block.
+    signature: str = ""
+    redacted: tuple[str, ...] = ()
 
     @classmethod
     def reply(cls, *tokens: str, delay: float = 0.0, **fields: Any) -> "Scenario":
@@ -99,6 +104,22 @@ class Scenario:
         `text` as content. Pass `extra_delta` for the rest of a server's delta (Ollama's role and empty
         content, DeepSeek's nulls): it goes into the reasoning chunks too."""
         return cls(tokens=split_text(text), reasoning_tokens=split_text(reasoning), reasoning_field=field, **fields)
+
+    @classmethod
+    def anthropic_thinking(
+        cls, reasoning: str, text: str, *, signature: str = "", redacted: tuple[str, ...] = (), **fields: Any
+    ) -> "Scenario":
+        """Anthropic extended thinking as the API streams it: a `thinking` block with `reasoning` in
+        thinking_delta events and a signature_delta, then a `redacted_thinking` block per item of `redacted`,
+        then `text` in the next block. An empty `reasoning` with a signature is `display: "omitted"`."""
+        signature = signature or f"sig-{len(reasoning)}-" + "Eq0BCkgIBxABGAIiQL+/fake=="
+        return cls(
+            tokens=split_text(text),
+            reasoning_tokens=split_text(reasoning),
+            signature=signature,
+            redacted=redacted,
+            **fields,
+        )
 
     @classmethod
     def think_inline(
@@ -395,6 +416,8 @@ class _Connection(asyncio.Protocol):
         for token in scenario.reasoning_tokens:
             await self.pause(scenario.delay)
             await self.send_chunk(events.reasoning(token))
+        for frame in events.after_reasoning():
+            await self.send_chunk(frame)
         for index, token in enumerate(scenario.sent_tokens):
             await self.pause(scenario.delay)
             await self.send_chunk(events.token(token, index))
@@ -486,6 +509,9 @@ class _OpenAIEvents:
     def reasoning(self, text: str) -> str:
         return self.chunk({**self.scenario.extra_delta, self.scenario.reasoning_field: text})
 
+    def after_reasoning(self) -> list[str]:
+        return []
+
     def token(self, text: str, index: int) -> str:
         return self.chunk({**self.scenario.extra_delta, "content": text})
 
@@ -523,11 +549,14 @@ class _OpenAIEvents:
 
 
 class _AnthropicEvents:
-    """Messages stream events, each with its `event:` line, including a ping."""
+    """Messages stream events, each with its `event:` line, including a ping: a thinking block and
+    redacted thinking blocks first if the scenario has them, then the text block."""
 
     def __init__(self, scenario: Scenario, request: RecordedRequest) -> None:
         self.scenario = scenario
         self.model = (request.body or {}).get("model", "fake-model")
+        self.thinking = bool(scenario.reasoning_tokens or scenario.signature)
+        self.text_index = len(scenario.redacted) + 1 if self.thinking else 0
 
     def opening(self) -> list[str]:
         message = {
@@ -547,19 +576,27 @@ class _AnthropicEvents:
                 ),
             },
         }
-        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        first = {"type": "thinking", "thinking": ""} if self.thinking else {"type": "text", "text": ""}
         return [
             _sse({"type": "message_start", "message": message}, "message_start"),
-            _sse(block, "content_block_start"),
+            _block_start(0, first),
             _sse({"type": "ping"}, "ping"),
         ]
 
     def reasoning(self, text: str) -> str:
-        raise NotImplementedError("the fake upstream scripts no Anthropic thinking blocks yet")
+        return _block_delta(0, {"type": "thinking_delta", "thinking": text})
+
+    def after_reasoning(self) -> list[str]:
+        """The thinking block's signature and end, the redacted blocks, the start of the text block."""
+        if not self.thinking:
+            return []
+        frames = [_block_delta(0, {"type": "signature_delta", "signature": self.scenario.signature}), _block_stop(0)]
+        for index, data in enumerate(self.scenario.redacted, start=1):
+            frames += [_block_start(index, {"type": "redacted_thinking", "data": data}), _block_stop(index)]
+        return [*frames, _block_start(self.text_index, {"type": "text", "text": ""})]
 
     def token(self, text: str, index: int) -> str:
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
-        return _sse(delta, "content_block_delta")
+        return _block_delta(self.text_index, {"type": "text_delta", "text": text})
 
     def closing(self) -> list[str]:
         scenario = self.scenario
@@ -574,13 +611,28 @@ class _AnthropicEvents:
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": len(scenario.sent_tokens), **scenario.delta_usage},
+            "usage": {
+                "output_tokens": len(scenario.reasoning_tokens) + len(scenario.sent_tokens),
+                **scenario.delta_usage,
+            },
         }
         return [
-            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            _block_stop(self.text_index),
             _sse(delta, "message_delta"),
             _sse({"type": "message_stop"}, "message_stop"),
         ]
+
+
+def _block_start(index: int, block: dict[str, Any]) -> str:
+    return _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> str:
+    return _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+
+
+def _block_stop(index: int) -> str:
+    return _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
 
 
 __all__ = ["FakeUpstream", "RecordedRequest", "Scenario", "split_text"]

@@ -206,3 +206,36 @@ async def test_a_reply_that_never_streamed_has_no_parts_and_no_durations(clock):
     await coalescer.close()
 
     assert (coalescer.parts, coalescer.durations_ms(), coalescer.content) == ([], [], "")
+
+
+@pytest.mark.usefixtures("roomy_layer")
+async def test_signatures_and_redacted_blocks_are_kept_for_the_record_and_never_published(clock):
+    channel = await follow_conversation()
+    await live_log().begin(MESSAGE)
+    coalescer = FrameCoalescer(conversation_id=CONVERSATION, message_id=MESSAGE, clock=clock)
+
+    coalescer.keep("reasoning", signature="sig-omitted")  # thinking with its text omitted: a block of its own
+    await coalescer.add("Two and two.", kind="reasoning")
+    coalescer.keep("reasoning", signature="sig-1")
+    coalescer.keep("reasoning", redacted="opaque==")
+    await coalescer.add("Still four.", kind="reasoning")  # a new thinking block: a part of its own
+    coalescer.keep("reasoning", signature="sig-2")
+    await coalescer.add("Four.", kind="text")
+    await coalescer.close()
+
+    deltas = await published_deltas(channel)
+    assert [(d["part"], d["kind"], d["text"]) for d in deltas] == [
+        (0, "reasoning", "Two and two."),
+        (1, "reasoning", "Still four."),
+        (2, "text", "Four."),
+    ]
+    assert coalescer.parts == [("reasoning", "Two and two."), ("reasoning", "Still four."), ("text", "Four.")]
+    assert len(coalescer.durations_ms()) == 3
+    assert coalescer.records == [
+        {"kind": "reasoning", "text": "", "signature": "sig-omitted"},
+        {"kind": "reasoning", "text": "Two and two.", "signature": "sig-1"},
+        {"kind": "reasoning", "text": "", "redacted": "opaque=="},
+        {"kind": "reasoning", "text": "Still four.", "signature": "sig-2"},
+        {"kind": "text", "text": "Four."},
+    ]
+    assert (await live_log().state(MESSAGE)).parts == coalescer.parts

@@ -57,3 +57,43 @@ def test_the_reply_budget_is_at_most_half_a_small_models_context():
         conversation=Conversation(), history=history(("user", "a")), model=SMALL_MODEL, max_output_tokens=4096
     )
     assert request.max_output_tokens == 100
+
+
+def test_a_reply_with_signed_thinking_is_sent_back_as_its_blocks_in_order_and_others_as_text():
+    signed = Message(
+        role="assistant",
+        content="Four.",
+        parts=[
+            {"kind": "reasoning", "text": "Two and two.", "signature": "sig-1", "duration_ms": 900},
+            {"kind": "reasoning", "text": "", "redacted": "opaque=="},
+            {"kind": "text", "text": "Four.", "duration_ms": 100},
+        ],
+    )
+    unsigned = Message(
+        role="assistant",
+        content="Five.",
+        parts=[{"kind": "reasoning", "text": "Hm"}, {"kind": "text", "text": "Five."}],
+    )
+    request = build_request(
+        conversation=Conversation(),
+        history=[
+            Message(role="user", content="a"),
+            signed,
+            Message(role="user", content="b"),
+            unsigned,
+            Message(role="user", content="c"),
+        ],
+        model=SMALL_MODEL,
+        max_output_tokens=50,
+    )
+
+    assert request.turns[1] == ChatTurn(
+        "assistant",
+        "Four.",
+        (
+            {"type": "thinking", "thinking": "Two and two.", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "opaque=="},
+            {"type": "text", "text": "Four."},
+        ),
+    )
+    assert request.turns[3] == ChatTurn("assistant", "Five."), "reasoning without a signature cannot go back"

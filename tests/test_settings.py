@@ -79,3 +79,21 @@ def test_named_openai_compatible_servers_are_offered_under_their_names(settings)
         assert [m.ref for m in registry.available_models()] == ["anthropic:claude-x", "ollama:llama3", "ollama:qwen"]
     finally:
         registry.reset()
+
+
+def test_an_anthropic_thinking_budget_must_be_at_least_1024_and_fit_each_thinking_models_reply_budget():
+    models = "claude-a,claude-b@200000/16000"
+    assert run_check(ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="2048").returncode == 0
+    too_small = run_check(ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="1000")
+    too_big = run_check(ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="8000")  # claude-a replies in 4096
+    fits_its_model = run_check(
+        ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="8000", ANTHROPIC_THINKING_MODELS="claude-b"
+    )
+    unknown = run_check(ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="2048", ANTHROPIC_THINKING_MODELS="claude-c")
+
+    assert (
+        too_small.returncode != 0 and "ANTHROPIC_THINKING_BUDGET must be 0 (off) or at least 1024" in too_small.stderr
+    )
+    assert too_big.returncode != 0 and "claude-a replies in 4096 tokens" in too_big.stderr
+    assert fits_its_model.returncode == 0, fits_its_model.stderr
+    assert unknown.returncode != 0 and "'claude-c' is not in ANTHROPIC_MODELS" in unknown.stderr

@@ -50,6 +50,10 @@ class FrameCoalescer:
     A reply is a list of parts (reasoning, then the answer, say): a delta of another kind than the
     part being written ends that part (what is buffered goes out at once) and opens the next one.
     A frame holds text of one part; its offset counts within that part; `seq` counts all frames.
+
+    What the provider needs back on the next turn (a thinking block's signature, a redacted thinking
+    block) is kept for the reply's record (`records`), never published: clients see the same parts
+    as ever. Such a block ends the part being written, so each signed block stays a part of its own.
     """
 
     def __init__(self, *, conversation_id: int, message_id: int, clock: Clock | None = None) -> None:
@@ -62,6 +66,10 @@ class FrameCoalescer:
         self._lengths: list[int] = []  # per part, the length published so far
         self._ends: list[FrameEnd] = []  # where each frame ended: enough to rebuild a lost live log
         self._began: list[float] = []  # per part, when its first delta came (the clock's time)
+        self._kept: list[dict[str, str]] = []  # per part, the provider's data for it (a signature)
+        # Provider blocks with no text to show (redacted thinking), each with the number of parts before it.
+        self._hidden: list[tuple[int, dict[str, str]]] = []
+        self._block_ended = False  # the provider ended the last part's block: the next delta opens a part
         self._last_delta = 0.0
         self._pending: list[str] = []  # text of the last part, not yet published
         self._pending_chars = 0
@@ -81,6 +89,30 @@ class FrameCoalescer:
                 sent[:] = ["".join(sent)]
         return [(kind, sent[0] if sent else "") for kind, sent in zip(self._kinds, self._sent, strict=True)]
 
+    @property
+    def records(self) -> list[dict[str, str]]:
+        """Every part as the reply stores it: `{"kind", "text"}` with the provider's data for it, and the
+        blocks with no text in their places among them."""
+        records = [
+            {"kind": kind, "text": text, **kept} for (kind, text), kept in zip(self.parts, self._kept, strict=True)
+        ]
+        for position, block in reversed(self._hidden):
+            records.insert(position, dict(block))
+        return records
+
+    def keep(self, kind: str, *, signature: str = "", redacted: str = "") -> None:
+        """Keep provider data with the reply, publish nothing: the `signature` ending the block of the
+        part being written (with no such part, as in omitted thinking, a block of its own), or the opaque
+        data of a `redacted` block. Either ends the part being written."""
+        writing = bool(self._kinds) and self._kinds[-1] == kind and not self._block_ended
+        if signature and writing:
+            self._kept[-1]["signature"] = signature
+        elif signature:
+            self._hidden.append((len(self._kinds), {"kind": kind, "text": "", "signature": signature}))
+        if redacted:
+            self._hidden.append((len(self._kinds), {"kind": kind, "text": "", "redacted": redacted}))
+        self._block_ended = True
+
     def durations_ms(self) -> list[int]:
         """How long each part took: from its first delta to the next part's first (or the last delta)."""
         if not self._began:
@@ -95,12 +127,14 @@ class FrameCoalescer:
 
     async def add(self, text: str, *, kind: str = "text") -> None:
         now = self._clock.time()
-        if not self._kinds or kind != self._kinds[-1]:
+        if not self._kinds or kind != self._kinds[-1] or self._block_ended:
             await self.flush()  # the part being written ends here
             self._kinds.append(kind)
             self._sent.append([])
             self._lengths.append(0)
             self._began.append(now)
+            self._kept.append({})
+            self._block_ended = False
         self._last_delta = now
         self._pending.append(text)
         self._pending_chars += len(text)

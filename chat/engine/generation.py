@@ -116,7 +116,7 @@ class Generation:
         _settle_usage(result, context, frames.parts)
         kwargs = {
             "message_id": context.reply.pk,
-            "parts": frames.parts,
+            "parts": frames.records,
             "part_ms": frames.durations_ms(),
             "seq": frames.seq,
             "result": result,
@@ -155,7 +155,10 @@ class Generation:
                                     first_token_at = now
                                     self.send_to_first_token_ms = _ms_since(context.reply.created_at)
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
-                                await frames.add(delta.text, kind=delta.kind)
+                                if delta.text:
+                                    await frames.add(delta.text, kind=delta.kind)
+                                if delta.keeps:
+                                    frames.keep(delta.kind, signature=delta.signature, redacted=delta.redacted)
                                 now = clock.time()
                                 if now >= next_checkpoint and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
@@ -197,7 +200,7 @@ class Generation:
         try:
             outcome = await database_sync_to_async(services.generation_checkpoint)(
                 message_id=self.message_id,
-                parts=frames.parts,
+                parts=frames.records,
                 part_ms=frames.durations_ms(),
                 seq=frames.seq,
                 lease_holder=self.lease_holder,

@@ -1,17 +1,28 @@
 """Anthropic's Messages API."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import anthropic
 
 from chat.per_loop import PerLoop
-from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
+from chat.providers.base import ChatTurn, Delta, GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.transport import error_for_kind, error_for_status, request_timeout
 
 CONTEXT_TOKENS = 200_000
+
+# Stop reasons that end a reply without a whole answer: the error (code, message) the reply fails with,
+# keeping what it streamed. `max_tokens` is not one: the reply used its budget, as OpenAI's `length`.
+STOP_ERRORS = {
+    "refusal": ("refused", "The model declined to answer this request and stopped."),
+    "pause_turn": ("truncated", "The provider paused the reply before it finished. Retry it."),
+    "model_context_window_exceeded": (
+        "truncated",
+        "The reply filled the model's context window and was cut off. Start a new conversation to go on.",
+    ),
+}
 
 
 class AnthropicProvider(Provider):
@@ -20,8 +31,20 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     label = "Anthropic"
 
-    def __init__(self, *, api_key: str, base_url: str | None, model_names: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        model_names: list[str],
+        thinking_budget: int = 0,
+        thinking_models: Collection[str] = (),
+    ) -> None:
         self.model_names = list(model_names)
+        # Extended thinking: these models may think for up to `thinking_budget` tokens (0: none does).
+        # The settings check that it is at least 1024 and below every such model's reply budget.
+        self.thinking_budget = thinking_budget
+        self.thinking_models = frozenset(thinking_models) if thinking_budget else frozenset()
         # The worker retries before the first token itself, so the SDK must not.
         self._clients = PerLoop(
             lambda: anthropic.AsyncAnthropic(
@@ -37,14 +60,34 @@ class AnthropicProvider(Provider):
 
     def open_stream(self, request: GenerationRequest) -> Any:
         """The SDK's stream manager; entering it sends the request."""
-        optional = {"system": request.system} if request.system else {}
+        optional: dict[str, Any] = {"system": request.system} if request.system else {}
+        if request.model in self.thinking_models:
+            optional["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
         return self._clients.get().messages.stream(
             model=request.model,
-            messages=[{"role": turn.role, "content": turn.content} for turn in alternating_turns(request.turns)],
+            messages=[_message(turn) for turn in alternating_turns(request.turns)],
             max_tokens=request.max_output_tokens,
             timeout=request_timeout(),
             **optional,
         )
+
+
+def _message(turn: ChatTurn) -> dict[str, Any]:
+    """A turn as the API takes it: its content blocks, as received, where it has them; else its text."""
+    return {"role": turn.role, "content": [dict(block) for block in turn.blocks] if turn.blocks else turn.content}
+
+
+def _blocks(turn: ChatTurn) -> tuple[dict[str, str], ...]:
+    return turn.blocks or ({"type": "text", "text": turn.content},)
+
+
+def _merged(first: ChatTurn, second: ChatTurn) -> ChatTurn:
+    """Two turns of one role as one; a turn with content blocks keeps them (signed blocks must go back
+    unchanged), so the merge is then a list of blocks, not a string."""
+    content = f"{first.content}\n\n{second.content}"
+    if not (first.blocks or second.blocks):
+        return ChatTurn(first.role, content)
+    return ChatTurn(first.role, content, (*_blocks(first), *_blocks(second)))
 
 
 def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
@@ -55,10 +98,10 @@ def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
     """
     merged: list[ChatTurn] = []
     for turn in turns:
-        if not turn.content or (not merged and turn.role != "user"):
+        if not (turn.content or turn.blocks) or (not merged and turn.role != "user"):
             continue
         if merged and merged[-1].role == turn.role:
-            merged[-1] = ChatTurn(turn.role, f"{merged[-1].content}\n\n{turn.content}")
+            merged[-1] = _merged(merged[-1], turn)
         else:
             merged.append(turn)
     while merged and merged[-1].role != "user":
@@ -78,10 +121,12 @@ class AnthropicReplyStream(SDKReplyStream):
     def open(self) -> Any:
         return self._provider.open_stream(self.request)
 
-    async def texts(self, response: Any) -> AsyncIterator[str]:
+    async def texts(self, response: Any) -> AsyncIterator[str | Delta]:
         async for event in response:
-            if text := self._take(event):
-                yield text
+            if delta := self._take(event):
+                yield delta
+        if error := STOP_ERRORS.get(self.result.finish_reason):
+            raise ProviderError(*error)
 
     def status_error(self, exc: Any) -> ProviderError:
         """An HTTP error status, or (status 200) an `event: error` received mid-stream."""
@@ -91,10 +136,10 @@ class AnthropicReplyStream(SDKReplyStream):
         error = body.get("error", body)
         return error_for_kind(error.get("type") if isinstance(error, dict) else None)
 
-    def _take(self, event: Any) -> str:
-        """Record what the event reports; return its text. Unknown event types are ignored."""
-        if event.type == "content_block_delta" and event.delta.type == "text_delta":
-            return event.delta.text
+    def _take(self, event: Any) -> str | Delta:
+        """Record what the event reports; return its delta. Unknown event types are ignored."""
+        if event.type in ("content_block_start", "content_block_delta"):
+            return _block_delta(event)
         if event.type == "message_start":
             usage = event.message.usage  # its output_tokens is a placeholder: a cut-short reply gets an estimate
             self.result.input_tokens = usage.input_tokens  # the uncached ones only
@@ -114,3 +159,19 @@ class AnthropicReplyStream(SDKReplyStream):
             if usage.output_tokens_details is not None:
                 self.result.reasoning_tokens = usage.output_tokens_details.thinking_tokens
         return ""
+
+
+def _block_delta(event: Any) -> str | Delta:
+    """What a content block's start or delta adds to the reply: answer text, thinking text, the
+    signature that ends a thinking block, or a redacted thinking block (its opaque data, no text)."""
+    if event.type == "content_block_start":
+        block = event.content_block
+        return Delta("", "reasoning", redacted=block.data) if block.type == "redacted_thinking" else ""
+    delta = event.delta
+    if delta.type == "text_delta":
+        return delta.text
+    if delta.type == "thinking_delta":
+        return Delta(delta.thinking, "reasoning")
+    if delta.type == "signature_delta":
+        return Delta("", "reasoning", signature=delta.signature)
+    return ""

@@ -20,6 +20,7 @@ ERROR_CODES = (
     "connection",
     "bad_request",
     "truncated",
+    "refused",
     "upstream_error",
 )
 
@@ -35,6 +36,7 @@ class ProviderError(Exception):
         "connection": "Could not reach the provider.",
         "bad_request": "The provider refused the request (it may be too long for this model).",
         "truncated": "The provider's reply was cut off before it finished.",
+        "refused": "The model declined to answer this request.",
         "upstream_error": "The provider failed while answering. Try again.",
     }
     RETRYABLE: ClassVar[frozenset[str]] = frozenset({"rate_limited", "overloaded", "connection", "upstream_error"})
@@ -53,8 +55,13 @@ class ProviderError(Exception):
 
 @dataclass(frozen=True)
 class ChatTurn:
+    """One message of the prompt. `content` is its answer text; `blocks`, when a provider needs more
+    than the text back (Anthropic's signed thinking blocks), the content blocks to send as they were
+    received. Providers that know no blocks send `content`."""
+
     role: Role
     content: str
+    blocks: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,10 +123,22 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of a reply as the provider streams it: answer `text`, or the model's `reasoning`."""
+    """A piece of a reply as the provider streams it: answer `text`, or the model's `reasoning`.
+
+    A reasoning delta may instead carry what the provider needs back on the next turn and no client
+    sees: the `signature` that ends the thinking block being streamed, or the opaque data of a
+    `redacted` thinking block (each with empty text).
+    """
 
     text: str
     kind: PartKind = "text"
+    signature: str = ""
+    redacted: str = ""
+
+    @property
+    def keeps(self) -> bool:
+        """It carries provider data to store with the reply (besides any text)."""
+        return bool(self.signature or self.redacted)
 
 
 def estimate_tokens(text: str) -> int:
@@ -154,6 +173,8 @@ class ReplyStream(ABC):
         async for piece in self.deltas():
             delta = Delta(piece) if isinstance(piece, str) else piece
             if not delta.text:
+                if delta.keeps:
+                    yield delta  # stored with the reply, never shown: no first token, no output chars
                 continue
             if self.result.time_to_first_token_ms is None:
                 self.result.time_to_first_token_ms = self._elapsed_ms()

@@ -38,6 +38,8 @@ def providers() -> dict[str, Provider]:
                 api_key=settings.ANTHROPIC_API_KEY,
                 base_url=settings.ANTHROPIC_BASE_URL or None,
                 model_names=settings.ANTHROPIC_MODELS,
+                thinking_budget=settings.ANTHROPIC_THINKING_BUDGET,
+                thinking_models=settings.ANTHROPIC_THINKING_MODELS,
             )
         )
     for server in settings.OPENAI_COMPATIBLE_SERVERS:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chat import selectors
 from chat.errors import ChatError
-from chat.models import Conversation, DailyUsage, Message, stored_parts
+from chat.models import Conversation, DailyUsage, Message, ReplyPart, stored_parts
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
@@ -95,7 +95,7 @@ def generation_leases_renew(*, lease_holders: Collection[str]) -> int:
 
 
 def _reply_text(
-    content: str, parts: Sequence[tuple[str, str]] | None, part_ms: Sequence[int] | None = None
+    content: str, parts: Sequence[ReplyPart] | None, part_ms: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """The text fields of a reply: from its `parts` when given (every kind, with how long each took),
     else its answer `content`."""
@@ -110,7 +110,7 @@ def generation_checkpoint(
     seq: int,
     lease_holder: str,
     content: str = "",
-    parts: Sequence[tuple[str, str]] | None = None,
+    parts: Sequence[ReplyPart] | None = None,
     part_ms: Sequence[int] | None = None,
 ) -> Checkpoint:
     """Save the text so far (`parts`, or the answer `content` of a text-only reply) and renew the lease,
@@ -133,7 +133,7 @@ def generation_finish(
     error: object | None = None,
     send_to_first_token_ms: int | None = None,
     content: str = "",
-    parts: Sequence[tuple[str, str]] | None = None,
+    parts: Sequence[ReplyPart] | None = None,
     part_ms: Sequence[int] | None = None,
 ) -> Message | None:
     """Save the final state of a reply, whatever ended it (its text as in generation_checkpoint); None
@@ -241,7 +241,7 @@ def reply_mark_interrupted(
     lease_holder: str,
     send_to_first_token_ms: int | None = None,
     content: str = "",
-    parts: Sequence[tuple[str, str]] | None = None,
+    parts: Sequence[ReplyPart] | None = None,
     part_ms: Sequence[int] | None = None,
 ) -> Message | None:
     """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost)."""
