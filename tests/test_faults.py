@@ -220,6 +220,33 @@ async def test_killed_worker_reply_is_interrupted_within_the_lease_and_can_be_co
     await client.close()
 
 
+async def reasoning_checkpointed(message_id: int) -> bool:
+    reply = await reply_of(message_id)
+    return reply.status == "streaming" and bool(reply.reasoning) and not reply.content
+
+
+async def test_a_worker_killed_mid_reasoning_leaves_the_reasoning_of_its_last_checkpoint(cluster, upstream):
+    one = cluster()
+    doomed = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    reasoning = "".join(f" step{i}" for i in range(400))
+    upstream.script(Scenario.with_reasoning(reasoning, "The answer.", delay=0.03))
+    reply_id = (await client.ask("send", content="think long"))["message"]["id"]
+    await wait_for(lambda: reasoning_checkpointed(reply_id))
+    one.worker()  # a survivor, to notice the lease run out
+
+    doomed.popen.kill()
+    _, status = await client.follow(quiet=10)
+    saved = await reply_of(reply_id)
+    assert status == saved.status == "interrupted"
+    assert saved.content == "" and saved.reasoning and reasoning.startswith(saved.reasoning)
+    assert [part["kind"] for part in saved.part_list()] == ["reasoning"]
+    assert not await active_replies()
+    await client.close()
+
+
 async def test_no_reply_stays_streaming_after_every_process_is_killed_and_restarted(cluster, upstream):
     one = cluster(CHAT_PENDING_EXPIRY_SECONDS="4")
     worker = one.worker()
