@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, answer_text
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def snapshot_frame(
     if reply is not None:
         payload = message_payload(reply)
         if parts is not None:
-            content = "".join(text for kind, text in parts if kind == "text")
+            content = answer_text(parts)
             live = [{"kind": kind, "text": text} for kind, text in parts]
             payload.update(content=content, seq=seq, length=len(content), parts=parts_payload(live))
     return {"type": "snapshot", "conversation": conversation_id, "message": payload}

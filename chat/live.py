@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from chat.models import answer_text
 from chat.per_loop import PerLoop
 from chat.redis_clients import key, log_client
 
@@ -75,7 +76,7 @@ class LiveState:
     @property
     def content(self) -> str:
         """The answer text: every text part, joined."""
-        return "".join(text for kind, text in self.parts if kind == "text")
+        return answer_text(self.parts)
 
 
 @dataclass(frozen=True)

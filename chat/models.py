@@ -1,6 +1,6 @@
 """Conversations and their messages: the database is the truth, the channel layer only carries frames."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -166,11 +166,16 @@ PROVIDER_KEYS = ("signature", "redacted")  # kept in a reply's parts for its pro
 ReplyPart = tuple[str, str] | Mapping[str, str]  # (kind, text), or {"kind", "text"} with provider data
 
 
+def answer_text(parts: Iterable[tuple[str, str]]) -> str:
+    """A reply's answer: the text of its `(kind, text)` parts of kind `text`, joined."""
+    return "".join(text for kind, text in parts if kind == "text")
+
+
 def stored_parts(parts: Sequence[ReplyPart], part_ms: Sequence[int] | None = None) -> dict[str, Any]:
     """A reply's parts as its fields: `content` is the answer text (its text parts); `parts` lists them
     all, with how long each shown part took (`part_ms`, if known), only when some are not plain text."""
     stored = [dict(part) if isinstance(part, Mapping) else {"kind": part[0], "text": part[1]} for part in parts]
-    content = "".join(part["text"] for part in stored if part["kind"] == "text")
+    content = answer_text((part["kind"], part["text"]) for part in stored)
     if all(part.keys() == {"kind", "text"} and part["kind"] == "text" for part in stored):
         return {"content": content, "parts": []}
     for part, ms in zip((part for part in stored if part["text"]), part_ms or [], strict=False):

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from chat import events
 from chat.live import FrameEnd, LiveFrame, Part, live_log
+from chat.models import answer_text
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FrameCoalescer:
     @property
     def content(self) -> str:
         """The answer text published so far: the text parts, joined."""
-        return "".join(text for kind, text in self.parts if kind == "text")
+        return answer_text(self.parts)
 
     async def add(self, text: str, *, kind: str = "text") -> None:
         now = self._clock.time()
