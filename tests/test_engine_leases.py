@@ -66,9 +66,14 @@ def test_a_claim_names_its_lease_holder_after_the_worker(user):
 def test_a_checkpoint_by_another_holder_saves_nothing_and_says_the_lease_is_lost(user):
     reply = pending_reply(user)
     mine = services.generation_begin(message_id=reply.pk, worker_id="a").lease_holder
-    assert services.generation_checkpoint(message_id=reply.pk, content="Once", seq=1, lease_holder=mine) == "saved"
+    assert (
+        services.generation_checkpoint(message_id=reply.pk, parts=[("text", "Once")], seq=1, lease_holder=mine)
+        == "saved"
+    )
 
-    outcome = services.generation_checkpoint(message_id=reply.pk, content="Other text", seq=9, lease_holder="b/123")
+    outcome = services.generation_checkpoint(
+        message_id=reply.pk, parts=[("text", "Other text")], seq=9, lease_holder="b/123"
+    )
 
     assert outcome == services.Checkpoint.LEASE_LOST
     saved = row(reply.pk)
@@ -83,7 +88,7 @@ def test_a_stop_request_and_a_lost_lease_are_different_checkpoint_outcomes(user)
     assert [r.pk for r in services.replies_interrupt_stale()] == [reaped.pk]
 
     outcomes = [
-        services.generation_checkpoint(message_id=r.pk, content="text", seq=1, lease_holder=holders[r.pk])
+        services.generation_checkpoint(message_id=r.pk, parts=[("text", "text")], seq=1, lease_holder=holders[r.pk])
         for r in (stopped, reaped)
     ]
 
@@ -94,7 +99,9 @@ def test_a_stop_request_and_a_lost_lease_are_different_checkpoint_outcomes(user)
 def test_a_final_save_after_the_reaper_changes_nothing(user):
     reply = pending_reply(user)
     mine = services.generation_begin(message_id=reply.pk, worker_id="a").lease_holder
-    services.generation_checkpoint(message_id=reply.pk, content="Kept by the reaper", seq=3, lease_holder=mine)
+    services.generation_checkpoint(
+        message_id=reply.pk, parts=[("text", "Kept by the reaper")], seq=3, lease_holder=mine
+    )
     Message.objects.filter(pk=reply.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     services.replies_interrupt_stale()
     reaped = row(reply.pk)
@@ -102,7 +109,9 @@ def test_a_final_save_after_the_reaper_changes_nothing(user):
 
     for finish in (services.generation_finish, services.reply_mark_interrupted):
         extra = {"status": Message.Status.CANCELLED} if finish is services.generation_finish else {}
-        saved = finish(message_id=reply.pk, content="Overwritten", seq=9, result=result, lease_holder=mine, **extra)
+        saved = finish(
+            message_id=reply.pk, parts=[("text", "Overwritten")], seq=9, result=result, lease_holder=mine, **extra
+        )
         assert saved is None
 
     after = row(reply.pk)
@@ -116,10 +125,10 @@ def test_a_final_save_by_another_holder_changes_nothing_and_the_holders_save_lan
     result = StreamResult(finish_reason="stop")
     finish = {"message_id": reply.pk, "seq": 2, "status": Message.Status.COMPLETE, "result": result}
 
-    assert services.generation_finish(content="Stolen", lease_holder="b/1", **finish) is None
+    assert services.generation_finish(parts=[("text", "Stolen")], lease_holder="b/1", **finish) is None
     assert row(reply.pk).status == Message.Status.STREAMING
 
-    saved = services.generation_finish(content="The end.", lease_holder=mine, **finish)
+    saved = services.generation_finish(parts=[("text", "The end.")], lease_holder=mine, **finish)
     assert (saved.status, saved.content, saved.lease_holder, saved.lease_expires_at) == (
         "complete",
         "The end.",

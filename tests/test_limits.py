@@ -207,7 +207,7 @@ def test_a_finished_reply_adds_its_tokens_to_the_days_ledger(user):
     reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming", lease_holder="w/1")
     result = StreamResult(finish_reason="stop", input_tokens=7, output_tokens=5)
     services.generation_finish(
-        message_id=reply.pk, content="hi", seq=1, status="complete", result=result, lease_holder="w/1"
+        message_id=reply.pk, parts=[("text", "hi")], seq=1, status="complete", result=result, lease_holder="w/1"
     )
     assert limits.tokens_used_today(user_id=user.pk) == 12
 

@@ -48,15 +48,14 @@ def row(message: Message) -> Message:
 
 def checkpoint(context: services.GenerationContext, content: str, seq: int) -> services.Checkpoint:
     return services.generation_checkpoint(
-        message_id=context.reply.pk, content=content, seq=seq, lease_holder=context.lease_holder
+        message_id=context.reply.pk, parts=[("text", content)], seq=seq, lease_holder=context.lease_holder
     )
 
 
 def finish(context: services.GenerationContext, *, content: str = "", seq: int = 0, **kwargs) -> Message | None:
     kwargs.setdefault("result", StreamResult())
-    return services.generation_finish(
-        message_id=context.reply.pk, content=content, seq=seq, lease_holder=context.lease_holder, **kwargs
-    )
+    kwargs.setdefault("parts", [("text", content)])
+    return services.generation_finish(message_id=context.reply.pk, seq=seq, lease_holder=context.lease_holder, **kwargs)
 
 
 # --- generation_begin ----------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def test_a_checkpoint_saves_the_text_and_seq_and_renews_the_lease(conversation, 
     monkeypatch.setattr("django.utils.timezone.now", lambda: later)
 
     outcome = services.generation_checkpoint(
-        message_id=context.reply.pk, content="Lisbon is", seq=3, lease_holder=context.lease_holder
+        message_id=context.reply.pk, parts=[("text", "Lisbon is")], seq=3, lease_holder=context.lease_holder
     )
 
     assert outcome == services.Checkpoint.SAVED
@@ -434,7 +433,11 @@ def test_a_worker_shutting_down_saves_what_it_has_of_a_reply_as_interrupted(user
     result = StreamResult(input_tokens=10, output_tokens=4, tokens_estimated=True, duration_ms=300)
 
     final = services.reply_mark_interrupted(
-        message_id=context.reply.pk, content="Lisbon is", seq=3, result=result, lease_holder=context.lease_holder
+        message_id=context.reply.pk,
+        parts=[("text", "Lisbon is")],
+        seq=3,
+        result=result,
+        lease_holder=context.lease_holder,
     )
 
     saved = row(context.reply)
@@ -450,7 +453,11 @@ def test_a_worker_shutting_down_after_its_lease_was_reaped_saves_nothing(convers
     services.replies_interrupt_stale()
 
     final = services.reply_mark_interrupted(
-        message_id=context.reply.pk, content="late", seq=3, result=StreamResult(), lease_holder=context.lease_holder
+        message_id=context.reply.pk,
+        parts=[("text", "late")],
+        seq=3,
+        result=StreamResult(),
+        lease_holder=context.lease_holder,
     )
 
     assert final is None

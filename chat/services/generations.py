@@ -5,7 +5,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -68,7 +67,6 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
     except registry.UnknownModel:
         generation_finish(
             message_id=message_id,
-            content="",
             seq=0,
             status=Message.Status.FAILED,
             result=StreamResult(),
@@ -94,29 +92,18 @@ def generation_leases_renew(*, lease_holders: Collection[str]) -> int:
     )
 
 
-def _reply_text(
-    content: str, parts: Sequence[ReplyPart] | None, part_ms: Sequence[int] | None = None
-) -> dict[str, Any]:
-    """The text fields of a reply: from its `parts` when given (every kind, with how long each took),
-    else its answer `content`."""
-    if parts is None:
-        return stored_parts([("text", content)] if content else [])
-    return stored_parts(parts, part_ms)
-
-
 def generation_checkpoint(
     *,
     message_id: int,
     seq: int,
     lease_holder: str,
-    content: str = "",
-    parts: Sequence[ReplyPart] | None = None,
+    parts: Sequence[ReplyPart],
     part_ms: Sequence[int] | None = None,
 ) -> Checkpoint:
-    """Save the text so far (`parts`, or the answer `content` of a text-only reply) and renew the lease,
-    if the reply is still this worker's and no stop was asked."""
+    """Save the parts so far (with how long each took, if known) and renew the lease, if the reply is
+    still this worker's and no stop was asked."""
     held = _held(message_id=message_id, lease_holder=lease_holder)
-    text = _reply_text(content, parts, part_ms)
+    text = stored_parts(parts, part_ms)
     if held.filter(cancel_requested=False).update(**text, seq=seq, lease_expires_at=_lease_deadline()):
         return Checkpoint.SAVED
     # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
@@ -132,15 +119,14 @@ def generation_finish(
     lease_holder: str,
     error: object | None = None,
     send_to_first_token_ms: int | None = None,
-    content: str = "",
-    parts: Sequence[ReplyPart] | None = None,
+    parts: Sequence[ReplyPart] = (),
     part_ms: Sequence[int] | None = None,
 ) -> Message | None:
     """Save the final state of a reply, whatever ended it (its text as in generation_checkpoint); None
     (nothing saved) if the lease was lost."""
     code = getattr(error, "code", "")
     fields = {
-        **_reply_text(content, parts, part_ms),
+        **stored_parts(parts, part_ms),
         "seq": seq,
         "status": status,
         "finish_reason": result.finish_reason or ("cancelled" if status == Message.Status.CANCELLED else ""),
@@ -240,15 +226,13 @@ def reply_mark_interrupted(
     result: StreamResult,
     lease_holder: str,
     send_to_first_token_ms: int | None = None,
-    content: str = "",
-    parts: Sequence[ReplyPart] | None = None,
+    parts: Sequence[ReplyPart] = (),
     part_ms: Sequence[int] | None = None,
 ) -> Message | None:
     """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost)."""
     error = ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
     return generation_finish(
         message_id=message_id,
-        content=content,
         parts=parts,
         part_ms=part_ms,
         seq=seq,
