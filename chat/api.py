@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from chat import actions, events, selectors, services
 from chat.errors import ChatError
+from chat.providers import registry
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def unavailable() -> ChatError:
 def error_response(error: ChatError) -> JsonResponse:
     """The JSON error shape, with the HTTP status of its code and `Retry-After` when it says when."""
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
+    if error.field is not None:
+        body["error"]["field"] = error.field
     response = JsonResponse(body, status=STATUS_FOR_CODE.get(error.code, 400))
     if error.retry_after is not None:
         response["Retry-After"] = str(int(error.retry_after + 0.999))
@@ -135,6 +138,7 @@ async def conversations(request: HttpRequest, user: Any, body: dict[str, Any]) -
         model="" if body.get("model") is None else body["model"],  # null, like no model, means the default
         system_prompt=body.get("system_prompt", ""),
         title=body.get("title", ""),
+        parameters=body.get("parameters"),
     )
     await events.publish_to_user(user.pk, events.conversation_frame(conversation, running=False))
     return JsonResponse(events.conversation_payload(conversation, running=False), status=201)
@@ -151,7 +155,11 @@ async def conversation(request: HttpRequest, user: Any, body: dict[str, Any], pk
         await events.publish_to_user(user.pk, events.conversation_deleted_frame(pk))
         return HttpResponse(status=204)
     await database_sync_to_async(services.conversation_update)(
-        conversation=target, title=body.get("title"), model=body.get("model"), system_prompt=body.get("system_prompt")
+        conversation=target,
+        title=body.get("title"),
+        model=body.get("model"),
+        system_prompt=body.get("system_prompt"),
+        parameters=body.get("parameters"),
     )
     updated = (await _conversation_detail(user, pk))["conversation"]
     await events.publish_to_user(user.pk, events.conversation_frame_of(updated))
@@ -181,6 +189,14 @@ continue_ = _reply_starter("continue")
 async def cancel(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
     reply = await actions.stop_reply(user, pk)
     return JsonResponse({"conversation": pk, "message": reply.pk, "stopping": True}, status=202)
+
+
+@require_http_methods(["GET"])
+@api_view
+async def models(request: HttpRequest, user: Any, body: dict[str, Any]) -> HttpResponse:
+    """The models offered, with the parameters each accepts (for a conversation's `parameters`)."""
+    offered = [events.model_payload(model, rules) for model, rules in services.parameters_by_model()]
+    return JsonResponse({"models": offered, "default": registry.default_model_ref()})
 
 
 async def unknown_route(request: HttpRequest, path: str = "") -> JsonResponse:

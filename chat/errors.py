@@ -9,6 +9,7 @@ class ChatError(Exception):
     MESSAGES: ClassVar[dict[str, str]] = {
         "bad_json": "The frame is not valid JSON.",
         "invalid": "The request is missing a field or has one of the wrong type.",
+        "invalid_parameter": "A generation parameter is not accepted by this conversation's model.",
         "unknown_type": "Unknown frame type.",
         "frame_too_large": "The frame is too large.",
         "empty_message": "The message is empty.",
@@ -30,8 +31,11 @@ class ChatError(Exception):
         "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
 
-    def __init__(self, code: str, message: str = "", *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: str, message: str = "", *, retry_after: float | None = None, field: str | None = None
+    ) -> None:
         self.code = code
         self.message = message or self.MESSAGES.get(code, code)
         self.retry_after = retry_after
+        self.field = field  # the request field at fault, where one is (`invalid_parameter`)
         super().__init__(f"{code}: {self.message}")

@@ -7,6 +7,7 @@ socket without decoding and re-encoding it for every listener.
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -15,6 +16,8 @@ from channels.layers import get_channel_layer
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Conversation, Message, answer_text
+from chat.providers.base import ModelInfo
+from chat.providers.parameters import ParameterRule
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +112,35 @@ def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "parameters": conversation.parameters,
         "updated_at": conversation.updated_at.isoformat(),
         "running": running,
     }
+
+
+def model_payload(model: ModelInfo, rules: Mapping[str, ParameterRule]) -> Frame:
+    """A model as `GET /api/models` and the chat's settings list it, with the parameters it accepts."""
+    return {
+        "ref": model.ref,
+        "provider": model.provider,
+        "label": model.label,
+        "context_tokens": model.context_tokens,
+        "parameters": {name: _rule_payload(rule) for name, rule in rules.items()},
+    }
+
+
+def _rule_payload(rule: ParameterRule) -> Frame:
+    payload: Frame = {"kind": rule.kind, "label": rule.label, "help": rule.help}
+    for name in ("minimum", "maximum", "default"):
+        if (value := getattr(rule, name)) is not None:
+            payload[name] = value
+    if rule.choices:
+        payload["choices"] = list(rule.choices)
+    if rule.kind == "strings":
+        payload |= {"max_items": rule.max_items, "max_chars": rule.max_chars}
+    if rule.allow_zero:
+        payload["allow_zero"] = True
+    return payload
 
 
 def hello_frame(*, user_id: int, limits: Frame, protocol: int) -> Frame:
@@ -213,6 +242,8 @@ def error_frame(error: ChatError, *, ref: str | None = None, conversation_id: in
     frame: Frame = {"type": "error", "code": error.code, "message": error.message}
     if error.retry_after is not None:
         frame["retry_after"] = error.retry_after
+    if error.field is not None:
+        frame["field"] = error.field
     if ref is not None:
         frame["ref"] = ref
     if conversation_id is not None:

@@ -13,6 +13,9 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, help_text="Model reference, 'provider:model'.")
     system_prompt = models.TextField(blank=True)
+    # Generation parameters set for this conversation (temperature, top_p, max_output_tokens, stop,
+    # reasoning_effort, thinking_budget, repetition_penalty), only those set: chat.services.parameters.
+    parameters = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -22,6 +25,15 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
+
+    @property
+    def parameter_summary(self) -> str:
+        """The parameters set, as staff read them: `temperature 0.2 · stop "END"`; empty when none is."""
+        shown = []
+        for name, value in self.parameters.items():
+            text = ", ".join(f'"{item}"' for item in value) if isinstance(value, list) else str(value)
+            shown.append(f"{name} {text}")
+        return " · ".join(shown)
 
 
 class Message(models.Model):

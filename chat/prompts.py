@@ -8,11 +8,12 @@ and superseded messages, are never sent; a stopped or interrupted reply is sent 
 A reply whose provider gave it signed thinking blocks (Anthropic) carries them back as they came, in
 order with its answer text (`replay_blocks`); other providers send the answer text alone.
 The reply budget is the model's own output limit where one is configured, else CHAT_MAX_OUTPUT_TOKENS,
-and never more than half the model's context.
+and never more than half the model's context; a conversation's `max_output_tokens` parameter lowers it.
 """
 
 from chat.models import Conversation, Message
 from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, estimate_tokens
+from chat.providers.parameters import GenerationParameters
 
 # Room for the chat template's own tokens around each message.
 PER_MESSAGE_OVERHEAD_TOKENS = 4
@@ -25,11 +26,20 @@ def reply_budget(model: ModelInfo, max_output_tokens: int) -> int:
 
 
 def build_request(
-    *, conversation: Conversation, history: list[Message], model: ModelInfo, max_output_tokens: int
+    *,
+    conversation: Conversation,
+    history: list[Message],
+    model: ModelInfo,
+    max_output_tokens: int,
+    parameters: GenerationParameters | None = None,
+    conversation_max_output: int | None = None,
 ) -> GenerationRequest:
     """`history` is the visible conversation up to (not including) the reply being generated;
-    `max_output_tokens` is the budget of a model with no limit of its own (CHAT_MAX_OUTPUT_TOKENS)."""
+    `max_output_tokens` is the budget of a model with no limit of its own (CHAT_MAX_OUTPUT_TOKENS);
+    `parameters` and `conversation_max_output` what the conversation sets that the model accepts."""
     budget = reply_budget(model, max_output_tokens)
+    if conversation_max_output:
+        budget = min(budget, conversation_max_output)
     available = model.context_tokens - budget - estimate_tokens(conversation.system_prompt)
     turns: list[ChatTurn] = []
     for message in reversed(history):
@@ -41,7 +51,13 @@ def build_request(
         available -= cost
         turns.append(ChatTurn(role=message.role, content=message.content, blocks=replay_blocks(message)))
     turns.reverse()
-    return GenerationRequest(model=model.name, system=conversation.system_prompt, turns=turns, max_output_tokens=budget)
+    return GenerationRequest(
+        model=model.name,
+        system=conversation.system_prompt,
+        turns=turns,
+        max_output_tokens=budget,
+        parameters=parameters or GenerationParameters(),
+    )
 
 
 def replay_blocks(message: Message) -> tuple[dict[str, str], ...]:

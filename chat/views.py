@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import csrf
 
-from chat import api, events, selectors
+from chat import api, events, selectors, services
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
@@ -28,6 +28,8 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "conversation": events.conversation_payload(conversation, running=False) if conversation else None,
         "messages": messages,
         "default_model": default_model,
+        # Each model's parameters, so the settings show the fields the chosen model accepts.
+        "models": [events.model_payload(model, rules) for model, rules in services.parameters_by_model()],
         "urls": {
             "websocket": "/ws/chat/",
             "home": reverse("chat:home"),

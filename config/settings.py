@@ -245,6 +245,11 @@ LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
 LOCAL_MODEL_PATH = env_str("LOCAL_MODEL_PATH")
 LOCAL_MODEL_THREADS = env_int("LOCAL_MODEL_THREADS", 2)
 LOCAL_MODEL_CONTEXT = env_int("LOCAL_MODEL_CONTEXT", 2048)
+# The embedded model repeats itself without a penalty (SmolLM2 looped one line for 747 tokens on a
+# plain coding question); a conversation may set its own between 1 (none) and 2.
+LOCAL_MODEL_REPEAT_PENALTY = env_float("LOCAL_MODEL_REPEAT_PENALTY", 1.1)
+if not 1.0 <= LOCAL_MODEL_REPEAT_PENALTY <= 2.0:
+    raise ImproperlyConfigured(f"LOCAL_MODEL_REPEAT_PENALTY must be from 1.0 to 2.0, got {LOCAL_MODEL_REPEAT_PENALTY}")
 CHAT_DEFAULT_MODEL = env_str("CHAT_DEFAULT_MODEL", "local:smollm2-135m-instruct")
 
 # --- Streaming engine ------------------------------------------------------------------------
@@ -254,12 +259,14 @@ CHAT_MAX_OUTPUT_TOKENS = env_int("CHAT_MAX_OUTPUT_TOKENS", 4096)
 # think for up to ANTHROPIC_THINKING_BUDGET tokens of its reply budget; 0 switches thinking off.
 ANTHROPIC_THINKING_BUDGET = env_int("ANTHROPIC_THINKING_BUDGET", 0)
 ANTHROPIC_THINKING_MODELS = env_list("ANTHROPIC_THINKING_MODELS", ",".join(ANTHROPIC_MODELS))
+# A conversation may set its own thinking budget on these models (0: off) whatever the default.
+for _model in ANTHROPIC_THINKING_MODELS:
+    if _model not in _anthropic_models:
+        raise ImproperlyConfigured(f"ANTHROPIC_THINKING_MODELS: {_model!r} is not in ANTHROPIC_MODELS")
 if ANTHROPIC_THINKING_BUDGET:
     # Anthropic counts thinking in `max_tokens`, the reply budget (chat/prompts.py: the model's MAX_OUTPUT,
     # else CHAT_MAX_OUTPUT_TOKENS, at most half its context, 200,000 tokens unless its entry says).
     for _model in ANTHROPIC_THINKING_MODELS:
-        if _model not in _anthropic_models:
-            raise ImproperlyConfigured(f"ANTHROPIC_THINKING_MODELS: {_model!r} is not in ANTHROPIC_MODELS")
         _limits = _anthropic_models[_model]
         _reply_budget = min(
             _limits.get("max_output_tokens", CHAT_MAX_OUTPUT_TOKENS), _limits.get("context_tokens", 200_000) // 2

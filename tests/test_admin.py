@@ -511,6 +511,25 @@ def test_a_reply_shows_its_model_reference_once_and_its_reasoning_apart_collapse
     assert "Reasoning:\n\n```text\nTwo and <b>two</b>.\n```\n\nAnswer:\n\n```text\nFour.\n```" in markdown
 
 
+def test_the_transcript_and_both_exports_show_the_conversations_parameters(staff_client: Client, alice: User):
+    conversation = make_conversation(alice, parameters={"temperature": 0.2, "stop": ["<END>"]})
+    add_exchange(conversation)
+
+    page = staff_client.get(change_url(conversation)).content.decode()
+    markdown = export(staff_client, "export_markdown", [conversation]).content.decode()
+    exported = json.loads(export(staff_client, "export_json", [conversation]).content)
+
+    assert "temperature 0.2 · stop &quot;&lt;END&gt;&quot;" in page
+    assert '- Parameters: temperature 0.2 · stop "\\<END\\>"' in markdown  # escaped: no HTML comes of it
+    assert exported["conversations"][0]["parameters"] == {"temperature": 0.2, "stop": ["<END>"]}
+
+
+def test_a_conversation_without_parameters_says_it_uses_the_defaults(staff_client: Client, alice: User):
+    conversation = make_conversation(alice)
+
+    assert "- Parameters: defaults" in export(staff_client, "export_markdown", [conversation]).content.decode()
+
+
 def test_transcript_message_and_list_pages_show_content_as_escaped_text(staff_client: Client, alice: User):
     conversation = make_conversation(alice, title=HOSTILE)
     message = add_message(conversation, content=HOSTILE, error_message=HOSTILE)

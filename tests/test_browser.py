@@ -569,3 +569,37 @@ def test_a_refused_message_keeps_the_typed_text_and_says_why(chat_page: Any, ups
     expect(composer(page)).to_have_value(too_long)
     expect(page.locator("article.msg.user")).to_have_count(1)
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_conversation_parameters_are_checked_saved_sent_and_kept_across_a_reload(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.text("First answer."), Scenario.text("Second answer."))
+    send(page, "Hello")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    page.get_by_text("Parameters", exact=True).click()
+    temperature = page.get_by_label("Temperature")
+    temperature.fill("5")
+    page.get_by_role("button", name="Save parameters").click()
+    expect(page.locator("#parameters-status")).to_have_text("Temperature must be from 0 to 2.")
+    expect(temperature).to_have_attribute("aria-invalid", "true")
+    expect(temperature).to_be_focused()
+
+    temperature.fill("0.4")
+    page.get_by_label("Stop sequences").fill("END\n\nSTOP")
+    page.get_by_role("button", name="Save parameters").click()
+    expect(page.locator("#parameters-status")).to_have_text("Saved.")
+    send(page, "Again")
+    expect(reply_text(page)).to_have_text("Second answer.")
+
+    body = upstream.requests[-1].body
+    assert (body["temperature"], body["stop"]) == (0.4, ["END", "STOP"])
+    page.reload()
+    wait_connected(page)
+    expect(page.get_by_label("Temperature")).to_have_value("0.4")
+    expect(page.get_by_label("Stop sequences")).to_have_value("END\nSTOP")
+    page.get_by_role("button", name="Use defaults").click()
+    expect(page.locator("#parameters-status")).to_have_text("Saved.")
+    expect(page.get_by_label("Temperature")).to_have_value("")

@@ -24,6 +24,7 @@ def _conversation_record(conversation: Conversation) -> dict[str, object]:
         "owner": {"id": conversation.owner_id, "username": conversation.owner.get_username()},
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "parameters": conversation.parameters,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
         "messages": [_message_record(message) for message in conversation.transcript],
@@ -101,6 +102,7 @@ def _conversation_markdown(conversation: Conversation) -> str:
         "",
         f"- Owner: {_inline(conversation.owner.get_username())} (id {conversation.owner_id})",
         f"- Model: {_inline(conversation.model)}",
+        f"- Parameters: {_inline(conversation.parameter_summary or 'defaults')}",
         f"- Started: {_stamp(conversation.created_at)} · last activity: {_stamp(conversation.updated_at)}",
         f"- Messages: {len(conversation.transcript)}",
     ]

@@ -127,7 +127,17 @@ class ConversationAdmin(ReviewOnlyAdmin):
     date_hierarchy = "created_at"
     ordering = ["-updated_at"]
     list_per_page = 50
-    fields = ["owner", "title", "model", "created_at", "last_activity", "message_count", "tokens_in", "tokens_out"]
+    fields = [
+        "owner",
+        "title",
+        "model",
+        "parameters_set",
+        "created_at",
+        "last_activity",
+        "message_count",
+        "tokens_in",
+        "tokens_out",
+    ]
     readonly_fields = fields
     actions = ["export_json", "export_markdown"]
 
@@ -142,6 +152,10 @@ class ConversationAdmin(ReviewOnlyAdmin):
     @admin.display(description="Title", ordering="title")
     def conversation_title(self, conversation: Conversation) -> str:
         return str(conversation)
+
+    @admin.display(description="Parameters")
+    def parameters_set(self, conversation: Conversation) -> str:
+        return conversation.parameter_summary or "defaults"
 
     @admin.display(description="Messages", ordering="message_count")
     def message_count(self, conversation: Conversation) -> int:

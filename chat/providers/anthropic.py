@@ -2,16 +2,29 @@
 
 import json
 from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
 from typing import Any
 
 import anthropic
 
 from chat.per_loop import PerLoop
 from chat.providers.base import ChatTurn, Delta, GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
+from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, STOP, ParameterError, ParameterRule
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.transport import error_for_kind, error_for_status, request_timeout
 
 CONTEXT_TOKENS = 200_000
+EFFORTS = ("low", "medium", "high", "xhigh", "max")  # output_config.effort
+# Anthropic's floor for a thinking budget; 0 switches thinking off for the conversation.
+THINKING_BUDGET = ParameterRule(
+    "integer",
+    "Thinking budget (tokens)",
+    1024,
+    None,
+    allow_zero=True,
+    default=0,
+    help="How long the model may think before it answers; 0 switches thinking off.",
+)
 
 # Stop reasons that end a reply without a whole answer: the error (code, message) the reply fails with,
 # keeping what it streamed. `max_tokens` is not one: the reply used its budget, as OpenAI's `length`.
@@ -41,10 +54,11 @@ class AnthropicProvider(Provider):
         thinking_models: Collection[str] = (),
     ) -> None:
         self.model_names = list(model_names)
-        # Extended thinking: these models may think for up to `thinking_budget` tokens (0: none does).
-        # The settings check that it is at least 1024 and below every such model's reply budget.
+        # Extended thinking: these models may think, by default for up to `thinking_budget` tokens (0: off
+        # unless a conversation sets its own budget). The settings check that a default budget is at
+        # least 1024 and below every such model's reply budget.
         self.thinking_budget = thinking_budget
-        self.thinking_models = frozenset(thinking_models) if thinking_budget else frozenset()
+        self.thinking_models = frozenset(thinking_models)
         # The worker retries before the first token itself, so the SDK must not.
         self._clients = PerLoop(
             lambda: anthropic.AsyncAnthropic(
@@ -58,11 +72,43 @@ class AnthropicProvider(Provider):
     def stream(self, request: GenerationRequest) -> ReplyStream:
         return AnthropicReplyStream(request, provider=self)
 
+    def parameter_rules(self, model: ModelInfo) -> dict[str, ParameterRule]:
+        """The Messages API takes no sampling parameters (the SDK has no temperature or top_p): the output
+        limit, up to 8 stop sequences, an effort, and a thinking budget on thinking models."""
+        rules = {
+            "max_output_tokens": MAX_OUTPUT_TOKENS,
+            "stop": replace(STOP, max_items=8),
+            "reasoning_effort": replace(REASONING_EFFORT, choices=EFFORTS),
+        }
+        if model.name in self.thinking_models:
+            rules["thinking_budget"] = replace(THINKING_BUDGET, default=self.thinking_budget)
+        return rules
+
+    def check_parameters(self, model: ModelInfo, values: dict[str, Any], *, reply_budget: int) -> None:
+        """Anthropic counts thinking in `max_tokens`: the budget must stay below it."""
+        budget = self.thinking_budget_of(model.name, values.get("thinking_budget"))
+        max_output = values.get("max_output_tokens") or reply_budget
+        if budget and budget >= max_output:
+            field = "thinking_budget" if "thinking_budget" in values else "max_output_tokens"
+            raise ParameterError(
+                field, f"`thinking_budget` ({budget}) must be below `max_output_tokens` ({max_output})."
+            )
+
+    def thinking_budget_of(self, model_name: str, conversation_budget: int | None) -> int:
+        """How many tokens `model_name` may think for: the conversation's budget, else the default; 0: off."""
+        if model_name not in self.thinking_models:
+            return 0
+        return self.thinking_budget if conversation_budget is None else conversation_budget
+
     def open_stream(self, request: GenerationRequest) -> Any:
         """The SDK's stream manager; entering it sends the request."""
         optional: dict[str, Any] = {"system": request.system} if request.system else {}
-        if request.model in self.thinking_models:
-            optional["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
+        if request.parameters.stop:
+            optional["stop_sequences"] = list(request.parameters.stop)
+        if request.parameters.reasoning_effort:
+            optional["output_config"] = {"effort": request.parameters.reasoning_effort}
+        if budget := self.thinking_budget_of(request.model, request.parameters.thinking_budget):
+            optional["thinking"] = {"type": "enabled", "budget_tokens": budget}
         return self._clients.get().messages.stream(
             model=request.model,
             messages=[_message(turn) for turn in alternating_turns(request.turns)],

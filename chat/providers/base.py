@@ -6,7 +6,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+from chat.providers.parameters import (
+    MAX_OUTPUT_TOKENS,
+    STOP,
+    TEMPERATURE,
+    TOP_P,
+    GenerationParameters,
+    ParameterRule,
+)
 
 Role = Literal["user", "assistant"]
 PartKind = Literal["text", "reasoning"]  # a reply's parts (docs/protocol.md); tool calls may join later
@@ -70,6 +79,8 @@ class GenerationRequest:
     system: str
     turns: list[ChatTurn]
     max_output_tokens: int
+    # The conversation's own, only those the model accepts (chat.services.parameters).
+    parameters: GenerationParameters = GenerationParameters()
 
 
 @dataclass
@@ -214,3 +225,12 @@ class Provider(ABC):
 
     @abstractmethod
     def stream(self, request: GenerationRequest) -> ReplyStream: ...
+
+    def parameter_rules(self, model: ModelInfo) -> dict[str, ParameterRule]:
+        """The parameters `model` accepts and their ranges (chat.providers.parameters); these four by default."""
+        return {"temperature": TEMPERATURE, "top_p": TOP_P, "max_output_tokens": MAX_OUTPUT_TOKENS, "stop": STOP}
+
+    def check_parameters(self, model: ModelInfo, values: dict[str, Any], *, reply_budget: int) -> None:
+        """Raise ParameterError for a combination `model` refuses (each value is already in its range);
+        most providers refuse none."""
+        return

@@ -7,7 +7,7 @@ import importlib.util
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,11 @@ from typing import Any
 from django.conf import settings
 
 from chat.providers.base import GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
+from chat.providers.parameters import STOP, GenerationParameters, ParameterRule
+
+REPETITION_PENALTY = ParameterRule(
+    "number", "Repetition penalty", 1.0, 2.0, help="Above 1 keeps the model from repeating itself; 1 is none."
+)
 
 MODEL_NAME = "smollm2-135m-instruct"
 
@@ -118,6 +123,11 @@ class LocalProvider(Provider):
     def stream(self, request: GenerationRequest) -> ReplyStream:
         return LocalReplyStream(request)
 
+    def parameter_rules(self, model: ModelInfo) -> dict[str, ParameterRule]:
+        """The sampling parameters and a repetition penalty, on by default: the small model loops without one."""
+        penalty = replace(REPETITION_PENALTY, default=settings.LOCAL_MODEL_REPEAT_PENALTY)
+        return {**super().parameter_rules(model), "stop": replace(STOP, max_items=8), "repetition_penalty": penalty}
+
 
 @dataclass(frozen=True)
 class _Finished:
@@ -165,7 +175,9 @@ class LocalReplyStream(ReplyStream):
             messages = [{"role": "system", "content": self.request.system}] if self.request.system else []
             messages += [{"role": turn.role, "content": turn.content} for turn in self.request.turns]
             input_tokens = model.prompt_tokens(messages)
-            chunks = model.llm.create_chat_completion(messages, stream=True, max_tokens=self.request.max_output_tokens)
+            chunks = model.llm.create_chat_completion(
+                messages, stream=True, max_tokens=self.request.max_output_tokens, **_sampling(self.request.parameters)
+            )
             output_tokens, finish_reason = 0, ""
             with contextlib.closing(chunks):
                 for chunk in chunks:
@@ -183,6 +195,14 @@ class LocalReplyStream(ReplyStream):
 
     async def aclose(self) -> None:
         self._stop.set()
+
+
+def _sampling(parameters: GenerationParameters) -> dict[str, Any]:
+    """llama.cpp's names for a conversation's parameters; the repetition penalty defaults to the server's."""
+    penalty = parameters.repetition_penalty
+    sampling = parameters.sampling()
+    sampling["repeat_penalty"] = settings.LOCAL_MODEL_REPEAT_PENALTY if penalty is None else penalty
+    return sampling
 
 
 def _provider_error(exc: Exception) -> ProviderError:

@@ -2,6 +2,7 @@
 with the reasoning these servers stream besides the answer."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -9,6 +10,7 @@ import orjson
 
 from chat.per_loop import PerLoop
 from chat.providers.base import Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, GenerationParameters, ParameterRule
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.think_tags import ThinkTagSplitter
 from chat.providers.transport import error_for_kind, request_timeout
@@ -21,6 +23,22 @@ DEFAULT_CONTEXT_TOKENS = 8_192
 # `reasoning_content`, Ollama, OpenRouter and newer vLLM `reasoning`, others `reasoning_text`. Only the
 # first one present counts: vLLM, while renaming its field, sent the same text under both names.
 REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_text")
+# OpenAI's reasoning models take a reasoning effort and refuse temperature, top_p and stop sequences;
+# the efforts each family accepts (the SDK's type names them all: none … max).
+REASONING_EFFORTS = {
+    "o1": ("low", "medium", "high"),
+    "o3": ("low", "medium", "high"),
+    "o4": ("low", "medium", "high"),
+    "gpt-5.": ("none", "low", "medium", "high", "xhigh"),  # gpt-5.1 and later
+    "gpt-5": ("minimal", "low", "medium", "high"),
+}
+
+
+def reasoning_efforts(name: str) -> tuple[str, ...]:
+    """The efforts an OpenAI reasoning model accepts; none for a chat model (gpt-4o, gpt-5-chat-latest)."""
+    if "-chat" in name:
+        return ()
+    return next((efforts for prefix, efforts in REASONING_EFFORTS.items() if name.startswith(prefix)), ())
 
 
 class OpenAIProvider(Provider):
@@ -50,6 +68,14 @@ class OpenAIProvider(Provider):
     def stream(self, request: GenerationRequest) -> ReplyStream:
         return OpenAIReplyStream(request, provider=self)
 
+    def parameter_rules(self, model: ModelInfo) -> dict[str, ParameterRule]:
+        """A chat model's sampling parameters, or a reasoning model's effort (OpenAI's own models only:
+        compatible servers differ too much in what they take besides sampling)."""
+        efforts = reasoning_efforts(model.name) if self.name == "openai" else ()
+        if not efforts:
+            return super().parameter_rules(model)
+        return {"max_output_tokens": MAX_OUTPUT_TOKENS, "reasoning_effort": replace(REASONING_EFFORT, choices=efforts)}
+
     def open_response(self, request: GenerationRequest) -> Any:
         """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
         messages = [{"role": "system", "content": request.system}] if request.system else []
@@ -61,6 +87,7 @@ class OpenAIProvider(Provider):
             stream_options={"include_usage": True},
             timeout=request_timeout(),
             **{self.token_limit_field: request.max_output_tokens},
+            **_parameters(request.parameters),
         )
 
 
@@ -123,6 +150,14 @@ class OpenAIReplyStream(SDKReplyStream):
         if self._think_tags is not None:
             return self._think_tags.feed(content)
         return [Delta(content)] if content else []
+
+
+def _parameters(parameters: GenerationParameters) -> dict[str, Any]:
+    """The request fields of a conversation's parameters (only those set; the rules kept the others out)."""
+    fields = parameters.sampling()
+    if parameters.reasoning_effort:
+        fields["reasoning_effort"] = parameters.reasoning_effort
+    return fields
 
 
 def _reasoning_in(delta: dict[str, Any]) -> str:

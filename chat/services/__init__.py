@@ -1,6 +1,7 @@
 """Writes: every change to conversations and messages goes through these functions.
 
 conversations.py  the user's conversations
+parameters.py     a conversation's generation parameters, checked against its model's provider
 replies.py        starting and stopping replies (what clients ask for)
 generations.py    the worker's side: claim, checkpoint, finish, reap
 """
@@ -18,6 +19,7 @@ from chat.services.generations import (
     reply_mark_interrupted,
     usage_add,
 )
+from chat.services.parameters import parameters_by_model
 from chat.services.replies import (
     SendResult,
     generation_cancel,
@@ -44,6 +46,7 @@ __all__ = [
     "generation_leases_renew",
     "message_edit_last",
     "message_send",
+    "parameters_by_model",
     "replies_interrupt_stale",
     "replies_requeue_lost",
     "reply_continue",

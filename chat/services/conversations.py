@@ -1,13 +1,18 @@
-"""Conversations: create, rename, switch model, change the system prompt, delete."""
+"""Conversations: create, rename, switch model, change the system prompt or parameters, delete."""
+
+import contextlib
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.utils import timezone
 
 from chat import selectors
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
+from chat.services.parameters import parameters_accepted, parameters_validate
 
 TITLE_MAX_CHARS = 60
 
@@ -32,13 +37,22 @@ def model_validate(model_ref: object) -> str:
 
 
 def conversation_create(
-    *, owner: AbstractBaseUser, model: str = "", system_prompt: str = "", title: str = ""
+    *,
+    owner: AbstractBaseUser,
+    model: str = "",
+    system_prompt: str = "",
+    title: str = "",
+    parameters: object = None,
 ) -> Conversation:
     """A new, empty conversation; the model defaults to the server's default."""
     # Only the empty string means "the default": a falsy non-string ({}, [], 0, False) is refused like any other.
     model_ref = model_validate(registry.default_model_ref() if model == "" else model)
     return Conversation.objects.create(
-        owner=owner, model=model_ref, system_prompt=_checked_system_prompt(system_prompt), title=_clean_title(title)
+        owner=owner,
+        model=model_ref,
+        system_prompt=_checked_system_prompt(system_prompt),
+        title=_clean_title(title),
+        parameters={} if parameters is None else parameters_validate(model_ref=model_ref, given=parameters, current={}),
     )
 
 
@@ -55,22 +69,45 @@ def _checked_system_prompt(system_prompt: object) -> str:
 
 
 def conversation_update(
-    *, conversation: Conversation, title: str | None = None, model: str | None = None, system_prompt: str | None = None
+    *,
+    conversation: Conversation,
+    title: str | None = None,
+    model: str | None = None,
+    system_prompt: str | None = None,
+    parameters: object = None,
 ) -> Conversation:
-    """Rename, switch model or change the system prompt (each only when given)."""
-    changes: dict[str, str] = {}
+    """Rename, switch model, change the system prompt or set parameters (each only when given).
+
+    `parameters` sets the given ones (null clears one) for the conversation's model, the new one when
+    `model` is given too; a model switch keeps the parameters the new model accepts and drops the rest.
+    """
+    changes: dict[str, Any] = {}
     if title is not None:
         changes["title"] = _clean_title(title)
     if model is not None:
         changes["model"] = model_validate(model)
     if system_prompt is not None:
         changes["system_prompt"] = _checked_system_prompt(system_prompt)
-    # Every field is checked before any is set; only the given ones are written, so a field changed
-    # meanwhile by another request (this instance may be stale) is not overwritten with an old value.
-    for field, value in changes.items():
-        setattr(conversation, field, value)
-    if changes:
-        conversation.save(update_fields=list(changes))
+    model_ref = changes.get("model", conversation.model)
+    touches_parameters = parameters is not None or "model" in changes
+    with transaction.atomic() if touches_parameters else contextlib.nullcontext():
+        if touches_parameters:
+            # The stored values as they are now (this instance may be stale): a parameter set meanwhile
+            # by another request is kept, not overwritten with an old value.
+            current = (
+                Conversation.objects.select_for_update().values_list("parameters", flat=True).get(pk=conversation.pk)
+            )
+            if parameters is not None:
+                changes["parameters"] = parameters_validate(model_ref=model_ref, given=parameters, current=current)
+            elif current:
+                provider, new_model = registry.resolve(model_ref)
+                changes["parameters"] = parameters_accepted(provider=provider, model=new_model, values=current)
+        # Every field is checked before any is set; only the given ones are written, so a field changed
+        # meanwhile by another request is not overwritten with an old value.
+        for field, value in changes.items():
+            setattr(conversation, field, value)
+        if changes:
+            conversation.save(update_fields=list(changes))
     return conversation
 
 

@@ -18,6 +18,7 @@ from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
 from chat.services.conversations import conversation_touch
+from chat.services.parameters import parameters_for_request
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,16 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         )
         return None
     history = list(selectors.messages_for(conversation=conversation).filter(pk__lt=reply.pk))
+    parameters, conversation_max_output = parameters_for_request(
+        provider=provider, model=model, values=conversation.parameters
+    )
     request = build_request(
-        conversation=conversation, history=history, model=model, max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS
+        conversation=conversation,
+        history=history,
+        model=model,
+        max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
+        parameters=parameters,
+        conversation_max_output=conversation_max_output,
     )
     return GenerationContext(
         reply=reply, conversation=conversation, request=request, provider=provider, lease_holder=lease_holder

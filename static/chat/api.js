@@ -22,7 +22,10 @@ export async function api(method, url, body) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const error = data?.error ?? {};
-    throw Object.assign(new Error(error.message || `The server answered ${response.status}.`), { code: error.code || "http" });
+    throw Object.assign(new Error(error.message || `The server answered ${response.status}.`), {
+      code: error.code || "http",
+      field: error.field,
+    });
   }
   return data;
 }

@@ -13,6 +13,7 @@
 import { api, urlFor } from "./api.js";
 import { Connection } from "./connection.js";
 import { MessageView, setRenderHooks } from "./messages.js";
+import { ParameterSettings } from "./parameters.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -53,8 +54,12 @@ class Chat {
       prompt: $("system-prompt"),
       promptSave: $("system-prompt-save"),
       promptStatus: $("system-prompt-status"),
+      parametersForm: $("parameters-form"),
+      parametersReset: $("parameters-reset"),
       announcer: $("announcer"),
     };
+    this.parameters = new ParameterSettings({ models: page.models, fields: $("parameters-fields"), status: $("parameters-status") });
+    this.parameters.show(this.el.model.value, this.conversation?.parameters);
     this.messageActions = {
       regenerate: () => this.startAction("regenerate"),
       retry: () => this.startAction("retry"),
@@ -96,7 +101,19 @@ class Chat {
       const copy = event.target.closest(".copy-code");
       if (copy) this.copy(copy.parentElement.querySelector("code").textContent, copy);
     });
-    model.addEventListener("change", () => this.saveSettings({ model: model.value }));
+    model.addEventListener("change", () => {
+      this.parameters.show(model.value, this.conversation?.parameters);
+      this.saveSettings({ model: model.value });
+    });
+    this.el.parametersForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.saveParameters(this.parameters.values());
+    });
+    this.el.parametersReset.addEventListener("click", () => {
+      const cleared = this.parameters.values() ?? {};
+      for (const name of Object.keys(cleared)) cleared[name] = null;
+      this.saveParameters(cleared);
+    });
     promptSave.addEventListener("click", () => this.saveSettings({ system_prompt: this.el.prompt.value }));
     // Follow the newest text only while the reader is at the bottom.
     setRenderHooks(
@@ -367,6 +384,7 @@ class Chat {
     this.el.title.textContent = title;
     document.title = `${title} · Chat`;
     if (document.activeElement !== this.el.model && conversation.model) this.el.model.value = conversation.model;
+    if (!this.el.parametersForm.contains(document.activeElement)) this.parameters.show(this.el.model.value, conversation.parameters);
   }
 
   on_conversation_deleted(frame) {
@@ -420,6 +438,7 @@ class Chat {
       const conversation = await api("POST", this.urls.conversations, {
         model: this.el.model.value,
         system_prompt: this.el.prompt.value,
+        parameters: this.parameters.values() ?? {},
       });
       this.conversation = conversation;
       history.replaceState(null, "", urlFor(this.urls.conversation_page, conversation.id));
@@ -448,6 +467,27 @@ class Chat {
       this.announce("model" in fields ? "Model changed." : "System prompt saved.");
     } catch (error) {
       this.showError(error.message);
+    }
+  }
+
+  async saveParameters(parameters) {
+    if (parameters === null) return; // a field is invalid: `values` said which
+    const status = this.parameters.status;
+    if (!this.conversation) {
+      this.parameters.show(this.el.model.value, parameters);
+      status.textContent = "Used for this new chat.";
+      return;
+    }
+    try {
+      const url = urlFor(this.urls.conversation_api, this.conversation.id);
+      const conversation = await api("PATCH", url, { parameters });
+      this.parameters.show(this.el.model.value, conversation.parameters);
+      this.on_conversation({ conversation });
+      status.textContent = "Saved.";
+      this.announce("Parameters saved.");
+    } catch (error) {
+      if (error.code === "invalid_parameter") this.parameters.invalid(error.field, error.message);
+      else this.showError(error.message);
     }
   }
 
