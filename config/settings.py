@@ -216,6 +216,21 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 _openai_models = env_models("OPENAI_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1")
 OPENAI_MODELS = list(_openai_models)
+# Which OpenAI models go through the Responses API (reasoning summaries stream as a `reasoning` part);
+# the others use Chat Completions. By default the reasoning families of OPENAI_MODELS (o1, o3, o4, gpt-5).
+OPENAI_REASONING_FAMILIES = ("o1", "o3", "o4", "gpt-5")
+OPENAI_RESPONSES_MODELS = env_list(
+    "OPENAI_RESPONSES_MODELS", ",".join(m for m in OPENAI_MODELS if m.startswith(OPENAI_REASONING_FAMILIES))
+)
+# Of those, the ones that run in background mode: the response is kept at OpenAI (for a while) so that,
+# should the worker die, another one reattaches to it and goes on where it was (docs/deployment.md).
+OPENAI_BACKGROUND_MODELS = env_list("OPENAI_BACKGROUND_MODELS")
+for _name, _models, _within, _within_name in (
+    ("OPENAI_RESPONSES_MODELS", OPENAI_RESPONSES_MODELS, OPENAI_MODELS, "OPENAI_MODELS"),
+    ("OPENAI_BACKGROUND_MODELS", OPENAI_BACKGROUND_MODELS, OPENAI_RESPONSES_MODELS, "OPENAI_RESPONSES_MODELS"),
+):
+    if _outside := [model for model in _models if model not in _within]:
+        raise ImproperlyConfigured(f"{_name}: {', '.join(_outside)} not in {_within_name}")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
 _anthropic_models = env_models("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5")

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL,
 with the reasoning these servers stream besides the answer."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import openai
@@ -9,9 +9,10 @@ import orjson
 
 from chat.per_loop import PerLoop
 from chat.providers.base import Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.openai_responses import ResponsesReplyStream
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.think_tags import ThinkTagSplitter
-from chat.providers.transport import error_for_kind, request_timeout
+from chat.providers.transport import error_for_kind, request_timeout, sse_data
 
 # Context windows of OpenAI's models; other servers' models get the conservative default unless their
 # entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
@@ -24,12 +25,26 @@ REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_text")
 
 
 class OpenAIProvider(Provider):
-    """Streams from the Chat Completions API of OpenAI or of a compatible server."""
+    """Streams from the Chat Completions API of OpenAI or of a compatible server; OpenAI's models named in
+    `responses_models` from its Responses API instead (chat.providers.openai_responses), those of them
+    in `background_models` in background mode."""
 
-    def __init__(self, *, name: str, label: str, api_key: str, base_url: str | None, model_names: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        label: str,
+        api_key: str,
+        base_url: str | None,
+        model_names: list[str],
+        responses_models: Collection[str] = (),
+        background_models: Collection[str] = (),
+    ) -> None:
         self.name = name
         self.label = label
         self.model_names = list(model_names)
+        self.responses_models = frozenset(responses_models)
+        self.background_models = frozenset(background_models) & self.responses_models
         # OpenAI wants the newer field (its reasoning models refuse `max_tokens`); compatible servers
         # such as llama.cpp's only know `max_tokens` and silently ignore the other.
         self.token_limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
@@ -47,14 +62,27 @@ class OpenAIProvider(Provider):
             for model in self.model_names
         ]
 
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """This event loop's client."""
+        return self._clients.get()
+
     def stream(self, request: GenerationRequest) -> ReplyStream:
+        if request.model in self.responses_models:
+            return ResponsesReplyStream(request, client=self.client, background=request.model in self.background_models)
         return OpenAIReplyStream(request, provider=self)
+
+    def reattach(self, request: GenerationRequest, *, response_id: str, after: int | None) -> ReplyStream:
+        return ResponsesReplyStream(request, client=self.client, background=True, reattach=(response_id, after))
+
+    async def cancel(self, response_id: str) -> None:
+        await self.client.responses.cancel(response_id, timeout=request_timeout())
 
     def open_response(self, request: GenerationRequest) -> Any:
         """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
-        return self._clients.get().chat.completions.with_streaming_response.create(
+        return self.client.chat.completions.with_streaming_response.create(
             model=request.model,
             messages=messages,
             stream=True,
@@ -80,7 +108,7 @@ class OpenAIReplyStream(SDKReplyStream):
         return self._provider.open_response(self.request)
 
     async def texts(self, response: Any) -> AsyncIterator[Delta]:
-        async for payload in _event_data(response):
+        async for payload in sse_data(response):
             if payload == b"[DONE]":
                 # Keep reading to the end of the body, so the connection goes back to the pool.
                 self._complete = True
@@ -131,15 +159,3 @@ def _reasoning_in(delta: dict[str, Any]) -> str:
         if (text := delta.get(name)) and isinstance(text, str):
             return text
     return ""
-
-
-async def _event_data(response: openai.AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:
-    """The `data:` payloads of a server-sent event stream; other fields (event:, error:, comments) are skipped."""
-    pending = b""
-    async for chunk in response.iter_bytes():
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].strip()
-    if pending.startswith(b"data:"):
-        yield pending[5:].strip()

@@ -30,6 +30,8 @@ def providers() -> dict[str, Provider]:
                 api_key=settings.OPENAI_API_KEY,
                 base_url=settings.OPENAI_BASE_URL or None,
                 model_names=settings.OPENAI_MODELS,
+                responses_models=settings.OPENAI_RESPONSES_MODELS,
+                background_models=settings.OPENAI_BACKGROUND_MODELS,
             )
         )
     if settings.ANTHROPIC_API_KEY:
