@@ -18,6 +18,17 @@ RESPONSES_PATH = "/v1/responses"
 CREATED_AT = 1_700_000_000
 # How a Responses scenario ends, by its finish_reason: `response.incomplete` and the reason it gives.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+# How reasoning streams, by the scenario's `reasoning_kind`: the field numbering its parts, the events
+# that open and close a part, the part's type, and the events of its text (`.delta`, `.done`).
+REASONING_EVENTS = {
+    "summary": (
+        "summary_index",
+        "response.reasoning_summary_part",
+        "summary_text",
+        "response.reasoning_summary_text",
+    ),
+    "text": ("content_index", "response.content_part", "reasoning_text", "response.reasoning_text"),
+}
 
 
 @dataclass(frozen=True)
@@ -107,20 +118,13 @@ class _Plan:
         for index, tokens in enumerate(summaries):
             text = "".join(tokens)
             texts.append(text)
-            if self.scenario.reasoning_kind == "text":
-                at = {"item_id": "rs_fake", "output_index": 0, "content_index": index}
-                self.add("response.content_part.added", **at, part={"type": "reasoning_text", "text": ""})
-                for token in tokens:
-                    self.add("response.reasoning_text.delta", True, **at, delta=token)
-                self.add("response.reasoning_text.done", **at, text=text)
-                self.add("response.content_part.done", **at, part={"type": "reasoning_text", "text": text})
-                continue
-            at = {"item_id": "rs_fake", "output_index": 0, "summary_index": index}
-            self.add("response.reasoning_summary_part.added", **at, part={"type": "summary_text", "text": ""})
+            index_field, part_event, part_type, text_event = REASONING_EVENTS[self.scenario.reasoning_kind]
+            at = {"item_id": "rs_fake", "output_index": 0, index_field: index}
+            self.add(f"{part_event}.added", **at, part={"type": part_type, "text": ""})
             for token in tokens:
-                self.add("response.reasoning_summary_text.delta", True, **at, delta=token)
-            self.add("response.reasoning_summary_text.done", **at, text=text)
-            self.add("response.reasoning_summary_part.done", **at, part={"type": "summary_text", "text": text})
+                self.add(f"{text_event}.delta", True, **at, delta=token)
+            self.add(f"{text_event}.done", **at, text=text)
+            self.add(f"{part_event}.done", **at, part={"type": part_type, "text": text})
         done = {**item, "summary": [{"type": "summary_text", "text": text} for text in texts]}
         self.output.append(done)
         self.add("response.output_item.done", output_index=0, item=done)

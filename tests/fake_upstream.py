@@ -544,7 +544,7 @@ class _Connection(asyncio.Protocol):
                     deltas += 1
                     await self.pause(scenario.delay)
                 await self.send_event(event.sse, scenario.split_at)
-            await self.end_stream(scenario, garbled=_sse("{not json", "response.output_text.delta"))
+            await self.end_stream(scenario, _responses_closing(scenario))
         except _ClientGone:
             self.upstream._note_closed_early(request)
             raise
@@ -559,7 +559,7 @@ class _Connection(asyncio.Protocol):
             if kept.cancelled:
                 await self.write(b"0\r\n\r\n")
                 return
-            await self.end_stream(kept.scenario, garbled=_sse("{not json", "response.output_text.delta"))
+            await self.end_stream(kept.scenario, _responses_closing(kept.scenario))
         except _ClientGone:
             self.upstream._note_closed_early(request)
             raise
@@ -569,16 +569,17 @@ class _Connection(asyncio.Protocol):
         head += "".join(f"{name}: {value}\r\n" for name, value in scenario.headers.items())
         await self.write((head + "transfer-encoding: chunked\r\n\r\n").encode())
 
-    async def end_stream(self, scenario: Scenario, *, garbled: str) -> None:
-        """Whatever the scenario's `end` does once the events are out: cut, stall, garble or end the body."""
+    async def end_stream(self, scenario: Scenario, closing: list[str]) -> None:
+        """Once the tokens are out, whatever the scenario's `end` does: cut or stall, else send the
+        `closing` frames and end the body."""
         if scenario.end == "cut":
-            self.transport.close()  # FIN once the buffered events are out, in the middle of the body
+            self.transport.close()  # FIN once the buffered tokens are out, in the middle of the body
             return
         if scenario.end == "stall":
             await self.closed.wait()
             raise _ClientGone
-        if scenario.end == "garbled":
-            await self.send_chunk(garbled)
+        for frame in closing:
+            await self.send_chunk(frame)
         await self.write(b"0\r\n\r\n")
 
     async def stream(self, scenario: Scenario, events: "_OpenAIEvents | _AnthropicEvents") -> None:
@@ -593,15 +594,7 @@ class _Connection(asyncio.Protocol):
         for index, token in enumerate(scenario.sent_tokens):
             await self.pause(scenario.delay)
             await self.send_chunk(events.token(token, index))
-        if scenario.end == "cut":
-            self.transport.close()  # FIN once the buffered tokens are out, in the middle of the body
-            return
-        if scenario.end == "stall":
-            await self.closed.wait()
-            raise _ClientGone
-        for frame in events.closing():
-            await self.send_chunk(frame)
-        await self.write(b"0\r\n\r\n")
+        await self.end_stream(scenario, events.closing())
 
     async def pause(self, seconds: float) -> None:
         """Wait before the next token, noticing at once if the client leaves meanwhile."""
@@ -650,6 +643,11 @@ def _error_body(scenario: Scenario, request: RecordedRequest, anthropic: bool) -
     if anthropic:
         return {"type": "error", "error": {"type": error_type, "message": message}}
     return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+def _responses_closing(scenario: Scenario) -> list[str]:
+    """What a Responses stream sends after its events (which end it, if they do): a garbled event, or nothing."""
+    return [_sse("{not json", "response.output_text.delta")] if scenario.end == "garbled" else []
 
 
 def _reported(**counts: int | None) -> dict[str, int]:
