@@ -300,6 +300,9 @@ CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 250)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 4096)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 10.0)
+# A background-mode reply whose worker died is taken over by another worker at most this many times;
+# then (or with 0) it ends `interrupted`, as every other reply does.
+CHAT_RESUME_ATTEMPTS = env_int("CHAT_RESUME_ATTEMPTS", 3)
 CHAT_PENDING_EXPIRY_SECONDS = env_float("CHAT_PENDING_EXPIRY_SECONDS", 600.0)
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15.0)

@@ -16,12 +16,18 @@ from django.utils import timezone
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
 from chat.engine.resilience import Backoff, best_effort, with_database_retry
+from chat.engine.resume import ResumePoint, resume_point
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
-from chat.providers.base import ProviderError, StreamResult
+from chat.providers.base import ProviderError, ReplyStream, StreamResult
 
 logger = logging.getLogger(__name__)
+
+# A reply handed over by the reaper whose provider response could not be streamed again.
+TAKE_UP_FAILED = ChatError(
+    "interrupted", "The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."
+)
 
 
 class Generation:
@@ -29,7 +35,13 @@ class Generation:
 
     Every write after the claim is fenced by the claim's lease holder: should the lease be lost (the
     worker stalled past it and another worker reaped the reply), the generation stops, saves nothing
-    and announces nothing, since the reaper already saved and announced the reply's end.
+    and announces nothing, since the reaper already saved and announced the reply's end (or handed the
+    reply to another worker).
+
+    A reply streaming from a response its provider keeps (background mode) saves that response's id
+    with its checkpoints, so that another worker can take it up should this one die (chat.engine.resume);
+    a reply so handed over goes on from where the last worker published, reattached to the response.
+    Such a response outlives its stream: a reply that ends before the response does cancels it.
     """
 
     def __init__(
@@ -43,6 +55,8 @@ class Generation:
         self.shutting_down = False
         self.lease_lost = False
         self.send_to_first_token_ms: int | None = None
+        self.response_id = ""  # of the response the provider keeps for this reply, once known
+        self._id_unsaved = False  # learnt since the last checkpoint: save it at once
         self._streaming = False
         self._clock = clock
         self.task: asyncio.Task[None] | None = None
@@ -83,13 +97,19 @@ class Generation:
         self.lease_holder = context.lease_holder
         logger.info("reply %s claimed by %s", self.message_id, self.worker_id)
         reply = context.reply
-        frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
-        await best_effort(live_log().begin(reply.pk))
-        await events.publish_start(reply)
+        resume = await resume_point(reply)
+        if resume is None:
+            frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
+            await best_effort(live_log().begin(reply.pk))
+            await events.publish_start(reply)  # not for a reply taken up: its followers keep what they have
+        else:
+            frames = self._resumed_frames(reply, resume)
         await events.publish_conversation_of(reply)
-        status, result, error = await self._stream(context, frames)
+        status, result, error = await self._stream(context, frames, resume)
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
+        if self.response_id and status != Message.Status.COMPLETE and not self.lease_lost:
+            await best_effort(context.provider.cancel(self.response_id))
         if self.lease_lost:
             await frames.discard()  # the reaper announced the end: no text may follow it
             final = None
@@ -98,11 +118,36 @@ class Generation:
             final = await self._finish(context, frames, status, result, error)
         if final is None:
             logger.warning("reply %s: lease lost (another worker reaped it); nothing saved", reply.pk)
-            await best_effort(live_log().end(reply.pk))
+            if not self.response_id:  # else another worker may be going on with it, from the live log
+                await best_effort(live_log().end(reply.pk))
             return
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
+
+    def _resumed_frames(self, reply: Message, resume: ResumePoint) -> FrameCoalescer:
+        logger.info(
+            "reply %s taken up again (time %s) at frame %s, after event %s",
+            reply.pk,
+            reply.resumes,
+            resume.seq,
+            resume.cursor,
+        )
+        self.response_id = resume.response_id
+        return FrameCoalescer.resumed(
+            conversation_id=reply.conversation_id,
+            message_id=reply.pk,
+            records=resume.records,
+            seq=resume.seq,
+            ends=resume.ends,
+            cursor=resume.cursor,
+            clock=self._clock,
+        )
+
+    def _open_stream(self, context: services.GenerationContext, resume: ResumePoint | None) -> ReplyStream:
+        if resume is None:
+            return context.provider.stream(context.request)
+        return context.provider.reattach(context.request, response_id=resume.response_id, after=resume.cursor)
 
     async def _finish(
         self,
@@ -124,11 +169,11 @@ class Generation:
             "send_to_first_token_ms": self.send_to_first_token_ms,
         }
         if status == Message.Status.INTERRUPTED:
-            return await with_database_retry(services.reply_mark_interrupted, **kwargs)
+            return await with_database_retry(services.reply_mark_interrupted, error=error, **kwargs)
         return await with_database_retry(services.generation_finish, status=status, error=error, **kwargs)
 
     async def _stream(
-        self, context: services.GenerationContext, frames: FrameCoalescer
+        self, context: services.GenerationContext, frames: FrameCoalescer, resume: ResumePoint | None
     ) -> tuple[str, StreamResult, ProviderError | ChatError | None]:
         loop = asyncio.get_running_loop()
         clock = self._clock or loop
@@ -139,13 +184,12 @@ class Generation:
         self._streaming = True
         try:
             async with asyncio.timeout(min(started + settings.CHAT_TIMEOUT_FIRST_TOKEN, total_deadline)) as deadline:
-                provider = context.provider
                 attempt = 0
                 next_checkpoint = clock.time() + settings.CHAT_CHECKPOINT_SECONDS
                 while True:
                     if self.ending_early:
                         raise asyncio.CancelledError
-                    stream = provider.stream(context.request)
+                    stream = self._open_stream(context, resume)
                     result = stream.result
                     try:
                         async with stream:
@@ -153,15 +197,19 @@ class Generation:
                                 now = loop.time()
                                 if first_token_at is None:
                                     first_token_at = now
-                                    self.send_to_first_token_ms = _ms_since(context.reply.created_at)
+                                    if resume is None:  # a reply taken up had its first token long ago
+                                        self.send_to_first_token_ms = _ms_since(context.reply.created_at)
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
                                 if delta.text:
-                                    await frames.add(delta.text, kind=delta.kind)
+                                    await frames.add(delta.text, kind=delta.kind, cursor=delta.cursor)
                                 if delta.keeps:
                                     frames.keep(delta.kind, signature=delta.signature, redacted=delta.redacted)
+                                if stream.response_id != self.response_id:
+                                    self.response_id, self._id_unsaved = stream.response_id, True
                                 now = clock.time()
-                                if now >= next_checkpoint and self._checkpoint_done():
+                                if (now >= next_checkpoint or self._id_unsaved) and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
+                                    self._id_unsaved = False
                                     # In the background: the stream must not wait for the database.
                                     self._checkpointing = loop.create_task(self._checkpoint(frames))
                         return Message.Status.COMPLETE, result, None
@@ -174,6 +222,8 @@ class Generation:
                         if exc.code == "timeout":
                             raise TimeoutError from exc
                         if first_token_at is not None or not exc.retryable or attempt >= settings.CHAT_RETRY_ATTEMPTS:
+                            if resume is not None and first_token_at is None:
+                                return Message.Status.INTERRUPTED, result, TAKE_UP_FAILED
                             return Message.Status.FAILED, result, exc
                         attempt += 1
                         await asyncio.sleep(_retry_delay(attempt, exc))
@@ -204,6 +254,8 @@ class Generation:
                 part_ms=frames.durations_ms(),
                 seq=frames.seq,
                 lease_holder=self.lease_holder,
+                response_id=self.response_id,
+                cursor=frames.cursor,
             )
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)

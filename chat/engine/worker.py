@@ -268,7 +268,12 @@ class ChatWorker(Worker):
             await asyncio.sleep(self.maintenance_interval)
 
     async def reap_stale(self) -> None:
-        """Mark the replies whose worker vanished `interrupted`, and tell their followers."""
+        """Hand the replies whose worker vanished to another worker where they can be taken up (background
+        mode: chat.engine.resume), and mark the others `interrupted` and tell their followers."""
+        for reply in await database_sync_to_async(services.replies_hand_off_stale)():
+            logger.info("reply %s handed to another worker (time %s): its worker vanished", reply.pk, reply.resumes)
+            job = generation_job(message_id=reply.pk, conversation_id=reply.conversation_id)
+            await best_effort(self.channel_layer.send(settings.CHAT_WORKER_CHANNEL, job))
         for reply in await database_sync_to_async(services.replies_interrupt_stale)():
             await events.publish_done(reply)
             await events.publish_conversation_of(reply)
