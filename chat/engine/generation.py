@@ -109,7 +109,7 @@ class Generation:
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
         if self.response_id and status != Message.Status.COMPLETE and not self.lease_lost:
-            await best_effort(context.provider.cancel(self.response_id))
+            await self._cancel_upstream(context)
         if self.lease_lost:
             await frames.discard()  # the reaper announced the end: no text may follow it
             final = None
@@ -143,6 +143,14 @@ class Generation:
             cursor=resume.cursor,
             clock=self._clock,
         )
+
+    async def _cancel_upstream(self, context: services.GenerationContext) -> None:
+        """Stop the response the provider keeps for a reply that ended early: it would go on (and bill)."""
+        try:
+            await context.provider.cancel(self.response_id)
+        except Exception as exc:  # noqa: BLE001 - it expires at the provider anyway
+            # Never log the SDK's exception itself: upstream error texts can quote the API key.
+            logger.warning("reply %s: could not cancel its response upstream (%s)", self.message_id, type(exc).__name__)
 
     def _open_stream(self, context: services.GenerationContext, resume: ResumePoint | None) -> ReplyStream:
         if resume is None:
