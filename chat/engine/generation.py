@@ -103,7 +103,9 @@ class Generation:
             await best_effort(live_log().begin(reply.pk))
             await events.publish_start(reply)  # not for a reply taken up: its followers keep what they have
         else:
-            frames = self._resumed_frames(reply, resume)
+            logger.info("reply %s taken up again (time %s) at %s", reply.pk, reply.resumes, resume)
+            self.response_id = resume.response_id
+            frames = resume.frames(reply, clock=self._clock)
         await events.publish_conversation_of(reply)
         status, result, error = await self._stream(context, frames, resume)
         if self._checkpointing is not None:
@@ -124,25 +126,6 @@ class Generation:
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
-
-    def _resumed_frames(self, reply: Message, resume: ResumePoint) -> FrameCoalescer:
-        logger.info(
-            "reply %s taken up again (time %s) at frame %s, after event %s",
-            reply.pk,
-            reply.resumes,
-            resume.seq,
-            resume.cursor,
-        )
-        self.response_id = resume.response_id
-        return FrameCoalescer.resumed(
-            conversation_id=reply.conversation_id,
-            message_id=reply.pk,
-            records=resume.records,
-            seq=resume.seq,
-            ends=resume.ends,
-            cursor=resume.cursor,
-            clock=self._clock,
-        )
 
     async def _cancel_upstream(self, context: services.GenerationContext) -> None:
         """Stop the response the provider keeps for a reply that ended early: it would go on (and bill)."""

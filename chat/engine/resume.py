@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chat.engine.frames import Clock, FrameCoalescer
 from chat.engine.resilience import best_effort
 from chat.live import FrameEnd, LiveState, live_log
 from chat.models import Message
@@ -32,6 +33,21 @@ class ResumePoint:
     seq: int
     ends: list[FrameEnd]
     cursor: int | None
+
+    def __str__(self) -> str:
+        return f"frame {self.seq}, after event {self.cursor} of {self.response_id}"
+
+    def frames(self, reply: Message, *, clock: Clock | None = None) -> FrameCoalescer:
+        """The coalescer that goes on from here."""
+        return FrameCoalescer.resumed(
+            conversation_id=reply.conversation_id,
+            message_id=reply.pk,
+            records=self.records,
+            seq=self.seq,
+            ends=self.ends,
+            cursor=self.cursor,
+            clock=clock,
+        )
 
 
 async def resume_point(reply: Message) -> ResumePoint | None:
