@@ -251,11 +251,14 @@ async def response_id_saved(message_id: int) -> bool:
     return bool((await reply_of(message_id)).upstream_response_id)
 
 
-async def test_a_background_reply_of_a_killed_worker_completes_on_the_other_worker_with_every_character_once(
-    cluster, upstream
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+async def test_a_background_reply_whose_worker_stops_completes_on_the_other_worker_with_every_character_once(
+    cluster, upstream, stop
 ):
     """The Responses API in background mode: the survivor reattaches to the response OpenAI kept, after
-    the last event the dead worker published, and goes on with the same seq and offsets."""
+    the last event the stopped worker published, and goes on with the same seq and offsets. Killed, the
+    worker's lease runs out and the reaper hands the reply over; stopped, the worker hands it over itself
+    once the grace period is over."""
     one = cluster(OPENAI_RESPONSES_MODELS="gpt-test", OPENAI_BACKGROUND_MODELS="gpt-test")
     doomed = one.worker()
     server = one.server()
@@ -270,7 +273,10 @@ async def test_a_background_reply_of_a_killed_worker_completes_on_the_other_work
     await client.wait_text(len(before_hold), timeout=60)
     survivor = one.worker()
 
-    doomed.popen.kill()
+    if stop == "SIGTERM":
+        doomed.popen.send_signal(signal.SIGTERM)
+    else:
+        doomed.popen.kill()
     (kept,) = upstream.responses.values()
     assert await asyncio.to_thread(upstream.wait_request_to, f"/v1/responses/{kept.response_id}", 60)
     upstream.release()
@@ -280,6 +286,9 @@ async def test_a_background_reply_of_a_killed_worker_completes_on_the_other_work
     assert status == saved.status == "complete"
     assert text == client.seen == saved.content == full, "no character lost, none repeated"
     assert saved.resumes == 1 and " taken up again " in survivor.output()
+    if stop == "SIGTERM":
+        assert "this one is shutting down" in doomed.output()
+        assert not upstream.requests_to(f"/v1/responses/{kept.response_id}/cancel"), "a reply handed over goes on"
     deltas = [frame for frame in client.frames if frame["type"] == "delta" and frame["message"] == reply_id]
     assert [frame["seq"] for frame in deltas] == list(range(1, len(deltas) + 1)), "seq goes on across the take-up"
     assert all(a["offset"] + len(a["text"]) == b["offset"] for a, b in zip(deltas, deltas[1:], strict=False))

@@ -566,3 +566,37 @@ def test_a_handed_off_reply_waits_the_pending_expiry_from_its_hand_off_not_from_
     assert services.replies_interrupt_stale() == []
     Message.objects.filter(pk=context.reply.pk).update(resumed_at=frozen_now - expiry - timedelta(microseconds=1))
     assert [m.pk for m in services.replies_interrupt_stale()] == [context.reply.pk]
+
+
+def hand_off(context: services.GenerationContext, content: str, seq: int, cursor: int) -> bool:
+    return services.reply_hand_off(
+        message_id=context.reply.pk,
+        parts=[("text", content)],
+        seq=seq,
+        lease_holder=context.lease_holder,
+        response_id="resp_kept",
+        cursor=cursor,
+    )
+
+
+def test_a_worker_shutting_down_hands_a_background_reply_over_with_all_it_has(conversation, frozen_now):
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon", 1, cursor=5)
+
+    assert hand_off(context, "Lisbon is the capital", 4, cursor=21)
+
+    saved = row(context.reply)
+    assert (saved.status, saved.lease_holder, saved.resumes, saved.resumed_at) == ("pending", "", 1, frozen_now)
+    assert (saved.content, saved.seq, saved.upstream_cursor) == ("Lisbon is the capital", 4, 21)
+    assert saved.finished_at is None and saved.error_code == ""
+    assert not hand_off(context, "again", 5, cursor=22), "the old lease holds nothing any more"
+
+
+def test_a_reply_stopped_or_taken_up_as_often_as_allowed_is_not_handed_over_at_shutdown(conversation, settings):
+    settings.CHAT_RESUME_ATTEMPTS = 0
+    context = claimed(conversation)
+    assert not hand_off(context, "Lisbon", 1, cursor=5)
+    settings.CHAT_RESUME_ATTEMPTS = 3
+    services.generation_cancel(conversation=conversation)
+    assert not hand_off(context, "Lisbon", 1, cursor=5)
+    assert row(context.reply).status == "streaming", "the worker ends it as usual"

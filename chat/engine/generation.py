@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
-from chat.engine.resilience import Backoff, best_effort, with_database_retry
+from chat.engine.resilience import best_effort, retry_delay, timeout_error, with_database_retry
 from chat.engine.resume import ResumePoint, resume_point
 from chat.errors import ChatError
 from chat.live import live_log
@@ -56,6 +56,7 @@ class Generation:
         self.lease_lost = False
         self.send_to_first_token_ms: int | None = None
         self.response_id = ""  # of the response the provider keeps for this reply, once known
+        self.handed_off = False  # to another worker, as this one shut down
         self._id_unsaved = False  # learnt since the last checkpoint: save it at once
         self._streaming = False
         self._clock = clock
@@ -110,13 +111,15 @@ class Generation:
         status, result, error = await self._stream(context, frames, resume)
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
-        if self.response_id and status != Message.Status.COMPLETE and not self.lease_lost:
-            await self._cancel_upstream(context)
         if self.lease_lost:
             await frames.discard()  # the reaper announced the end: no text may follow it
             final = None
         else:
             await frames.close()
+            if await self._hand_off(frames, status):
+                return  # another worker goes on with it: nothing ends here
+            if self.response_id and status != Message.Status.COMPLETE:
+                await self._cancel_upstream(context)
             final = await self._finish(context, frames, status, result, error)
         if final is None:
             logger.warning("reply %s: lease lost (another worker reaped it); nothing saved", reply.pk)
@@ -126,6 +129,25 @@ class Generation:
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
+
+    async def _hand_off(self, frames: FrameCoalescer, status: str) -> bool:
+        """Interrupted as this worker shuts down, a reply streaming from a response its provider keeps goes
+        to another worker (ChatWorker.shutdown sends its job again). False if it does not."""
+        if not (status == Message.Status.INTERRUPTED and self.shutting_down and self.response_id):
+            return False
+        self.handed_off = await with_database_retry(
+            services.reply_hand_off,
+            message_id=self.message_id,
+            parts=frames.records,
+            part_ms=frames.durations_ms(),
+            seq=frames.seq,
+            lease_holder=self.lease_holder,
+            response_id=self.response_id,
+            cursor=frames.cursor,
+        )
+        if self.handed_off:
+            logger.info("reply %s handed to another worker: this one is shutting down", self.message_id)
+        return self.handed_off
 
     async def _cancel_upstream(self, context: services.GenerationContext) -> None:
         """Stop the response the provider keeps for a reply that ended early: it would go on (and bill)."""
@@ -217,9 +239,9 @@ class Generation:
                                 return Message.Status.INTERRUPTED, result, TAKE_UP_FAILED
                             return Message.Status.FAILED, result, exc
                         attempt += 1
-                        await asyncio.sleep(_retry_delay(attempt, exc))
+                        await asyncio.sleep(retry_delay(attempt, exc))
         except TimeoutError:
-            return Message.Status.FAILED, result, _timeout_error(loop.time(), started, total_deadline, first_token_at)
+            return Message.Status.FAILED, result, timeout_error(loop.time(), started, total_deadline, first_token_at)
         except asyncio.CancelledError:
             if not self.ending_early:
                 raise
@@ -263,24 +285,6 @@ class Generation:
 
 def _ms_since(moment: datetime) -> int:
     return max(0, int((timezone.now() - moment).total_seconds() * 1000))
-
-
-def _retry_delay(attempt: int, error: ProviderError) -> float:
-    """The provider's `retry-after` wins; otherwise the exponential backoff."""
-    if error.retry_after is not None:
-        return min(error.retry_after, settings.CHAT_RETRY_MAX_DELAY)
-    return Backoff.delay_for(attempt, base=settings.CHAT_RETRY_BASE_DELAY, cap=settings.CHAT_RETRY_MAX_DELAY)
-
-
-def _timeout_error(now: float, started: float, total_deadline: float, first_token_at: float | None) -> ProviderError:
-    if now >= total_deadline - 0.01:
-        limit = settings.CHAT_TIMEOUT_TOTAL
-        return ProviderError("timeout", f"The reply took longer than the {limit:g} s limit and was stopped.")
-    if first_token_at is None:
-        limit = settings.CHAT_TIMEOUT_FIRST_TOKEN
-        return ProviderError("timeout", f"The model did not start answering within {limit:g} s.")
-    limit = settings.CHAT_TIMEOUT_IDLE
-    return ProviderError("timeout", f"The model stopped sending text for more than {limit:g} s.")
 
 
 def _settle_usage(result: StreamResult, context: services.GenerationContext, parts: Sequence[tuple[str, str]]) -> None:

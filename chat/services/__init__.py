@@ -16,6 +16,7 @@ from chat.services.generations import (
     replies_hand_off_stale,
     replies_interrupt_stale,
     replies_requeue_lost,
+    reply_hand_off,
     reply_mark_interrupted,
     usage_add,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "replies_interrupt_stale",
     "replies_requeue_lost",
     "reply_continue",
+    "reply_hand_off",
     "reply_mark_interrupted",
     "reply_mark_queued",
     "reply_queue_position",

@@ -179,6 +179,23 @@ def _lost_worker(now: datetime) -> Q:
     return Q(status=Message.Status.STREAMING, lease_expires_at__lt=now)
 
 
+def _handed_off(now: datetime) -> dict[str, object]:
+    """The fields of a reply handed to another worker: waiting again, under no lease, taken up once more."""
+    return {
+        "status": Message.Status.PENDING,
+        "lease_expires_at": None,
+        "lease_holder": "",
+        "resumes": F("resumes") + 1,
+        "resumed_at": now,
+    }
+
+
+def _resumable() -> Q:
+    """Replies another worker can take up: a response their provider keeps, no stop asked, not taken up
+    CHAT_RESUME_ATTEMPTS times yet."""
+    return Q(resumes__lt=settings.CHAT_RESUME_ATTEMPTS, cancel_requested=False) & ~Q(upstream_response_id="")
+
+
 def replies_hand_off_stale() -> list[Message]:
     """Hand the replies whose worker vanished, and that can be taken up where they were, to another worker:
     those streaming from a response their provider keeps (background mode), taken up fewer than
@@ -188,24 +205,32 @@ def replies_hand_off_stale() -> list[Message]:
     goes on from the live log or the last checkpoint (chat.engine.resume).
     """
     now = timezone.now()
-    resumable = _lost_worker(now) & Q(resumes__lt=settings.CHAT_RESUME_ATTEMPTS, cancel_requested=False)
-    resumable &= ~Q(upstream_response_id="")
+    resumable = _lost_worker(now) & _resumable()
     handed = []
     for reply in Message.objects.filter(resumable).only("pk"):
-        updated = (
-            Message.objects.filter(pk=reply.pk)
-            .filter(resumable)
-            .update(
-                status=Message.Status.PENDING,
-                lease_expires_at=None,
-                lease_holder="",
-                resumes=F("resumes") + 1,
-                resumed_at=now,
-            )
-        )
-        if updated:
+        if Message.objects.filter(pk=reply.pk).filter(resumable).update(**_handed_off(now)):
             handed.append(Message.objects.only("pk", "conversation_id", "resumes").get(pk=reply.pk))
     return handed
+
+
+def reply_hand_off(
+    *,
+    message_id: int,
+    seq: int,
+    lease_holder: str,
+    parts: Sequence[ReplyPart],
+    part_ms: Sequence[int] | None = None,
+    response_id: str,
+    cursor: int | None,
+) -> bool:
+    """A worker shutting down hands a reply it could not finish, one streaming from a response its provider
+    keeps, to another worker, with what it has (as a checkpoint saves it). False (nothing saved) if its
+    lease was lost, a stop was asked, or the reply was taken up as often as allowed: the caller ends it as
+    usual."""
+    fields = {**stored_parts(parts, part_ms), "seq": seq, "upstream_response_id": response_id}
+    fields.update(upstream_cursor=cursor, **_handed_off(timezone.now()))
+    held = _held(message_id=message_id, lease_holder=lease_holder)
+    return bool(held.filter(resumes__lt=settings.CHAT_RESUME_ATTEMPTS, cancel_requested=False).update(**fields))
 
 
 def replies_interrupt_stale() -> list[Message]:
