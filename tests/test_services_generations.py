@@ -469,16 +469,20 @@ def test_a_worker_shutting_down_after_its_lease_was_reaped_saves_nothing(convers
 # --- replies_hand_off_stale: background-mode replies go to another worker -------------------------
 
 
+def background_progress(context: services.GenerationContext, content: str, seq: int, cursor: int) -> dict:
+    """What a worker saves of a reply streaming from a response its provider keeps."""
+    return {
+        "message_id": context.reply.pk,
+        "parts": [("text", content)],
+        "seq": seq,
+        "lease_holder": context.lease_holder,
+        "response_id": "resp_kept",
+        "cursor": cursor,
+    }
+
+
 def background_checkpoint(context: services.GenerationContext, content: str, seq: int, cursor: int) -> None:
-    """A checkpoint of a reply streaming from a response its provider keeps."""
-    saved = services.generation_checkpoint(
-        message_id=context.reply.pk,
-        parts=[("text", content)],
-        seq=seq,
-        lease_holder=context.lease_holder,
-        response_id="resp_kept",
-        cursor=cursor,
-    )
+    saved = services.generation_checkpoint(**background_progress(context, content, seq, cursor))
     assert saved == services.Checkpoint.SAVED
 
 
@@ -569,14 +573,7 @@ def test_a_handed_off_reply_waits_the_pending_expiry_from_its_hand_off_not_from_
 
 
 def hand_off(context: services.GenerationContext, content: str, seq: int, cursor: int) -> bool:
-    return services.reply_hand_off(
-        message_id=context.reply.pk,
-        parts=[("text", content)],
-        seq=seq,
-        lease_holder=context.lease_holder,
-        response_id="resp_kept",
-        cursor=cursor,
-    )
+    return services.reply_hand_off(**background_progress(context, content, seq, cursor))
 
 
 def test_a_worker_shutting_down_hands_a_background_reply_over_with_all_it_has(conversation, frozen_now):

@@ -135,16 +135,7 @@ class Generation:
         to another worker (ChatWorker.shutdown sends its job again). False if it does not."""
         if not (status == Message.Status.INTERRUPTED and self.shutting_down and self.response_id):
             return False
-        self.handed_off = await with_database_retry(
-            services.reply_hand_off,
-            message_id=self.message_id,
-            parts=frames.records,
-            part_ms=frames.durations_ms(),
-            seq=frames.seq,
-            lease_holder=self.lease_holder,
-            response_id=self.response_id,
-            cursor=frames.cursor,
-        )
+        self.handed_off = await with_database_retry(services.reply_hand_off, **self._progress(frames))
         if self.handed_off:
             logger.info("reply %s handed to another worker: this one is shutting down", self.message_id)
         return self.handed_off
@@ -259,17 +250,22 @@ class Generation:
                 result.time_to_first_token_ms = int((first_token_at - started) * 1000)
             result.duration_ms = int((loop.time() - started) * 1000)
 
+    def _progress(self, frames: FrameCoalescer) -> dict[str, object]:
+        """What a checkpoint (or a hand-off) saves, read at one instant: the published parts, their seq and
+        the cursor they reach, fenced by this claim's lease."""
+        return {
+            "message_id": self.message_id,
+            "parts": frames.records,
+            "part_ms": frames.durations_ms(),
+            "seq": frames.seq,
+            "lease_holder": self.lease_holder,
+            "response_id": self.response_id,
+            "cursor": frames.cursor,
+        }
+
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
         try:
-            outcome = await database_sync_to_async(services.generation_checkpoint)(
-                message_id=self.message_id,
-                parts=frames.records,
-                part_ms=frames.durations_ms(),
-                seq=frames.seq,
-                lease_holder=self.lease_holder,
-                response_id=self.response_id,
-                cursor=frames.cursor,
-            )
+            outcome = await database_sync_to_async(services.generation_checkpoint)(**self._progress(frames))
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return
