@@ -10,10 +10,14 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
+from chat import actions, services
 from chat.engine import jobs
 from chat.engine.frames import FrameCoalescer
 from chat.live import LiveFrame, live_log
 from chat.models import Message
+from chat.providers import registry
+from chat.providers.base import ChatTurn, GenerationRequest
+from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import Scenario, split_text
 from tests.harness.clock import ManualClock
 from tests.harness.waiting import wait_for
@@ -251,3 +255,28 @@ async def test_a_reply_that_cannot_be_taken_up_ends_interrupted_with_its_text(co
     assert done["message"]["status"] == reply.status == "interrupted"
     assert "could not be taken up" in reply.error_message
     assert reply.reasoning == held_text
+
+
+@database_sync_to_async
+def handed_over_reply(conversation, response_id):
+    """A reply a dead worker left: handed over, waiting for the next worker, its response kept upstream."""
+    reply = services.message_send(conversation=conversation, client_id="c1", content="Hi").reply
+    Message.objects.filter(pk=reply.pk).update(upstream_response_id=response_id, upstream_cursor=3, resumes=1)
+    return reply
+
+
+@pytest.mark.usefixtures("background_model")
+async def test_stop_on_a_handed_over_reply_no_worker_took_yet_cancels_its_response_upstream(conversation, upstream):
+    upstream.script(Scenario.text(ANSWER, hold_after=2))
+    provider, _ = registry.resolve(TEST_MODEL)
+    stream = provider.stream(GenerationRequest("gpt-test", "", [ChatTurn("user", "Hi")], 64))
+    async with stream:
+        async for _ in stream:
+            break
+    reply = await handed_over_reply(conversation, stream.response_id)
+    assert reply.status == "pending"
+
+    stopped = await actions.stop_reply(conversation.owner, conversation.pk)
+
+    assert stopped.status == "cancelled"
+    assert upstream.responses[stream.response_id].cancelled

@@ -20,6 +20,7 @@ from chat.engine.resume import ResumePoint, resume_point
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
+from chat.providers import registry
 from chat.providers.base import ProviderError, ReplyStream, StreamResult
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ class Generation:
             await frames.close()
             if await self._hand_off(frames, status):
                 return  # another worker goes on with it: nothing ends here
-            if self.response_id and status != Message.Status.COMPLETE:
-                await self._cancel_upstream(context)
+            if self.response_id and status != Message.Status.COMPLETE:  # it would go on (and bill)
+                await registry.cancel_response(context.reply.model, self.response_id)
             final = await self._finish(context, frames, status, result, error)
         if final is None:
             logger.warning("reply %s: lease lost (another worker reaped it); nothing saved", reply.pk)
@@ -139,14 +140,6 @@ class Generation:
         if self.handed_off:
             logger.info("reply %s handed to another worker: this one is shutting down", self.message_id)
         return self.handed_off
-
-    async def _cancel_upstream(self, context: services.GenerationContext) -> None:
-        """Stop the response the provider keeps for a reply that ended early: it would go on (and bill)."""
-        try:
-            await context.provider.cancel(self.response_id)
-        except Exception as exc:  # noqa: BLE001 - it expires at the provider anyway
-            # Never log the SDK's exception itself: upstream error texts can quote the API key.
-            logger.warning("reply %s: could not cancel its response upstream (%s)", self.message_id, type(exc).__name__)
 
     def _open_stream(self, context: services.GenerationContext, resume: ResumePoint | None) -> ReplyStream:
         if resume is None:
