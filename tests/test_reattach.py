@@ -280,3 +280,21 @@ async def test_stop_on_a_handed_over_reply_no_worker_took_yet_cancels_its_respon
 
     assert stopped.status == "cancelled"
     assert upstream.responses[stream.response_id].cancelled
+
+
+@pytest.mark.usefixtures("background_model")
+async def test_a_reply_taken_up_as_often_as_allowed_is_interrupted_and_its_response_cancelled(
+    connect, conversation, upstream, settings
+):
+    settings.CHAT_RESUME_ATTEMPTS = 0
+    upstream.script(Scenario.with_summaries(SUMMARIES, ANSWER, hold_after=4))
+    async with connect(conversation.owner, protocol=2) as ws:
+        reply_id = await sent(ws, conversation)
+        worker = await _worker_dies_at_hold(reply_id, upstream, "".join(split_text(SUMMARIES[0])[:4]))
+
+        await worker.reap_stale()
+        done = await ws.receive_until(lambda frame: frame["type"] == "done", timeout=60)
+
+    assert done["message"]["status"] == (await saved(reply_id)).status == "interrupted"
+    (kept,) = upstream.responses.values()
+    assert kept.cancelled and not upstream.requests_to(f"/v1/responses/{kept.response_id}", "GET")

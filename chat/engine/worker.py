@@ -277,6 +277,8 @@ class ChatWorker(Worker):
             logger.info("reply %s handed to another worker (time %s): its worker vanished", reply.pk, reply.resumes)
             await self.send_job(message_id=reply.pk, conversation_id=reply.conversation_id)
         for reply in await database_sync_to_async(services.replies_interrupt_stale)():
+            if reply.upstream_response_id:  # its dead worker cannot stop what it left running upstream
+                await registry.cancel_response(reply.model, reply.upstream_response_id)
             await events.publish_done(reply)
             await events.publish_conversation_of(reply)
 
