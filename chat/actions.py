@@ -13,6 +13,7 @@ from chat.engine import jobs
 from chat.events import Frame
 from chat.live import LiveState, live_log
 from chat.models import Conversation, Message
+from chat.providers import registry
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message
     conversation = await conversation_for(user, conversation_id)
     reply = await database_sync_to_async(services.generation_cancel)(conversation=conversation)
     if reply.status == Message.Status.CANCELLED:
-        # No worker had taken it: nobody else will announce the end.
+        # No worker had taken it: nobody else will announce the end, nor stop what a worker that died left
+        # running upstream (a reply handed over, waiting for a worker, streams from a kept response).
+        if reply.upstream_response_id:
+            await registry.cancel_response(reply.model, reply.upstream_response_id)
         await events.publish_done(reply)
         await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=False))
     else:

@@ -29,7 +29,8 @@ KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}
 
 # Append a frame and publish it, in that order, if it is the next one the log expects (the writer's
 # seq) and belongs to its last part or opens the next; otherwise change nothing and return -1, and the
-# writer rewrites the log before publishing. KEYS: the part's text, the frame ends, the parts' kinds.
+# writer rewrites the log before publishing. KEYS: the part's text, the frame ends, the parts' kinds,
+# the reply's cursor (ARGV[9], set with the frame when not empty: the log's text and cursor always agree).
 # The TTL is set on a part's first frame and refreshed every 256 frames (APPEND and RPUSH keep it).
 APPEND_PUBLISH_SCRIPT = b"""
 local n = redis.call('LLEN', KEYS[2])
@@ -43,6 +44,7 @@ elseif part ~= parts - 1 then
 end
 redis.call('APPEND', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
+if ARGV[9] ~= '' then redis.call('SET', KEYS[4], ARGV[9], 'EX', ARGV[6]) end
 if n % 256 == 0 or part == parts then
   redis.call('EXPIRE', KEYS[1], ARGV[6])
   redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -53,11 +55,11 @@ return n + 1
 """
 APPEND_PUBLISH_SHA = hashlib.sha1(APPEND_PUBLISH_SCRIPT).hexdigest()  # Redis names scripts by SHA-1
 
-# A reply's parts and seq at one instant: the text keys are named `<prefix><part index>`.
+# A reply's parts, seq and cursor at one instant: the text keys are named `<prefix><part index>`.
 STATE_SCRIPT = b"""
 local kinds = redis.call('GET', KEYS[1])
 if not kinds then return nil end
-local found = {kinds, redis.call('LLEN', KEYS[2])}
+local found = {kinds, redis.call('LLEN', KEYS[2]), redis.call('GET', KEYS[3]) or ''}
 for part = 0, string.len(kinds) - 1 do
   found[#found + 1] = redis.call('GET', ARGV[1] .. part) or ''
 end
@@ -72,6 +74,9 @@ FrameEnd = tuple[int, int]  # (part index, offset in that part where the frame e
 class LiveState:
     parts: list[Part]
     seq: int
+    # The provider's number of the last event whose text the parts hold, for a reply streaming from a
+    # response its provider keeps (chat.engine.resume); None for any other.
+    cursor: int | None = None
 
     @property
     def content(self) -> str:
@@ -81,12 +86,14 @@ class LiveState:
 
 @dataclass(frozen=True)
 class LiveFrame:
-    """One frame as the log keeps it: its part (index and kind), text, and the part's length after it."""
+    """One frame as the log keeps it: its part (index and kind), text, and the part's length after it;
+    the reply's cursor with it (the provider's event number its text reaches), if it has one."""
 
     part: int
     kind: str
     text: str
     end: int
+    cursor: int | None = None
 
 
 class LiveLog(Protocol):
@@ -96,8 +103,11 @@ class LiveLog(Protocol):
         self, message_id: int, frame: LiveFrame, seq: int, wire: tuple[str, bytes]
     ) -> bool: ...
     async def publish(self, channel: str, payload: bytes) -> bool: ...
-    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None: ...
+    async def restore(
+        self, message_id: int, parts: list[Part], ends: list[FrameEnd], cursor: int | None = None
+    ) -> None: ...
     async def state(self, message_id: int) -> LiveState | None: ...
+    async def ends(self, message_id: int) -> list[FrameEnd]: ...
     async def position_after(self, message_id: int, seq: int) -> FrameEnd | None: ...
     async def end(self, message_id: int) -> None: ...
 
@@ -107,6 +117,7 @@ class _Reply:
     kinds: list[str] = field(default_factory=list)
     texts: list[list[str]] = field(default_factory=list)  # per part, its frames' texts (joined lazily)
     ends: list[FrameEnd] = field(default_factory=list)
+    cursor: int | None = None
 
 
 class MemoryLiveLog:
@@ -127,6 +138,8 @@ class MemoryLiveLog:
             return -1
         reply.texts[frame.part].append(frame.text)
         reply.ends.append((frame.part, frame.end))
+        if frame.cursor is not None:
+            reply.cursor = frame.cursor
         return len(reply.ends)
 
     async def append_and_publish(self, message_id: int, frame: LiveFrame, seq: int, wire: tuple[str, bytes]) -> bool:
@@ -135,9 +148,12 @@ class MemoryLiveLog:
     async def publish(self, channel: str, payload: bytes) -> bool:
         return False
 
-    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None:
+    async def restore(
+        self, message_id: int, parts: list[Part], ends: list[FrameEnd], cursor: int | None = None
+    ) -> None:
         kinds = [kind for kind, _ in parts]
-        self._replies[message_id] = _Reply(kinds=kinds, texts=[[text] for _, text in parts], ends=list(ends))
+        texts = [[text] for _, text in parts]
+        self._replies[message_id] = _Reply(kinds=kinds, texts=texts, ends=list(ends), cursor=cursor)
 
     async def state(self, message_id: int) -> LiveState | None:
         reply = self._replies.get(message_id)
@@ -146,7 +162,11 @@ class MemoryLiveLog:
         for texts in reply.texts:
             texts[:] = ["".join(texts)]  # keep later joins cheap
         parts = [(kind, texts[0]) for kind, texts in zip(reply.kinds, reply.texts, strict=True)]
-        return LiveState(parts=parts, seq=len(reply.ends))
+        return LiveState(parts=parts, seq=len(reply.ends), cursor=reply.cursor)
+
+    async def ends(self, message_id: int) -> list[FrameEnd]:
+        reply = self._replies.get(message_id)
+        return list(reply.ends) if reply is not None else []
 
     async def position_after(self, message_id: int, seq: int) -> FrameEnd | None:
         reply = self._replies.get(message_id)
@@ -186,11 +206,14 @@ class RedisLiveLog:
     def _text_key(self, message_id: int, part: int) -> str:
         return key("live", message_id, "text", part)
 
+    def _cursor_key(self, message_id: int) -> str:
+        return key("live", message_id, "cursor")
+
     async def _all_keys(self, message_id: int, parts: int | None = None) -> list[str]:
         if parts is None:
             parts = await self._client().strlen(self._kinds_key(message_id))
         texts = [self._text_key(message_id, part) for part in range(parts)]
-        return [self._kinds_key(message_id), self._ends_key(message_id), *texts]
+        return [self._kinds_key(message_id), self._ends_key(message_id), self._cursor_key(message_id), *texts]
 
     async def begin(self, message_id: int) -> None:
         stale = await self._all_keys(message_id)
@@ -210,6 +233,8 @@ class RedisLiveLog:
             if frame.part == parts:
                 pipe.append(kinds_key, KIND_CODES[frame.kind])
             pipe.append(text_key, frame.text.encode()).rpush(ends_key, _end_entry(frame.part, frame.end))
+            if frame.cursor is not None:
+                pipe.set(self._cursor_key(message_id), frame.cursor, ex=LOG_TTL_SECONDS)
             for each in (kinds_key, ends_key, text_key):
                 pipe.expire(each, LOG_TTL_SECONDS)
             results = await pipe.execute()
@@ -219,7 +244,12 @@ class RedisLiveLog:
         """Append the frame, then publish it on the pub/sub layer's channel: one script, in one round trip
         shared with every other reply of this process. False (nothing done) if the log lacks earlier frames."""
         channel, payload = wire
-        keys = (self._text_key(message_id, frame.part), self._ends_key(message_id), self._kinds_key(message_id))
+        keys = (
+            self._text_key(message_id, frame.part),
+            self._ends_key(message_id),
+            self._kinds_key(message_id),
+            self._cursor_key(message_id),
+        )
         args = (
             frame.text.encode(),
             _end_entry(frame.part, frame.end),
@@ -229,8 +259,9 @@ class RedisLiveLog:
             LOG_TTL_SECONDS,
             frame.part,
             KIND_CODES[frame.kind],
+            "" if frame.cursor is None else frame.cursor,
         )
-        return await self._batcher().run("EVALSHA", APPEND_PUBLISH_SHA, 3, *keys, *args) == seq
+        return await self._batcher().run("EVALSHA", APPEND_PUBLISH_SHA, len(keys), *keys, *args) == seq
 
     async def publish(self, channel: str, payload: bytes) -> bool:
         """PUBLISH on the same batched connection as the frames, so this process's messages keep their order."""
@@ -240,8 +271,11 @@ class RedisLiveLog:
     def _batcher(self) -> "_Batcher":
         return self._batchers.get()
 
-    async def restore(self, message_id: int, parts: list[Part], ends: list[FrameEnd]) -> None:
-        """Rewrite a log that Redis lost (a restart) or that missed frames (an outage)."""
+    async def restore(
+        self, message_id: int, parts: list[Part], ends: list[FrameEnd], cursor: int | None = None
+    ) -> None:
+        """Rewrite a log that Redis lost (a restart) or that missed frames (an outage), or start it again
+        from a checkpoint (a reply taken up by another worker)."""
         stale = await self._all_keys(message_id)
         kinds = "".join(KIND_CODES[kind] for kind, _ in parts)
         async with self._client().pipeline(transaction=True) as pipe:
@@ -251,19 +285,24 @@ class RedisLiveLog:
             if ends:
                 pipe.rpush(self._ends_key(message_id), *(_end_entry(*end) for end in ends))
                 pipe.expire(self._ends_key(message_id), LOG_TTL_SECONDS)
+            if cursor is not None:
+                pipe.set(self._cursor_key(message_id), cursor, ex=LOG_TTL_SECONDS)
             await pipe.execute()
 
     async def state(self, message_id: int) -> LiveState | None:
         """Every part and the seq they cover, read at one instant (a script: nothing lands in between)."""
         script = self._client().register_script(STATE_SCRIPT)
-        keys = [self._kinds_key(message_id), self._ends_key(message_id)]
+        keys = [self._kinds_key(message_id), self._ends_key(message_id), self._cursor_key(message_id)]
         found = await script(keys=keys, args=[key("live", message_id, "text") + ":"])
         if found is None:
             return None
-        kinds, seq, *texts = found
+        kinds, seq, cursor, *texts = found
         codes = kinds.decode()
         parts = [(KINDS_BY_CODE[code], text.decode()) for code, text in zip(codes, texts, strict=True)]
-        return LiveState(parts=parts, seq=int(seq))
+        return LiveState(parts=parts, seq=int(seq), cursor=int(cursor) if cursor else None)
+
+    async def ends(self, message_id: int) -> list[FrameEnd]:
+        return [_parse_end(entry) for entry in await self._client().lrange(self._ends_key(message_id), 0, -1)]
 
     async def position_after(self, message_id: int, seq: int) -> FrameEnd | None:
         if seq == 0:

@@ -91,6 +91,14 @@ class Message(models.Model):
     # Who holds the lease: the worker id and a token of this claim. Every write of a running reply is
     # fenced by it, so a worker that lost its lease (the reaper cleared it) can never overwrite the reply.
     lease_holder = models.CharField(max_length=200, blank=True)
+    # A reply of a background-mode model (OPENAI_BACKGROUND_MODELS): the response the provider keeps, and
+    # the cursor (the provider's event number) of the last event whose text `parts` and `seq` hold, so that
+    # another worker can take the reply up from there should its worker die (chat.engine.resume).
+    upstream_response_id = models.CharField(max_length=200, blank=True)
+    upstream_cursor = models.IntegerField(null=True, blank=True)
+    # How many times another worker took the reply up, and when it was last handed over (it waits again).
+    resumes = models.PositiveSmallIntegerField(default=0)
+    resumed_at = models.DateTimeField(null=True, blank=True)
     # Set when the reply was told `queued` (no worker had a free slot): it really waits for a worker.
     queued_at = models.DateTimeField(null=True, blank=True)
     # Set when the job was sent again because the job queue was new (Redis restarted): at most once.

@@ -216,6 +216,21 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 _openai_models = env_models("OPENAI_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1")
 OPENAI_MODELS = list(_openai_models)
+# Which OpenAI models go through the Responses API (reasoning summaries stream as a `reasoning` part);
+# the others use Chat Completions. By default the reasoning families of OPENAI_MODELS (o1, o3, o4, gpt-5).
+OPENAI_REASONING_FAMILIES = ("o1", "o3", "o4", "gpt-5")
+OPENAI_RESPONSES_MODELS = env_list(
+    "OPENAI_RESPONSES_MODELS", ",".join(m for m in OPENAI_MODELS if m.startswith(OPENAI_REASONING_FAMILIES))
+)
+# Of those, the ones that run in background mode: the response is kept at OpenAI (for a while) so that,
+# should the worker die, another one reattaches to it and goes on where it was (docs/deployment.md).
+OPENAI_BACKGROUND_MODELS = env_list("OPENAI_BACKGROUND_MODELS")
+for _name, _models, _within, _within_name in (
+    ("OPENAI_RESPONSES_MODELS", OPENAI_RESPONSES_MODELS, OPENAI_MODELS, "OPENAI_MODELS"),
+    ("OPENAI_BACKGROUND_MODELS", OPENAI_BACKGROUND_MODELS, OPENAI_RESPONSES_MODELS, "OPENAI_RESPONSES_MODELS"),
+):
+    if _outside := [model for model in _models if model not in _within]:
+        raise ImproperlyConfigured(f"{_name}: {', '.join(_outside)} not in {_within_name}")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
 _anthropic_models = env_models("ANTHROPIC_MODELS", "claude-sonnet-4-5,claude-haiku-4-5")
@@ -292,6 +307,9 @@ CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 250)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 4096)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 10.0)
+# A background-mode reply whose worker died is taken over by another worker at most this many times;
+# then (or with 0) it ends `interrupted`, as every other reply does.
+CHAT_RESUME_ATTEMPTS = env_int("CHAT_RESUME_ATTEMPTS", 3)
 CHAT_PENDING_EXPIRY_SECONDS = env_float("CHAT_PENDING_EXPIRY_SECONDS", 600.0)
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15.0)

@@ -18,15 +18,20 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from tests.fake_responses import RESPONSES_PATH, BackgroundResponse, cancelled_body, response_events
 
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/anthropic/v1/messages"
 DEFAULT_TOKENS = ("Hello", ",", " world", "!")
 
-End = Literal["finish", "error", "cut", "stall", "no_finish", "garbled"]
+# "failed" is the Responses API's `response.failed` (elsewhere the same as "error").
+End = Literal["finish", "error", "failed", "cut", "stall", "no_finish", "garbled"]
 # The delta field a compatible server streams reasoning in: vLLM, DeepSeek and llama.cpp
 # `reasoning_content`; Ollama, OpenRouter and newer vLLM `reasoning`; some `reasoning_text`.
 ReasoningField = Literal["reasoning_content", "reasoning", "reasoning_text"]
@@ -86,6 +91,15 @@ class Scenario:
     # of `redacted` (its opaque data), then the text block.
     signature: str = ""
     redacted: tuple[str, ...] = ()
+    # Responses API: the reasoning summary's parts (each a tuple of tokens; if unset, `reasoning_tokens`
+    # make one), streamed as reasoning_summary_text deltas, or as reasoning_text deltas (`reasoning_kind`).
+    summaries: tuple[tuple[str, ...], ...] = ()
+    reasoning_kind: Literal["summary", "text"] = "summary"
+    # Stop before the delta of this index (reasoning and text counted together) until the test calls
+    # `upstream.release()`: a reply held mid-stream whatever the machine's speed.
+    hold_after: int | None = None
+    # Responses API: send each event as two chunks, cut after this many bytes (a frame split by the network).
+    split_at: int | None = None
 
     @classmethod
     def reply(cls, *tokens: str, delay: float = 0.0, **fields: Any) -> "Scenario":
@@ -120,6 +134,16 @@ class Scenario:
             redacted=redacted,
             **fields,
         )
+
+    @classmethod
+    def with_summaries(cls, summaries: Sequence[str], text: str, **fields: Any) -> "Scenario":
+        """A reasoning model on the Responses API: a reasoning item with these summary parts, then `text`."""
+        return cls(tokens=split_text(text), summaries=tuple(split_text(summary) for summary in summaries), **fields)
+
+    @classmethod
+    def failed(cls, *, after: int = 2, error_type: str = "server_error", **fields: Any) -> "Scenario":
+        """Responses API: `response.failed` (its error's code is `error_type`) after `after` text tokens."""
+        return cls(end="failed", after=after, error_type=error_type, **fields)
 
     @classmethod
     def think_inline(
@@ -191,6 +215,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-case names
     body: Any  # parsed JSON, or None
+    query: dict[str, str] = field(default_factory=dict)
     scenario: Scenario | None = None
     closed_early: bool = False  # the client closed the connection before the reply ended
     at: float = field(default_factory=time.monotonic)  # when the request arrived
@@ -214,6 +239,10 @@ class FakeUpstream:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        # Background responses of the Responses API, by id; and the release of held scenarios.
+        self.responses: dict[str, BackgroundResponse] = {}
+        self.held = 0
+        self._release: asyncio.Event | None = None
 
     @property
     def base_url(self) -> str:
@@ -248,12 +277,44 @@ class FakeUpstream:
             self._queue.extend(scenarios)
 
     def reset(self) -> None:
-        """Forget scripted scenarios, recorded requests and counters; restore the default scenario."""
+        """Forget scripted scenarios, recorded requests, background responses and counters; restore the
+        default scenario."""
         with self._changed:
             self._queue.clear()
             self.requests = []
             self.closed_early = 0
+            self.held = 0
             self.default = Scenario()
+            responses, self.responses = list(self.responses.values()), {}
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._forget, responses)
+
+    def _forget(self, responses: list[BackgroundResponse]) -> None:
+        for response in responses:
+            response.cancel()
+        self._release = asyncio.Event()
+
+    def release(self) -> None:
+        """Let held scenarios (`hold_after`) go on."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(lambda: self._release.set())
+
+    def wait_held(self, count: int = 1, within: float = 15.0) -> bool:
+        """Block until `count` replies reached their hold; False if that takes over `within` s."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.held >= count, timeout=within)
+
+    async def wait_held_async(self, count: int = 1, within: float = 15.0) -> bool:
+        return await asyncio.to_thread(self.wait_held, count, within)
+
+    def requests_to(self, path: str, method: str = "") -> list[RecordedRequest]:
+        """The recorded requests to `path` (and of `method`, if given)."""
+        with self._changed:
+            return [r for r in self.requests if r.path == path and (not method or r.method == method)]
+
+    def wait_request_to(self, path: str, within: float = 15.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: any(r.path == path for r in self.requests), timeout=within)
 
     def wait_closed(self, count: int = 1, within: float = 15.0) -> bool:
         """Block until `count` replies were closed early by clients; False if that takes over `within` s."""
@@ -272,6 +333,7 @@ class FakeUpstream:
 
     def _run(self, ready: threading.Event) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        self._release = asyncio.Event()
         try:
             self._server = loop.run_until_complete(
                 loop.create_server(lambda: _Connection(self), "127.0.0.1", 0, reuse_address=True)
@@ -297,6 +359,37 @@ class FakeUpstream:
             self.requests.append(request)
             self._changed.notify_all()
             return request.scenario
+
+    def _record(self, request: RecordedRequest) -> None:
+        """A request that plays no scenario (a Responses API retrieve or cancel)."""
+        with self._changed:
+            self.requests.append(request)
+            self._changed.notify_all()
+
+    def _note_held(self) -> None:
+        with self._changed:
+            self.held += 1
+            self._changed.notify_all()
+
+    async def _hold(self, closed: asyncio.Event) -> None:
+        """Wait for `release()` (or the client to leave)."""
+        assert self._release is not None
+        self._note_held()
+        waits = [asyncio.ensure_future(self._release.wait()), asyncio.ensure_future(closed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+
+    def _background(self, scenario: Scenario, body: dict[str, Any]) -> BackgroundResponse:
+        assert self._release is not None
+        with self._changed:
+            response_id = f"resp_fake{len(self.responses) + 1:04d}"
+        planned = response_events(scenario, body, response_id)
+        response = BackgroundResponse(response_id, scenario, planned, self._release)
+        with self._changed:
+            self.responses[response_id] = response
+        response.task = asyncio.get_running_loop().create_task(response.run(self._note_held))
+        return response
 
     def _note_closed_early(self, request: RecordedRequest) -> None:
         with self._changed:
@@ -388,9 +481,13 @@ class _Connection(asyncio.Protocol):
             rest = bytes(self.buffer).partition(b"\r\n\r\n")[2]
         self.buffer = bytearray(rest[length:])
         body = json.loads(rest[:length]) if length else None
-        return RecordedRequest(method=method, path=path.split("?", 1)[0], headers=headers, body=body)
+        path, _, query = path.partition("?")
+        return RecordedRequest(method=method, path=path, headers=headers, body=body, query=dict(parse_qsl(query)))
 
     async def respond(self, request: RecordedRequest) -> None:
+        if request.path.startswith(RESPONSES_PATH):
+            await self.respond_responses(request)
+            return
         if request.path not in (OPENAI_PATH, ANTHROPIC_PATH):
             await self.send_json(404, {"error": {"message": "Not found", "type": "not_found_error"}}, {})
             return
@@ -407,10 +504,86 @@ class _Connection(asyncio.Protocol):
             self.upstream._note_closed_early(request)
             raise
 
-    async def stream(self, scenario: Scenario, events: "_OpenAIEvents | _AnthropicEvents") -> None:
+    async def respond_responses(self, request: RecordedRequest) -> None:
+        """The Responses API: create (streamed; kept if `background`), retrieve (streamed from
+        `starting_after` + 1) and cancel."""
+        upstream = self.upstream
+        if request.path == RESPONSES_PATH and request.method == "POST":
+            scenario = upstream._take(request)
+            if scenario.status != 200:
+                body = scenario.body if scenario.body is not None else _error_body(scenario, request, False)
+                await self.send_json(scenario.status, body, scenario.headers)
+                return
+            if request.body.get("background"):
+                await self.stream_kept(request, upstream._background(scenario, request.body), 0)
+            else:
+                await self.stream_responses(request, scenario)
+            return
+        upstream._record(request)
+        response_id, _, action = request.path.removeprefix(RESPONSES_PATH + "/").partition("/")
+        kept = upstream.responses.get(response_id)
+        if kept is None:
+            await self.send_json(404, {"error": {"message": "No such response", "type": "invalid_request_error"}}, {})
+        elif action == "cancel" and request.method == "POST":
+            kept.cancel()
+            await self.send_json(200, cancelled_body(kept, {"background": True}), {})
+        elif request.method == "GET" and request.query.get("stream") == "true":
+            await self.stream_kept(request, kept, int(request.query.get("starting_after", "-1")) + 1)
+        else:
+            await self.send_json(400, {"error": {"message": "Unsupported", "type": "invalid_request_error"}}, {})
+
+    async def stream_responses(self, request: RecordedRequest, scenario: Scenario) -> None:
+        """A response that is not kept: its events as it generates them, ended as the scenario says."""
+        await self.open_stream(scenario)
+        deltas = 0
+        try:
+            for event in response_events(scenario, request.body, "resp_fake_unstored"):
+                if event.delta:
+                    if deltas == scenario.hold_after:
+                        await self.upstream._hold(self.closed)
+                    deltas += 1
+                    await self.pause(scenario.delay)
+                await self.send_event(event.sse, scenario.split_at)
+            await self.end_stream(scenario, _responses_closing(scenario))
+        except _ClientGone:
+            self.upstream._note_closed_early(request)
+            raise
+
+    async def stream_kept(self, request: RecordedRequest, kept: BackgroundResponse, start: int) -> None:
+        """A background response's events from `start` on: those generated so far at once, then live.
+        The client leaving does not stop it."""
+        await self.open_stream(kept.scenario)
+        try:
+            async for frame in kept.frames(start):
+                await self.send_event(frame, kept.scenario.split_at)
+            if kept.cancelled:
+                await self.write(b"0\r\n\r\n")
+                return
+            await self.end_stream(kept.scenario, _responses_closing(kept.scenario))
+        except _ClientGone:
+            self.upstream._note_closed_early(request)
+            raise
+
+    async def open_stream(self, scenario: Scenario) -> None:
         head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in scenario.headers.items())
         await self.write((head + "transfer-encoding: chunked\r\n\r\n").encode())
+
+    async def end_stream(self, scenario: Scenario, closing: list[str]) -> None:
+        """Once the tokens are out, whatever the scenario's `end` does: cut or stall, else send the
+        `closing` frames and end the body."""
+        if scenario.end == "cut":
+            self.transport.close()  # FIN once the buffered tokens are out, in the middle of the body
+            return
+        if scenario.end == "stall":
+            await self.closed.wait()
+            raise _ClientGone
+        for frame in closing:
+            await self.send_chunk(frame)
+        await self.write(b"0\r\n\r\n")
+
+    async def stream(self, scenario: Scenario, events: "_OpenAIEvents | _AnthropicEvents") -> None:
+        await self.open_stream(scenario)
         for frame in events.opening():
             await self.send_chunk(frame)
         for token in scenario.reasoning_tokens:
@@ -421,15 +594,7 @@ class _Connection(asyncio.Protocol):
         for index, token in enumerate(scenario.sent_tokens):
             await self.pause(scenario.delay)
             await self.send_chunk(events.token(token, index))
-        if scenario.end == "cut":
-            self.transport.close()  # FIN once the buffered tokens are out, in the middle of the body
-            return
-        if scenario.end == "stall":
-            await self.closed.wait()
-            raise _ClientGone
-        for frame in events.closing():
-            await self.send_chunk(frame)
-        await self.write(b"0\r\n\r\n")
+        await self.end_stream(scenario, events.closing())
 
     async def pause(self, seconds: float) -> None:
         """Wait before the next token, noticing at once if the client leaves meanwhile."""
@@ -442,6 +607,13 @@ class _Connection(asyncio.Protocol):
                 return
         if self.closed.is_set():
             raise _ClientGone
+
+    async def send_event(self, frame: str, split_at: int | None) -> None:
+        if split_at is None:
+            await self.send_chunk(frame)
+        else:
+            await self.send_chunk(frame[:split_at])
+            await self.send_chunk(frame[split_at:])
 
     async def send_chunk(self, frame: str) -> None:
         data = frame.encode()
@@ -471,6 +643,11 @@ def _error_body(scenario: Scenario, request: RecordedRequest, anthropic: bool) -
     if anthropic:
         return {"type": "error", "error": {"type": error_type, "message": message}}
     return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+def _responses_closing(scenario: Scenario) -> list[str]:
+    """What a Responses stream sends after its events (which end it, if they do): a garbled event, or nothing."""
+    return [_sse("{not json", "response.output_text.delta")] if scenario.end == "garbled" else []
 
 
 def _reported(**counts: int | None) -> dict[str, int]:

@@ -247,6 +247,59 @@ async def test_a_worker_killed_mid_reasoning_leaves_the_reasoning_of_its_last_ch
     await client.close()
 
 
+async def response_id_saved(message_id: int) -> bool:
+    return bool((await reply_of(message_id)).upstream_response_id)
+
+
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+async def test_a_background_reply_whose_worker_stops_completes_on_the_other_worker_with_every_character_once(
+    cluster, upstream, stop
+):
+    """The Responses API in background mode: the survivor reattaches to the response OpenAI kept, after
+    the last event the stopped worker published, and goes on with the same seq and offsets. Killed, the
+    worker's lease runs out and the reaper hands the reply over; stopped, the worker hands it over itself
+    once the grace period is over."""
+    one = cluster(OPENAI_RESPONSES_MODELS="gpt-test", OPENAI_BACKGROUND_MODELS="gpt-test")
+    doomed = one.worker()
+    server = one.server()
+    user, conversation = await new_conversation()
+    client = await follower(server.port, user, conversation)
+    scenario = Scenario.slow(300, delay=0.01, hold_after=150)
+    full, before_hold = "".join(scenario.tokens), "".join(scenario.tokens[:150])
+    upstream.script(scenario)
+    reply_id = (await client.ask("send", content="long story"))["message"]["id"]
+    assert await upstream.wait_held_async(within=60)
+    await wait_for(lambda: response_id_saved(reply_id))
+    await client.wait_text(len(before_hold), timeout=60)
+    survivor = one.worker()
+
+    if stop == "SIGTERM":
+        doomed.popen.send_signal(signal.SIGTERM)
+    else:
+        doomed.popen.kill()
+    (kept,) = upstream.responses.values()
+    assert await asyncio.to_thread(upstream.wait_request_to, f"/v1/responses/{kept.response_id}", 60)
+    upstream.release()
+    text, status = await client.follow(timeout=90, quiet=30)
+
+    saved = await reply_of(reply_id)
+    assert status == saved.status == "complete"
+    assert text == client.seen == saved.content == full, "no character lost, none repeated"
+    assert saved.resumes == 1 and " taken up again " in survivor.output()
+    if stop == "SIGTERM":
+        assert "this one is shutting down" in doomed.output()
+        assert not upstream.requests_to(f"/v1/responses/{kept.response_id}/cancel"), "a reply handed over goes on"
+    deltas = [frame for frame in client.frames if frame["type"] == "delta" and frame["message"] == reply_id]
+    assert [frame["seq"] for frame in deltas] == list(range(1, len(deltas) + 1)), "seq goes on across the take-up"
+    assert all(a["offset"] + len(a["text"]) == b["offset"] for a, b in zip(deltas, deltas[1:], strict=False))
+    assert (client.gaps, [f["type"] for f in client.frames].count("start")) == (0, 1)
+    (retrieve,) = upstream.requests_to(f"/v1/responses/{kept.response_id}", "GET")
+    last_published = [event.payload["sequence_number"] for event in kept.planned if event.delta][149]
+    assert retrieve.query["starting_after"] == str(last_published), "on from the event after the last one published"
+    assert not await active_replies()
+    await client.close()
+
+
 async def test_no_reply_stays_streaming_after_every_process_is_killed_and_restarted(cluster, upstream):
     one = cluster(CHAT_PENDING_EXPIRY_SECONDS="4")
     worker = one.worker()

@@ -10,7 +10,9 @@ from chat import services
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
+from chat.providers.base import ChatTurn, GenerationRequest
 from chat.providers.local import _sampling
+from chat.providers.openai_responses import reasoning_efforts, request_body
 from chat.providers.parameters import GenerationParameters
 from chat.services.parameters import parameters_for_request
 from tests.engine_fixtures import PLANTED_KEY, TEST_MODEL
@@ -19,6 +21,8 @@ from tests.fake_upstream import Scenario
 pytestmark = pytest.mark.django_db(transaction=True)
 
 O_SERIES = "openai:o3-mini"
+ON_RESPONSES = "openai:gpt-resp"  # a chat model on the Responses API
+REASONER_ON_RESPONSES = "openai:o4-mini"
 GPT5 = "openai:gpt-5"
 CLAUDE = "anthropic:claude-plain"
 THINKER = "anthropic:claude-thinker"
@@ -29,7 +33,8 @@ LOCAL = "local:smollm2-135m-instruct"
 @pytest.fixture(autouse=True)
 def every_provider(engine, upstream):
     """OpenAI (chat and reasoning models), Anthropic (one thinking model), a compatible server, the local model."""
-    engine.OPENAI_MODELS = ["gpt-test", "gpt-other", "o3-mini", "gpt-5", "gpt-5.1"]
+    engine.OPENAI_MODELS = ["gpt-test", "gpt-other", "o3-mini", "gpt-5", "gpt-5.1", "o4-mini", "gpt-resp"]
+    engine.OPENAI_RESPONSES_MODELS = ["o4-mini", "gpt-resp"]
     engine.ANTHROPIC_API_KEY = PLANTED_KEY
     engine.ANTHROPIC_BASE_URL = upstream.base_url_anthropic
     engine.ANTHROPIC_MODELS = ["claude-plain", "claude-thinker"]
@@ -103,6 +108,8 @@ def test_an_update_merges_the_given_parameters_and_null_clears_one(user):
         (O_SERIES, {"stop": ["END"]}, "stop", "not accepted"),
         (O_SERIES, {"reasoning_effort": "minimal"}, "reasoning_effort", "low, medium, high"),
         (O_SERIES, {"reasoning_effort": "extreme"}, "reasoning_effort", "one of"),
+        (ON_RESPONSES, {"stop": ["END"]}, "stop", "not accepted by openai:gpt-resp"),
+        (REASONER_ON_RESPONSES, {"top_p": 0.5}, "top_p", "not accepted"),
         (CLAUDE, {"temperature": 0.5}, "temperature", "not accepted by anthropic:claude-plain"),
         (CLAUDE, {"top_p": 0.9}, "top_p", "not accepted"),
         (CLAUDE, {"reasoning_effort": "minimal"}, "reasoning_effort", "low, medium, high, xhigh, max"),
@@ -249,6 +256,27 @@ async def test_an_openai_reasoning_model_gets_the_reasoning_effort(connect, user
     assert "temperature" not in body
 
 
+@pytest.mark.parametrize(
+    ("model", "parameters", "sent"),
+    [
+        ("gpt-resp", GenerationParameters(temperature=0.3, top_p=0.9), {"temperature": 0.3, "top_p": 0.9}),
+        (
+            "o4-mini",
+            GenerationParameters(reasoning_effort="high"),
+            {"reasoning": {"summary": "auto", "effort": "high"}},
+        ),
+        ("o4-mini", GenerationParameters(), {"reasoning": {"summary": "auto"}}),
+    ],
+)
+def test_the_responses_api_gets_sampling_or_the_reasoning_effort_in_its_own_fields(model, parameters, sent):
+    request = GenerationRequest(model, "", [ChatTurn("user", "Hi")], 64, parameters=parameters)
+
+    body = request_body(request, background=False)
+
+    assert {name: body[name] for name in sent} == sent
+    assert "stop" not in body and "reasoning_effort" not in body
+
+
 async def test_anthropic_gets_stop_sequences_an_effort_and_the_conversations_thinking_budget(connect, user, upstream):
     conversation = await new_conversation(user, THINKER, thinking_budget=2048, stop=["END"], reasoning_effort="high")
 
@@ -322,3 +350,7 @@ def test_the_models_endpoint_lists_each_models_parameters(client):
     assert set(models[O_SERIES]["parameters"]) == {"max_output_tokens", "reasoning_effort"}
     assert models[THINKER]["parameters"]["thinking_budget"]["allow_zero"] is True
     assert models[LOCAL]["parameters"]["repetition_penalty"]["default"] == 1.1
+
+
+def test_every_reasoning_family_sent_to_the_responses_api_by_default_has_its_efforts(settings):
+    assert all(reasoning_efforts(family) for family in settings.OPENAI_REASONING_FAMILIES)

@@ -464,3 +464,136 @@ def test_a_worker_shutting_down_after_its_lease_was_reaped_saves_nothing(convers
     kept = row(context.reply)
     assert (kept.status, kept.content, kept.seq) == ("interrupted", "", 0)
     assert "worker stopped" in kept.error_message  # the reaper's words, not the shutdown's
+
+
+# --- replies_hand_off_stale: background-mode replies go to another worker -------------------------
+
+
+def background_progress(context: services.GenerationContext, content: str, seq: int, cursor: int) -> dict:
+    """What a worker saves of a reply streaming from a response its provider keeps."""
+    return {
+        "message_id": context.reply.pk,
+        "parts": [("text", content)],
+        "seq": seq,
+        "lease_holder": context.lease_holder,
+        "response_id": "resp_kept",
+        "cursor": cursor,
+    }
+
+
+def background_checkpoint(context: services.GenerationContext, content: str, seq: int, cursor: int) -> None:
+    saved = services.generation_checkpoint(**background_progress(context, content, seq, cursor))
+    assert saved == services.Checkpoint.SAVED
+
+
+def lease_runs_out(context: services.GenerationContext, now: datetime) -> None:
+    Message.objects.filter(pk=context.reply.pk).update(lease_expires_at=now - timedelta(microseconds=1))
+
+
+def test_a_checkpoint_of_a_background_reply_saves_its_response_id_and_cursor_with_its_text(conversation):
+    context = claimed(conversation)
+
+    background_checkpoint(context, "Lisbon is", 3, cursor=17)
+
+    saved = row(context.reply)
+    assert (saved.content, saved.seq, saved.upstream_response_id, saved.upstream_cursor) == (
+        "Lisbon is",
+        3,
+        "resp_kept",
+        17,
+    )
+
+
+def test_a_background_reply_whose_worker_vanished_is_handed_off_fenced_and_waits_again(conversation, frozen_now):
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon is", 3, cursor=17)
+    lease_runs_out(context, frozen_now)
+
+    handed = services.replies_hand_off_stale()
+
+    assert [(m.pk, m.conversation_id, m.resumes) for m in handed] == [(context.reply.pk, conversation.pk, 1)]
+    saved = row(context.reply)
+    assert (saved.status, saved.lease_holder, saved.lease_expires_at) == ("pending", "", None)
+    assert (saved.content, saved.seq, saved.upstream_cursor, saved.resumed_at) == ("Lisbon is", 3, 17, frozen_now)
+    assert services.replies_interrupt_stale() == [], "it is not interrupted too"
+    assert checkpoint(context, "late text of the old worker", 4) == services.Checkpoint.LEASE_LOST
+    again = services.generation_begin(message_id=context.reply.pk, worker_id="w-2")
+    assert again is not None and again.reply.resumes == 1 and again.reply.upstream_response_id == "resp_kept"
+
+
+def test_a_reply_handed_off_as_often_as_allowed_is_interrupted_the_next_time(conversation, settings, frozen_now):
+    settings.CHAT_RESUME_ATTEMPTS = 2
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon", 1, cursor=5)
+    for attempt in range(2):
+        lease_runs_out(context, frozen_now)
+        assert [m.resumes for m in services.replies_hand_off_stale()] == [attempt + 1]
+        context = services.generation_begin(message_id=context.reply.pk, worker_id=f"w-{attempt + 2}")
+    lease_runs_out(context, frozen_now)
+
+    assert services.replies_hand_off_stale() == []
+    assert [m.pk for m in services.replies_interrupt_stale()] == [context.reply.pk]
+    saved = row(context.reply)
+    assert (saved.status, saved.error_code, saved.content, saved.resumes) == ("interrupted", "interrupted", "Lisbon", 2)
+
+
+def test_a_reply_without_a_kept_response_is_still_interrupted_not_handed_off(conversation, frozen_now):
+    context = claimed(conversation)
+    checkpoint(context, "Lisbon is", 3)
+    lease_runs_out(context, frozen_now)
+
+    assert services.replies_hand_off_stale() == []
+    assert [m.pk for m in services.replies_interrupt_stale()] == [context.reply.pk]
+    assert row(context.reply).status == "interrupted"
+
+
+def test_a_stopped_background_reply_whose_worker_vanished_is_interrupted_not_handed_off(conversation, frozen_now):
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon is", 3, cursor=17)
+    services.generation_cancel(conversation=conversation)
+    lease_runs_out(context, frozen_now)
+
+    assert services.replies_hand_off_stale() == []
+    assert row(services.replies_interrupt_stale()[0]).status == "interrupted"
+
+
+def test_a_handed_off_reply_waits_the_pending_expiry_from_its_hand_off_not_from_its_send(
+    conversation, settings, frozen_now
+):
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon is", 3, cursor=17)
+    expiry = timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    Message.objects.filter(pk=context.reply.pk).update(created_at=frozen_now - 2 * expiry)
+    lease_runs_out(context, frozen_now)
+    services.replies_hand_off_stale()
+
+    assert services.replies_interrupt_stale() == []
+    Message.objects.filter(pk=context.reply.pk).update(resumed_at=frozen_now - expiry - timedelta(microseconds=1))
+    assert [m.pk for m in services.replies_interrupt_stale()] == [context.reply.pk]
+
+
+def hand_off(context: services.GenerationContext, content: str, seq: int, cursor: int) -> bool:
+    return services.reply_hand_off(**background_progress(context, content, seq, cursor))
+
+
+def test_a_worker_shutting_down_hands_a_background_reply_over_with_all_it_has(conversation, frozen_now):
+    context = claimed(conversation)
+    background_checkpoint(context, "Lisbon", 1, cursor=5)
+
+    assert hand_off(context, "Lisbon is the capital", 4, cursor=21)
+
+    saved = row(context.reply)
+    assert (saved.status, saved.lease_holder, saved.resumes, saved.resumed_at) == ("pending", "", 1, frozen_now)
+    assert (saved.content, saved.seq, saved.upstream_cursor) == ("Lisbon is the capital", 4, 21)
+    assert saved.finished_at is None and saved.error_code == ""
+    assert not hand_off(context, "again", 5, cursor=22), "the old lease holds nothing any more"
+
+
+def test_a_reply_stopped_or_taken_up_as_often_as_allowed_is_not_handed_over_at_shutdown(conversation, settings):
+    settings.CHAT_RESUME_ATTEMPTS = 0
+    context = claimed(conversation)
+    assert not hand_off(context, "Lisbon", 1, cursor=5)
+    settings.CHAT_RESUME_ATTEMPTS = 3
+    services.generation_cancel(conversation=conversation)
+    assert not hand_off(context, "Lisbon", 1, cursor=5)
+    assert row(context.reply).status == "streaming", "the worker ends it as usual"

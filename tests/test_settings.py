@@ -97,3 +97,23 @@ def test_an_anthropic_thinking_budget_must_be_at_least_1024_and_fit_each_thinkin
     assert too_big.returncode != 0 and "claude-a replies in 4096 tokens" in too_big.stderr
     assert fits_its_model.returncode == 0, fits_its_model.stderr
     assert unknown.returncode != 0 and "'claude-c' is not in ANTHROPIC_MODELS" in unknown.stderr
+
+
+def test_responses_models_default_to_the_reasoning_families_and_background_models_must_be_among_them():
+    from django.conf import settings
+
+    models = "gpt-4o,o4-mini,gpt-5"
+    # gpt-5 is a Responses model by default (its family), so it may run in background mode.
+    defaults = run_check(OPENAI_MODELS=models, OPENAI_BACKGROUND_MODELS="gpt-5")
+    outside_openai = run_check(OPENAI_MODELS=models, OPENAI_RESPONSES_MODELS="o3")
+    outside_responses = run_check(
+        OPENAI_MODELS=models, OPENAI_RESPONSES_MODELS="o4-mini", OPENAI_BACKGROUND_MODELS="gpt-5"
+    )
+
+    assert defaults.returncode == 0, defaults.stderr
+    assert (
+        outside_openai.returncode != 0 and "OPENAI_RESPONSES_MODELS: o3 not in OPENAI_MODELS" in outside_openai.stderr
+    )
+    assert outside_responses.returncode != 0
+    assert "OPENAI_BACKGROUND_MODELS: gpt-5 not in OPENAI_RESPONSES_MODELS" in outside_responses.stderr
+    assert settings.OPENAI_RESPONSES_MODELS == [], "the default OpenAI models all stay on Chat Completions"

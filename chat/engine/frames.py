@@ -8,14 +8,14 @@ import asyncio
 import logging
 import math
 import weakref
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from django.conf import settings
 
 from chat import events
 from chat.live import FrameEnd, LiveFrame, Part, live_log
-from chat.models import answer_text
+from chat.models import PROVIDER_KEYS, answer_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class FrameCoalescer:
     What the provider needs back on the next turn (a thinking block's signature, a redacted thinking
     block) is kept for the reply's record (`records`), never published: clients see the same parts
     as ever. Such a block ends the part being written, so each signed block stays a part of its own.
+
+    Deltas of a provider that numbers its events carry a cursor: `cursor` is that of the last delta
+    published, written to the live log with its frame, so the log's text and cursor always agree (and
+    a checkpoint's, which copies `records`, `seq` and `cursor` at one instant).
     """
 
     def __init__(self, *, conversation_id: int, message_id: int, clock: Clock | None = None) -> None:
@@ -76,11 +80,44 @@ class FrameCoalescer:
         self._pending_chars = 0
         self._last_flush = -math.inf
         self._timer: Timer | None = None
+        self.cursor: int | None = None  # the cursor of the last delta published
+        self._pending_cursor: int | None = None  # that of the last delta buffered
+        self._prior_ms: list[int] = []  # per part taken over from another worker, the time it took there
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._clock: Clock = clock or self._loop
         self._flushes: set[asyncio.Task[None]] = set()
         _open.add(self)
+
+    @classmethod
+    def resumed(
+        cls,
+        *,
+        conversation_id: int,
+        message_id: int,
+        records: Sequence[Mapping[str, Any]],
+        seq: int,
+        ends: Sequence[FrameEnd],
+        cursor: int | None,
+        clock: Clock | None = None,
+    ) -> "FrameCoalescer":
+        """A coalescer that goes on with a reply another worker streamed: its parts as stored (`records`),
+        `seq` frames ending at `ends`, and the `cursor` they reach. The next frame is seq + 1, at the end of
+        the last part (or opening the next)."""
+        frames = cls(conversation_id=conversation_id, message_id=message_id, clock=clock)
+        now = frames._clock.time()
+        for record in records:
+            frames._kinds.append(record["kind"])
+            frames._sent.append([record["text"]])
+            frames._lengths.append(len(record["text"]))
+            frames._began.append(now)
+            frames._kept.append({key: record[key] for key in PROVIDER_KEYS if key in record})
+            frames._prior_ms.append(int(record.get("duration_ms") or 0))
+        frames.seq = seq
+        frames._ends = list(ends)
+        frames.cursor = cursor
+        frames._last_delta = now
+        return frames
 
     @property
     def parts(self) -> list[Part]:
@@ -119,14 +156,18 @@ class FrameCoalescer:
         if not self._began:
             return []
         ends = [*self._began[1:], self._last_delta]
-        return [max(0, round((end - began) * 1000)) for began, end in zip(self._began, ends, strict=True)]
+        prior = [*self._prior_ms, *[0] * (len(self._began) - len(self._prior_ms))]
+        return [
+            before + max(0, round((end - began) * 1000))
+            for began, end, before in zip(self._began, ends, prior, strict=True)
+        ]
 
     @property
     def content(self) -> str:
         """The answer text published so far: the text parts, joined."""
         return answer_text(self.parts)
 
-    async def add(self, text: str, *, kind: str = "text") -> None:
+    async def add(self, text: str, *, kind: str = "text", cursor: int | None = None) -> None:
         now = self._clock.time()
         if not self._kinds or kind != self._kinds[-1] or self._block_ended:
             await self.flush()  # the part being written ends here
@@ -139,6 +180,8 @@ class FrameCoalescer:
         self._last_delta = now
         self._pending.append(text)
         self._pending_chars += len(text)
+        if cursor is not None:
+            self._pending_cursor = cursor
         if self._due() or self._pending_chars >= self.max_chars:
             await self.flush()
         else:
@@ -176,6 +219,8 @@ class FrameCoalescer:
             text = "".join(self._pending)
             self._pending.clear()
             self._pending_chars = 0
+            if self._pending_cursor is not None:
+                self.cursor, self._pending_cursor = self._pending_cursor, None
             part = len(self._kinds) - 1
             offset = self._lengths[part]
             self._lengths[part] += len(text)
@@ -183,7 +228,7 @@ class FrameCoalescer:
             self._sent[part].append(text)
             self._ends.append((part, self._lengths[part]))
             self._last_flush = self._clock.time()
-            live = LiveFrame(part=part, kind=self._kinds[part], text=text, end=self._lengths[part])
+            live = LiveFrame(part=part, kind=self._kinds[part], text=text, end=self._lengths[part], cursor=self.cursor)
             try:
                 await self._log_and_publish(live, offset)
             except Exception:  # noqa: BLE001 - the layer is best effort; clients resync from the snapshot
@@ -206,7 +251,7 @@ class FrameCoalescer:
         if await live_log().append(self.message_id, live) != self.seq:
             # Redis restarted (the log is gone) or missed a frame while away: rewrite it whole,
             # so snapshots taken from now on are right again.
-            await live_log().restore(self.message_id, self.parts, self._ends)
+            await live_log().restore(self.message_id, self.parts, self._ends, self.cursor)
         await events.publish_delta(**frame)
 
     async def close(self) -> None:
@@ -223,6 +268,7 @@ class FrameCoalescer:
             self._timer = None
         self._pending.clear()
         self._pending_chars = 0
+        self._pending_cursor = None
         await self._flushed()
 
     async def _flushed(self) -> None:

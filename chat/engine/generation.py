@@ -15,13 +15,20 @@ from django.utils import timezone
 
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
-from chat.engine.resilience import Backoff, best_effort, with_database_retry
+from chat.engine.resilience import best_effort, retry_delay, timeout_error, with_database_retry
+from chat.engine.resume import ResumePoint, resume_point
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
-from chat.providers.base import ProviderError, StreamResult
+from chat.providers import registry
+from chat.providers.base import ProviderError, ReplyStream, StreamResult
 
 logger = logging.getLogger(__name__)
+
+# A reply handed over by the reaper whose provider response could not be streamed again.
+TAKE_UP_FAILED = ChatError(
+    "interrupted", "The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."
+)
 
 
 class Generation:
@@ -29,7 +36,13 @@ class Generation:
 
     Every write after the claim is fenced by the claim's lease holder: should the lease be lost (the
     worker stalled past it and another worker reaped the reply), the generation stops, saves nothing
-    and announces nothing, since the reaper already saved and announced the reply's end.
+    and announces nothing, since the reaper already saved and announced the reply's end (or handed the
+    reply to another worker).
+
+    A reply streaming from a response its provider keeps (background mode) saves that response's id
+    with its checkpoints, so that another worker can take it up should this one die (chat.engine.resume);
+    a reply so handed over goes on from where the last worker published, reattached to the response.
+    Such a response outlives its stream: a reply that ends before the response does cancels it.
     """
 
     def __init__(
@@ -43,6 +56,9 @@ class Generation:
         self.shutting_down = False
         self.lease_lost = False
         self.send_to_first_token_ms: int | None = None
+        self.response_id = ""  # of the response the provider keeps for this reply, once known
+        self.handed_off = False  # to another worker, as this one shut down
+        self._id_unsaved = False  # learnt since the last checkpoint: save it at once
         self._streaming = False
         self._clock = clock
         self.task: asyncio.Task[None] | None = None
@@ -83,11 +99,17 @@ class Generation:
         self.lease_holder = context.lease_holder
         logger.info("reply %s claimed by %s", self.message_id, self.worker_id)
         reply = context.reply
-        frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
-        await best_effort(live_log().begin(reply.pk))
-        await events.publish_start(reply)
+        resume = await resume_point(reply)
+        if resume is None:
+            frames = FrameCoalescer(conversation_id=reply.conversation_id, message_id=reply.pk, clock=self._clock)
+            await best_effort(live_log().begin(reply.pk))
+            await events.publish_start(reply)  # not for a reply taken up: its followers keep what they have
+        else:
+            logger.info("reply %s taken up again (time %s) at %s", reply.pk, reply.resumes, resume)
+            self.response_id = resume.response_id
+            frames = resume.frames(reply, clock=self._clock)
         await events.publish_conversation_of(reply)
-        status, result, error = await self._stream(context, frames)
+        status, result, error = await self._stream(context, frames, resume)
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
         if self.lease_lost:
@@ -95,14 +117,34 @@ class Generation:
             final = None
         else:
             await frames.close()
+            if await self._hand_off(frames, status):
+                return  # another worker goes on with it: nothing ends here
+            if self.response_id and status != Message.Status.COMPLETE:  # it would go on (and bill)
+                await registry.cancel_response(context.reply.model, self.response_id)
             final = await self._finish(context, frames, status, result, error)
         if final is None:
             logger.warning("reply %s: lease lost (another worker reaped it); nothing saved", reply.pk)
-            await best_effort(live_log().end(reply.pk))
+            if not self.response_id:  # else another worker may be going on with it, from the live log
+                await best_effort(live_log().end(reply.pk))
             return
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
+
+    async def _hand_off(self, frames: FrameCoalescer, status: str) -> bool:
+        """Interrupted as this worker shuts down, a reply streaming from a response its provider keeps goes
+        to another worker (ChatWorker.shutdown sends its job again). False if it does not."""
+        if not (status == Message.Status.INTERRUPTED and self.shutting_down and self.response_id):
+            return False
+        self.handed_off = await with_database_retry(services.reply_hand_off, **self._progress(frames))
+        if self.handed_off:
+            logger.info("reply %s handed to another worker: this one is shutting down", self.message_id)
+        return self.handed_off
+
+    def _open_stream(self, context: services.GenerationContext, resume: ResumePoint | None) -> ReplyStream:
+        if resume is None:
+            return context.provider.stream(context.request)
+        return context.provider.reattach(context.request, response_id=resume.response_id, after=resume.cursor)
 
     async def _finish(
         self,
@@ -124,11 +166,11 @@ class Generation:
             "send_to_first_token_ms": self.send_to_first_token_ms,
         }
         if status == Message.Status.INTERRUPTED:
-            return await with_database_retry(services.reply_mark_interrupted, **kwargs)
+            return await with_database_retry(services.reply_mark_interrupted, error=error, **kwargs)
         return await with_database_retry(services.generation_finish, status=status, error=error, **kwargs)
 
     async def _stream(
-        self, context: services.GenerationContext, frames: FrameCoalescer
+        self, context: services.GenerationContext, frames: FrameCoalescer, resume: ResumePoint | None
     ) -> tuple[str, StreamResult, ProviderError | ChatError | None]:
         loop = asyncio.get_running_loop()
         clock = self._clock or loop
@@ -139,13 +181,12 @@ class Generation:
         self._streaming = True
         try:
             async with asyncio.timeout(min(started + settings.CHAT_TIMEOUT_FIRST_TOKEN, total_deadline)) as deadline:
-                provider = context.provider
                 attempt = 0
                 next_checkpoint = clock.time() + settings.CHAT_CHECKPOINT_SECONDS
                 while True:
                     if self.ending_early:
                         raise asyncio.CancelledError
-                    stream = provider.stream(context.request)
+                    stream = self._open_stream(context, resume)
                     result = stream.result
                     try:
                         async with stream:
@@ -153,15 +194,19 @@ class Generation:
                                 now = loop.time()
                                 if first_token_at is None:
                                     first_token_at = now
-                                    self.send_to_first_token_ms = _ms_since(context.reply.created_at)
+                                    if resume is None:  # a reply taken up had its first token long ago
+                                        self.send_to_first_token_ms = _ms_since(context.reply.created_at)
                                 deadline.reschedule(min(now + settings.CHAT_TIMEOUT_IDLE, total_deadline))
                                 if delta.text:
-                                    await frames.add(delta.text, kind=delta.kind)
+                                    await frames.add(delta.text, kind=delta.kind, cursor=delta.cursor)
                                 if delta.keeps:
                                     frames.keep(delta.kind, signature=delta.signature, redacted=delta.redacted)
+                                if stream.response_id != self.response_id:
+                                    self.response_id, self._id_unsaved = stream.response_id, True
                                 now = clock.time()
-                                if now >= next_checkpoint and self._checkpoint_done():
+                                if (now >= next_checkpoint or self._id_unsaved) and self._checkpoint_done():
                                     next_checkpoint = now + settings.CHAT_CHECKPOINT_SECONDS
+                                    self._id_unsaved = False
                                     # In the background: the stream must not wait for the database.
                                     self._checkpointing = loop.create_task(self._checkpoint(frames))
                         return Message.Status.COMPLETE, result, None
@@ -174,11 +219,13 @@ class Generation:
                         if exc.code == "timeout":
                             raise TimeoutError from exc
                         if first_token_at is not None or not exc.retryable or attempt >= settings.CHAT_RETRY_ATTEMPTS:
+                            if resume is not None and first_token_at is None:
+                                return Message.Status.INTERRUPTED, result, TAKE_UP_FAILED
                             return Message.Status.FAILED, result, exc
                         attempt += 1
-                        await asyncio.sleep(_retry_delay(attempt, exc))
+                        await asyncio.sleep(retry_delay(attempt, exc))
         except TimeoutError:
-            return Message.Status.FAILED, result, _timeout_error(loop.time(), started, total_deadline, first_token_at)
+            return Message.Status.FAILED, result, timeout_error(loop.time(), started, total_deadline, first_token_at)
         except asyncio.CancelledError:
             if not self.ending_early:
                 raise
@@ -196,15 +243,22 @@ class Generation:
                 result.time_to_first_token_ms = int((first_token_at - started) * 1000)
             result.duration_ms = int((loop.time() - started) * 1000)
 
+    def _progress(self, frames: FrameCoalescer) -> dict[str, object]:
+        """What a checkpoint (or a hand-off) saves, read at one instant: the published parts, their seq and
+        the cursor they reach, fenced by this claim's lease."""
+        return {
+            "message_id": self.message_id,
+            "parts": frames.records,
+            "part_ms": frames.durations_ms(),
+            "seq": frames.seq,
+            "lease_holder": self.lease_holder,
+            "response_id": self.response_id,
+            "cursor": frames.cursor,
+        }
+
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
         try:
-            outcome = await database_sync_to_async(services.generation_checkpoint)(
-                message_id=self.message_id,
-                parts=frames.records,
-                part_ms=frames.durations_ms(),
-                seq=frames.seq,
-                lease_holder=self.lease_holder,
-            )
+            outcome = await database_sync_to_async(services.generation_checkpoint)(**self._progress(frames))
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return
@@ -220,24 +274,6 @@ class Generation:
 
 def _ms_since(moment: datetime) -> int:
     return max(0, int((timezone.now() - moment).total_seconds() * 1000))
-
-
-def _retry_delay(attempt: int, error: ProviderError) -> float:
-    """The provider's `retry-after` wins; otherwise the exponential backoff."""
-    if error.retry_after is not None:
-        return min(error.retry_after, settings.CHAT_RETRY_MAX_DELAY)
-    return Backoff.delay_for(attempt, base=settings.CHAT_RETRY_BASE_DELAY, cap=settings.CHAT_RETRY_MAX_DELAY)
-
-
-def _timeout_error(now: float, started: float, total_deadline: float, first_token_at: float | None) -> ProviderError:
-    if now >= total_deadline - 0.01:
-        limit = settings.CHAT_TIMEOUT_TOTAL
-        return ProviderError("timeout", f"The reply took longer than the {limit:g} s limit and was stopped.")
-    if first_token_at is None:
-        limit = settings.CHAT_TIMEOUT_FIRST_TOKEN
-        return ProviderError("timeout", f"The model did not start answering within {limit:g} s.")
-    limit = settings.CHAT_TIMEOUT_IDLE
-    return ProviderError("timeout", f"The model stopped sending text for more than {limit:g} s.")
 
 
 def _settle_usage(result: StreamResult, context: services.GenerationContext, parts: Sequence[tuple[str, str]]) -> None:

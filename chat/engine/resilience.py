@@ -1,5 +1,6 @@
-"""How the engine rides out what it does not control: a backoff for retry loops, best-effort live
-operations (Redis may be away; the database stays the truth) and database calls that must land."""
+"""How the engine rides out what it does not control: a backoff for retry loops, the retry delay and
+timeout errors of a provider's stream, best-effort live operations (Redis may be away; the database
+stays the truth) and database calls that must land."""
 
 import asyncio
 import logging
@@ -9,7 +10,10 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import connections
+
+from chat.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +68,21 @@ async def with_database_retry(func: Callable[..., T], /, **kwargs: Any) -> T:
             await sync_to_async(connections.close_all)()
             await backoff.sleep()
     return await database_sync_to_async(func)(**kwargs)
+
+
+def retry_delay(attempt: int, error: ProviderError) -> float:
+    """The provider's `retry-after` wins; otherwise the exponential backoff."""
+    if error.retry_after is not None:
+        return min(error.retry_after, settings.CHAT_RETRY_MAX_DELAY)
+    return Backoff.delay_for(attempt, base=settings.CHAT_RETRY_BASE_DELAY, cap=settings.CHAT_RETRY_MAX_DELAY)
+
+
+def timeout_error(now: float, started: float, total_deadline: float, first_token_at: float | None) -> ProviderError:
+    if now >= total_deadline - 0.01:
+        limit = settings.CHAT_TIMEOUT_TOTAL
+        return ProviderError("timeout", f"The reply took longer than the {limit:g} s limit and was stopped.")
+    if first_token_at is None:
+        limit = settings.CHAT_TIMEOUT_FIRST_TOKEN
+        return ProviderError("timeout", f"The model did not start answering within {limit:g} s.")
+    limit = settings.CHAT_TIMEOUT_IDLE
+    return ProviderError("timeout", f"The model stopped sending text for more than {limit:g} s.")

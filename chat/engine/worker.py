@@ -220,16 +220,19 @@ class ChatWorker(Worker):
             await instance_queue.put(message)
 
     async def shutdown(self) -> None:
-        """Stop taking jobs, give running replies the grace period, interrupt the rest (text kept)."""
+        """Stop taking jobs, give running replies the grace period, then interrupt the rest (text kept), or
+        hand them to another worker where they can be taken up (background mode: chat.engine.resume)."""
         running = len(self.runner.running)
         logger.info("worker stopping: %s replies running, %ss grace", running, settings.CHAT_SHUTDOWN_GRACE_SECONDS)
         try:
             await asyncio.wait_for(self.runner.idle.wait(), settings.CHAT_SHUTDOWN_GRACE_SECONDS)
         except TimeoutError:
-            tasks = [g.task for g in self.runner.running.values() if g.task is not None]
-            for generation in list(self.runner.running.values()):
+            generations = list(self.runner.running.values())
+            for generation in generations:
                 generation.interrupt()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(g.task for g in generations if g.task is not None), return_exceptions=True)
+            for generation in (g for g in generations if g.handed_off):
+                await self.send_job(message_id=generation.message_id, conversation_id=generation.conversation_id)
 
     async def beating(self) -> None:
         """The heartbeat, apart from the database: a worker waiting out a database outage is still alive."""
@@ -268,8 +271,14 @@ class ChatWorker(Worker):
             await asyncio.sleep(self.maintenance_interval)
 
     async def reap_stale(self) -> None:
-        """Mark the replies whose worker vanished `interrupted`, and tell their followers."""
+        """Hand the replies whose worker vanished to another worker where they can be taken up (background
+        mode: chat.engine.resume), and mark the others `interrupted` and tell their followers."""
+        for reply in await database_sync_to_async(services.replies_hand_off_stale)():
+            logger.info("reply %s handed to another worker (time %s): its worker vanished", reply.pk, reply.resumes)
+            await self.send_job(message_id=reply.pk, conversation_id=reply.conversation_id)
         for reply in await database_sync_to_async(services.replies_interrupt_stale)():
+            if reply.upstream_response_id:  # its dead worker cannot stop what it left running upstream
+                await registry.cancel_response(reply.model, reply.upstream_response_id)
             await events.publish_done(reply)
             await events.publish_conversation_of(reply)
 
@@ -287,5 +296,9 @@ class ChatWorker(Worker):
             return
         for reply in lost:
             logger.info("reply %s requeued: its job was lost with the job queue", reply.pk)
-            job = generation_job(message_id=reply.pk, conversation_id=reply.conversation_id)
-            await best_effort(self.channel_layer.send(settings.CHAT_WORKER_CHANNEL, job))
+            await self.send_job(message_id=reply.pk, conversation_id=reply.conversation_id)
+
+    async def send_job(self, *, message_id: int, conversation_id: int) -> None:
+        """Queue a reply's job again (the database says it waits for a worker)."""
+        job = generation_job(message_id=message_id, conversation_id=conversation_id)
+        await best_effort(self.channel_layer.send(settings.CHAT_WORKER_CHANNEL, job))

@@ -139,12 +139,16 @@ class Delta:
     A reasoning delta may instead carry what the provider needs back on the next turn and no client
     sees: the `signature` that ends the thinking block being streamed, or the opaque data of a
     `redacted` thinking block (each with empty text).
+
+    A provider that numbers its events (OpenAI's Responses API) gives the delta's event number as its
+    `cursor`: the stream can be taken up again after it (`Provider.reattach`).
     """
 
     text: str
     kind: PartKind = "text"
     signature: str = ""
     redacted: str = ""
+    cursor: int | None = None
 
     @property
     def keeps(self) -> bool:
@@ -167,6 +171,9 @@ class ReplyStream(ABC):
 
     request: GenerationRequest
     result: StreamResult = field(default_factory=StreamResult)
+    # The id of a response the provider keeps (background mode), once known: another worker can
+    # reattach to it. Empty for a response that lives only as long as this stream.
+    response_id: str = ""
     _started: float = field(default_factory=time.monotonic)
     _text_chars: int = 0  # every part's, reasoning included
     _reasoning_chars: int = 0
@@ -234,3 +241,12 @@ class Provider(ABC):
         """Raise ParameterError for a combination `model` refuses (each value is already in its range);
         most providers refuse none."""
         return
+
+    def reattach(self, request: GenerationRequest, *, response_id: str, after: int | None) -> ReplyStream:
+        """Stream again a response the provider keeps (see `ReplyStream.response_id`), from the event after
+        the `after` cursor (from its start if None)."""
+        raise ProviderError("upstream_error", f"{self.label} cannot take up a reply again.")
+
+    async def cancel(self, response_id: str) -> None:
+        """Stop a response the provider keeps: closing its stream does not stop it."""
+        return  # a provider that keeps no responses has none to stop

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions, and every OpenAI-compatible server (Ollama, vLLM, llama.cpp) by base URL,
 with the reasoning these servers stream besides the answer."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -10,10 +10,11 @@ import orjson
 
 from chat.per_loop import PerLoop
 from chat.providers.base import Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.openai_responses import ResponsesReplyStream, reasoning_efforts
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, GenerationParameters, ParameterRule
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.think_tags import ThinkTagSplitter
-from chat.providers.transport import error_for_kind, request_timeout
+from chat.providers.transport import error_for_kind, request_timeout, sse_data
 
 # Context windows of OpenAI's models; other servers' models get the conservative default unless their
 # entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
@@ -23,31 +24,29 @@ DEFAULT_CONTEXT_TOKENS = 8_192
 # `reasoning_content`, Ollama, OpenRouter and newer vLLM `reasoning`, others `reasoning_text`. Only the
 # first one present counts: vLLM, while renaming its field, sent the same text under both names.
 REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_text")
-# OpenAI's reasoning models take a reasoning effort and refuse temperature, top_p and stop sequences;
-# the efforts each family accepts (the SDK's type names them all: none … max).
-REASONING_EFFORTS = {
-    "o1": ("low", "medium", "high"),
-    "o3": ("low", "medium", "high"),
-    "o4": ("low", "medium", "high"),
-    "gpt-5.": ("none", "low", "medium", "high", "xhigh"),  # gpt-5.1 and later
-    "gpt-5": ("minimal", "low", "medium", "high"),
-}
-
-
-def reasoning_efforts(name: str) -> tuple[str, ...]:
-    """The efforts an OpenAI reasoning model accepts; none for a chat model (gpt-4o, gpt-5-chat-latest)."""
-    if "-chat" in name:
-        return ()
-    return next((efforts for prefix, efforts in REASONING_EFFORTS.items() if name.startswith(prefix)), ())
 
 
 class OpenAIProvider(Provider):
-    """Streams from the Chat Completions API of OpenAI or of a compatible server."""
+    """Streams from the Chat Completions API of OpenAI or of a compatible server; OpenAI's models named in
+    `responses_models` from its Responses API instead (chat.providers.openai_responses), those of them
+    in `background_models` in background mode."""
 
-    def __init__(self, *, name: str, label: str, api_key: str, base_url: str | None, model_names: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        label: str,
+        api_key: str,
+        base_url: str | None,
+        model_names: list[str],
+        responses_models: Collection[str] = (),
+        background_models: Collection[str] = (),
+    ) -> None:
         self.name = name
         self.label = label
         self.model_names = list(model_names)
+        self.responses_models = frozenset(responses_models)
+        self.background_models = frozenset(background_models) & self.responses_models
         # OpenAI wants the newer field (its reasoning models refuse `max_tokens`); compatible servers
         # such as llama.cpp's only know `max_tokens` and silently ignore the other.
         self.token_limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
@@ -65,22 +64,41 @@ class OpenAIProvider(Provider):
             for model in self.model_names
         ]
 
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """This event loop's client."""
+        return self._clients.get()
+
     def stream(self, request: GenerationRequest) -> ReplyStream:
+        if request.model in self.responses_models:
+            return ResponsesReplyStream(request, client=self.client, background=request.model in self.background_models)
         return OpenAIReplyStream(request, provider=self)
 
     def parameter_rules(self, model: ModelInfo) -> dict[str, ParameterRule]:
         """A chat model's sampling parameters, or a reasoning model's effort (OpenAI's own models only:
         compatible servers differ too much in what they take besides sampling)."""
         efforts = reasoning_efforts(model.name) if self.name == "openai" else ()
-        if not efforts:
-            return super().parameter_rules(model)
-        return {"max_output_tokens": MAX_OUTPUT_TOKENS, "reasoning_effort": replace(REASONING_EFFORT, choices=efforts)}
+        if efforts:  # on either API
+            return {
+                "max_output_tokens": MAX_OUTPUT_TOKENS,
+                "reasoning_effort": replace(REASONING_EFFORT, choices=efforts),
+            }
+        rules = super().parameter_rules(model)
+        if model.name in self.responses_models:
+            del rules["stop"]  # the Responses API has no stop sequences
+        return rules
+
+    def reattach(self, request: GenerationRequest, *, response_id: str, after: int | None) -> ReplyStream:
+        return ResponsesReplyStream(request, client=self.client, background=True, reattach=(response_id, after))
+
+    async def cancel(self, response_id: str) -> None:
+        await self.client.responses.cancel(response_id, timeout=request_timeout())
 
     def open_response(self, request: GenerationRequest) -> Any:
         """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
-        return self._clients.get().chat.completions.with_streaming_response.create(
+        return self.client.chat.completions.with_streaming_response.create(
             model=request.model,
             messages=messages,
             stream=True,
@@ -107,7 +125,7 @@ class OpenAIReplyStream(SDKReplyStream):
         return self._provider.open_response(self.request)
 
     async def texts(self, response: Any) -> AsyncIterator[Delta]:
-        async for payload in _event_data(response):
+        async for payload in sse_data(response):
             if payload == b"[DONE]":
                 # Keep reading to the end of the body, so the connection goes back to the pool.
                 self._complete = True
@@ -166,15 +184,3 @@ def _reasoning_in(delta: dict[str, Any]) -> str:
         if (text := delta.get(name)) and isinstance(text, str):
             return text
     return ""
-
-
-async def _event_data(response: openai.AsyncAPIResponse[Any]) -> AsyncIterator[bytes]:
-    """The `data:` payloads of a server-sent event stream; other fields (event:, error:, comments) are skipped."""
-    pending = b""
-    async for chunk in response.iter_bytes():
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].strip()
-    if pending.startswith(b"data:"):
-        yield pending[5:].strip()

@@ -1,11 +1,14 @@
 """Which providers this server offers, built once from settings: a provider without credentials is not offered."""
 
+import logging
 from dataclasses import replace
 from functools import cache
 
 from django.conf import settings
 
 from chat.providers.base import ModelInfo, Provider
+
+logger = logging.getLogger(__name__)
 
 
 class UnknownModel(LookupError):
@@ -30,6 +33,8 @@ def providers() -> dict[str, Provider]:
                 api_key=settings.OPENAI_API_KEY,
                 base_url=settings.OPENAI_BASE_URL or None,
                 model_names=settings.OPENAI_MODELS,
+                responses_models=settings.OPENAI_RESPONSES_MODELS,
+                background_models=settings.OPENAI_BACKGROUND_MODELS,
             )
         )
     if settings.ANTHROPIC_API_KEY:
@@ -76,6 +81,15 @@ def resolve(model_ref: str) -> tuple[Provider, ModelInfo]:
             if model.ref == model_ref:
                 return provider, model
     raise UnknownModel(model_ref)
+
+
+async def cancel_response(model_ref: str, response_id: str) -> None:
+    """Stop a response the model's provider keeps (background mode), best effort: it expires there anyway."""
+    try:
+        provider, _ = resolve(model_ref)
+        await provider.cancel(response_id)
+    except Exception as exc:  # noqa: BLE001 - never the SDK's text in the log: it can quote the API key
+        logger.warning("could not cancel response %s upstream (%s)", response_id, type(exc).__name__)
 
 
 def default_model_ref() -> str:

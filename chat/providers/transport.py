@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the SDK-based providers: clients, timeouts, and errors in the app's terms."""
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx2
 from django.conf import settings
@@ -72,3 +73,16 @@ def error_for_kind(*kinds: object) -> ProviderError:
 def error_for_transport(exc: httpx2.HTTPError) -> ProviderError:
     """A network failure: the SDKs do not wrap those raised while reading a stream."""
     return ProviderError("timeout" if isinstance(exc, httpx2.TimeoutException) else "connection")
+
+
+async def sse_data(response: Any) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a server-sent event stream (an SDK's raw streaming response); other fields
+    (event:, error:, comments) are skipped."""
+    pending = b""
+    async for chunk in response.iter_bytes():
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if pending.startswith(b"data:"):
+        yield pending[5:].strip()

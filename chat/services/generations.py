@@ -108,12 +108,17 @@ def generation_checkpoint(
     lease_holder: str,
     parts: Sequence[ReplyPart],
     part_ms: Sequence[int] | None = None,
+    response_id: str = "",
+    cursor: int | None = None,
 ) -> Checkpoint:
     """Save the parts so far (with how long each took, if known) and renew the lease, if the reply is
-    still this worker's and no stop was asked."""
+    still this worker's and no stop was asked. A reply streaming from a response its provider keeps saves
+    that response's id and the cursor its parts reach, for another worker to take it up from there."""
     held = _held(message_id=message_id, lease_holder=lease_holder)
-    text = stored_parts(parts, part_ms)
-    if held.filter(cancel_requested=False).update(**text, seq=seq, lease_expires_at=_lease_deadline()):
+    fields = {**stored_parts(parts, part_ms), "seq": seq, "lease_expires_at": _lease_deadline()}
+    if response_id:
+        fields.update(upstream_response_id=response_id, upstream_cursor=cursor)
+    if held.filter(cancel_requested=False).update(**fields):
         return Checkpoint.SAVED
     # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
     return Checkpoint.STOP_REQUESTED if held.exists() else Checkpoint.LEASE_LOST
@@ -178,16 +183,77 @@ def usage_add(*, user_id: int, tokens: int, day: date | None = None) -> None:
         DailyUsage.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens)
 
 
+def _lost_worker(now: datetime) -> Q:
+    """Streaming replies whose lease ran out: their worker vanished."""
+    return Q(status=Message.Status.STREAMING, lease_expires_at__lt=now)
+
+
+def _handed_off(now: datetime) -> dict[str, object]:
+    """The fields of a reply handed to another worker: waiting again, under no lease, taken up once more."""
+    return {
+        "status": Message.Status.PENDING,
+        "lease_expires_at": None,
+        "lease_holder": "",
+        "resumes": F("resumes") + 1,
+        "resumed_at": now,
+    }
+
+
+def _resumable() -> Q:
+    """Replies another worker can take up: a response their provider keeps, no stop asked, not taken up
+    CHAT_RESUME_ATTEMPTS times yet."""
+    return Q(resumes__lt=settings.CHAT_RESUME_ATTEMPTS, cancel_requested=False) & ~Q(upstream_response_id="")
+
+
+def replies_hand_off_stale() -> list[Message]:
+    """Hand the replies whose worker vanished, and that can be taken up where they were, to another worker:
+    those streaming from a response their provider keeps (background mode), taken up fewer than
+    CHAT_RESUME_ATTEMPTS times so far. Each waits again (pending) for the job the caller sends.
+
+    Clearing the lease holder fences the old worker out, as in replies_interrupt_stale; the new worker
+    goes on from the live log or the last checkpoint (chat.engine.resume).
+    """
+    now = timezone.now()
+    resumable = _lost_worker(now) & _resumable()
+    handed = []
+    for reply in Message.objects.filter(resumable).only("pk"):
+        if Message.objects.filter(pk=reply.pk).filter(resumable).update(**_handed_off(now)):
+            handed.append(Message.objects.only("pk", "conversation_id", "resumes").get(pk=reply.pk))
+    return handed
+
+
+def reply_hand_off(
+    *,
+    message_id: int,
+    seq: int,
+    lease_holder: str,
+    parts: Sequence[ReplyPart],
+    part_ms: Sequence[int] | None = None,
+    response_id: str,
+    cursor: int | None,
+) -> bool:
+    """A worker shutting down hands a reply it could not finish, one streaming from a response its provider
+    keeps, to another worker, with what it has (as a checkpoint saves it). False (nothing saved) if its
+    lease was lost, a stop was asked, or the reply was taken up as often as allowed: the caller ends it as
+    usual."""
+    fields = {**stored_parts(parts, part_ms), "seq": seq, "upstream_response_id": response_id}
+    fields.update(upstream_cursor=cursor, **_handed_off(timezone.now()))
+    held = _held(message_id=message_id, lease_holder=lease_holder)
+    return bool(held.filter(resumes__lt=settings.CHAT_RESUME_ATTEMPTS, cancel_requested=False).update(**fields))
+
+
 def replies_interrupt_stale() -> list[Message]:
     """Mark replies whose worker vanished as `interrupted`, keeping their last checkpoint.
 
-    A streaming reply whose lease ran out lost its worker; a pending one older than the job
-    expiry was never taken (its job was lost with a restart). Clearing the lease holder fences
-    the old worker out: should it come back, none of its writes lands.
+    A streaming reply whose lease ran out lost its worker (those that can be taken up elsewhere were
+    handed off first: replies_hand_off_stale); a pending one waiting longer than the job expiry, since it
+    was sent or handed off, was never taken (its job was lost with a restart). Clearing the lease holder
+    fences the old worker out: should it come back, none of its writes lands.
     """
     now = timezone.now()
-    stale = Q(status=Message.Status.STREAMING, lease_expires_at__lt=now) | Q(
-        status=Message.Status.PENDING, created_at__lt=now - timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    expired = now - timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    stale = _lost_worker(now) | Q(
+        Q(resumed_at=None, created_at__lt=expired) | Q(resumed_at__lt=expired), status=Message.Status.PENDING
     )
     interrupted = []
     for reply in Message.objects.filter(stale).only("pk", "status"):
@@ -237,9 +303,11 @@ def reply_mark_interrupted(
     send_to_first_token_ms: int | None = None,
     parts: Sequence[ReplyPart] = (),
     part_ms: Sequence[int] | None = None,
+    error: ChatError | None = None,
 ) -> Message | None:
-    """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost)."""
-    error = ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
+    """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost);
+    `error` says why, if not for the shutdown."""
+    error = error or ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
     return generation_finish(
         message_id=message_id,
         parts=parts,
