@@ -15,6 +15,7 @@ from channels.layers import get_channel_layer
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Conversation, Message, answer_text
+from chat.tree import Tree
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,13 @@ def parts_payload(parts: list[dict[str, Any]], *, with_text: bool = True) -> lis
     return payload
 
 
-def message_payload(message: Message, *, with_content: bool = True) -> Frame:
+def message_payload(message: Message, *, with_content: bool = True, tree: Tree | None = None) -> Frame:
+    """A message as clients see it. `parent` always; with its conversation's `tree`, also its
+    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`."""
     parts = message.part_list()
     payload: Frame = {
         "id": message.pk,
+        "parent": message.parent_id,
         "role": message.role,
         "status": message.status,
         "client_id": message.client_id or None,
@@ -100,6 +104,8 @@ def message_payload(message: Message, *, with_content: bool = True) -> Frame:
     }
     if with_content:
         payload["content"] = message.content
+    if tree is not None and message.pk in tree:
+        payload.update(tree.position(message.pk))
     return payload
 
 
@@ -125,8 +131,20 @@ def hello_frame(*, user_id: int, limits: Frame, protocol: int) -> Frame:
     }
 
 
-def message_frame(message: Message) -> Frame:
-    return {"type": "message", "conversation": message.conversation_id, "message": message_payload(message)}
+def message_frame(message: Message, *, tree: Tree | None = None) -> Frame:
+    """A new message: it ends the current branch, under its `parent`."""
+    payload = message_payload(message, tree=tree)
+    return {"type": "message", "conversation": message.conversation_id, "message": payload}
+
+
+def path_frame(*, conversation_id: int, leaf: int | None, messages: list[Message], tree: Tree) -> Frame:
+    """The branch a conversation shows, root first, each message with content and sibling position."""
+    return {
+        "type": "path",
+        "conversation": conversation_id,
+        "leaf": leaf,
+        "messages": [message_payload(message, tree=tree) for message in messages],
+    }
 
 
 def start_frame(message: Message) -> Frame:
@@ -157,15 +175,21 @@ def delta_frame(
 
 
 def accepted_frame(
-    *, client_id: str, conversation_id: int, user_message: Message | None, reply: Message, duplicate: bool
+    *,
+    client_id: str,
+    conversation_id: int,
+    user_message: Message | None,
+    reply: Message,
+    duplicate: bool,
+    tree: Tree | None = None,
 ) -> Frame:
     """The answer to a reply-starting request: its messages, and whether they already existed."""
     return {
         "type": "accepted",
         "client_id": client_id,
         "conversation": conversation_id,
-        "user_message": message_payload(user_message) if user_message else None,
-        "message": message_payload(reply),
+        "user_message": message_payload(user_message, tree=tree) if user_message else None,
+        "message": message_payload(reply, tree=tree),
         "duplicate": duplicate,
     }
 

@@ -29,14 +29,18 @@ def alice_world(make_user: Callable[..., Any]) -> dict[str, Any]:
     """Alice with a finished exchange, a running reply and a stopped one (each a real target)."""
     alice, bob = make_user("alice"), make_user("bob")
     done = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE, system_prompt=SECRET_TEXT)
-    Message.objects.create(conversation=done, role="user", content=f"Where? {SECRET_TEXT}", client_id="a1")
-    reply = Message.objects.create(conversation=done, role="assistant", content=SECRET_TEXT, status="complete")
+    asked = Message.objects.create(conversation=done, role="user", content=f"Where? {SECRET_TEXT}", client_id="a1")
+    reply = Message.objects.create(conversation=done, parent=asked, role="assistant", content=SECRET_TEXT)
     running = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE)
-    Message.objects.create(conversation=running, role="user", content=SECRET_TEXT)
-    active = Message.objects.create(conversation=running, role="assistant", status="pending", content=SECRET_TEXT)
+    asked = Message.objects.create(conversation=running, role="user", content=SECRET_TEXT)
+    active = Message.objects.create(
+        conversation=running, parent=asked, role="assistant", status="pending", content=SECRET_TEXT
+    )
     stopped = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE)
-    Message.objects.create(conversation=stopped, role="user", content=SECRET_TEXT)
-    Message.objects.create(conversation=stopped, role="assistant", status="cancelled", content=SECRET_TEXT)
+    asked = Message.objects.create(conversation=stopped, role="user", content=SECRET_TEXT)
+    Message.objects.create(
+        conversation=stopped, parent=asked, role="assistant", status="cancelled", content=SECRET_TEXT
+    )
     own = services.conversation_create(owner=bob, model=TEST_MODEL, title="Bob's own")
     return {
         "alice": alice,
@@ -196,6 +200,7 @@ FRAMES = {
     "edit": lambda pk: {"type": "edit", "conversation": pk, "client_id": uuid.uuid4().hex, "content": "x"},
     "continue": lambda pk: {"type": "continue", "conversation": pk, "client_id": uuid.uuid4().hex},
     "cancel": lambda pk: {"type": "cancel", "conversation": pk},
+    "switch": lambda pk: {"type": "switch", "conversation": pk, "message": 1},
 }
 TARGET = {"continue": "stopped", "cancel": "running"}
 

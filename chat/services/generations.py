@@ -74,7 +74,7 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
             lease_holder=lease_holder,
         )
         return None
-    history = list(selectors.messages_for(conversation=conversation).filter(pk__lt=reply.pk))
+    history = selectors.history_for(reply=reply)
     request = build_request(
         conversation=conversation, history=history, model=model, max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS
     )
