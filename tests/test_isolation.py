@@ -146,6 +146,38 @@ def test_editing_another_users_message_answers_like_a_missing_one(world, bob_cli
     assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/edit", world["done"].pk, body)
 
 
+def test_switching_in_another_users_conversation_answers_like_a_missing_one(world, bob_client):
+    body = {"message": world["reply"].pk}
+    assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/switch", world["done"].pk, body)
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("switch", {}),
+        ("regenerate", {"client_id": "b5"}),
+        ("edit", {"client_id": "b6", "content": "edited"}),
+    ],
+)
+def test_naming_another_users_message_in_ones_own_conversation_answers_like_a_missing_one(
+    world, bob_client, action, body
+):
+    """Bob's own conversation, Alice's message id (a reply or a question): exactly like an id nobody has."""
+    url = f"/api/conversations/{world['own'].pk}/{action}"
+    before = database_state()
+
+    def post(message_id: int) -> tuple[int, Any]:
+        data = orjson.dumps({**body, "message": message_id}).decode()
+        return answer(bob_client.post(url, data=data, content_type="application/json"))
+
+    for target in (world["reply"], world["reply"].parent):
+        foreign = post(target.pk)
+        assert foreign == post(MISSING)
+        assert foreign[0] == 404
+        assert SECRET_TEXT not in repr(foreign)
+    assert database_state() == before
+
+
 def test_continuing_another_users_reply_answers_like_a_missing_one(world, bob_client):
     body = {"client_id": "b4"}
     assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/continue", world["stopped"].pk, body)

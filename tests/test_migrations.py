@@ -6,6 +6,9 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+# Marked for cluster mode too: the migration must hold on PostgreSQL, where it will run.
+pytestmark = pytest.mark.cluster
+
 BEFORE = [("chat", "0006_message_usage_details")]
 AFTER = [("chat", "0007_message_parent_tree")]
 
