@@ -84,7 +84,9 @@ def catch_up_reply_for(*, conversation_id: int) -> Message | None:
     running = active_reply_for(conversation_id=conversation_id)
     if running is not None:
         return running
-    conversation = Conversation.objects.get(pk=conversation_id)
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:  # deleted since it was checked
+        return None
     replies = [m for m in path_for(conversation=conversation).messages if m.role == Message.Role.ASSISTANT]
     return replies[-1] if replies else None
 

@@ -249,7 +249,7 @@ def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
     if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
         raise ChatError("nothing_to_continue")
-    model_ref = model_validate(last.model or conversation.model)
+    model_ref = model_validate(last.model_reference or conversation.model)
     return _start_reply(conversation, client_id=client_id, parent_id=last.pk, model=model_ref)
 
 
