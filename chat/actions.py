@@ -91,12 +91,15 @@ async def current_path(conversation: Conversation) -> Frame:
     return _path_frame(conversation, path)
 
 
-async def switch_branch(user: AbstractBaseUser, conversation_id: object, *, message: object) -> Frame:
-    """Show the branch through `message`; every follower (other tabs) gets the new `path` frame."""
+async def switch_branch(
+    user: AbstractBaseUser, conversation_id: object, *, message: object, answered: str | None = None
+) -> Frame:
+    """Show the branch through `message`; every follower (other tabs) gets the new `path` frame, but
+    the socket whose channel is `answered`: it gets the frame returned here as its answer."""
     conversation = await conversation_for(user, conversation_id)
     path = await database_sync_to_async(services.conversation_switch)(conversation=conversation, message=message)
     frame = _path_frame(conversation, path)
-    await events.publish_to_conversation(conversation.pk, frame)
+    await events.publish_path(frame, answered=answered)
     return frame
 
 

@@ -134,7 +134,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Show another branch. The answer is its `path` frame; other followers get it too."""
         conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         await self._follow(conversation.pk)
-        await self.send_frame(await actions.switch_branch(self.user, conversation.pk, message=frame.get("message")))
+        message = frame.get("message")
+        path = await actions.switch_branch(self.user, conversation.pk, message=message, answered=self.channel_name)
+        await self.send_frame(path)
 
     async def on_cancel(self, frame: Frame) -> None:
         await actions.stop_reply(self.user, frame.get("conversation"))
@@ -151,6 +153,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
+            return
+        if event.get("answered") == self.channel_name:  # this socket asked: it has the frame as its answer
             return
         if self.protocol < 2 and not events.text_only(event):
             return

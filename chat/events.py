@@ -248,13 +248,18 @@ def pong_frame() -> Frame:
     return {"type": "pong"}
 
 
-async def publish(group: str, frame: Frame, *, message_id: int | None = None, seq: int | None = None) -> None:
+async def publish(
+    group: str, frame: Frame, *, message_id: int | None = None, seq: int | None = None, answered: str | None = None
+) -> None:
     """Send one frame to every client following `group` (at most once: the database is the truth).
 
     Frames about a reply also carry its message id and seq outside the JSON, so consumers can
     drop what a snapshot already covered, and SSE can set `id:`, without decoding the frame.
+    `answered`: the channel of a socket that already has this frame as its answer; it skips it.
     """
     event = _layer_event(frame, message_id=message_id, seq=seq)
+    if answered is not None:
+        event["answered"] = answered
     try:
         wire = _pubsub_wire(group, event)
         if wire is not None and await live_log().publish(*wire):
@@ -323,6 +328,12 @@ async def publish_done(message: Message) -> None:
 
 async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
     await publish(conversation_group(conversation_id), frame)
+
+
+async def publish_path(frame: Frame, *, answered: str | None = None) -> None:
+    """A `path` frame (a branch switch) to every follower of its conversation but the socket that
+    asked, which has it as its answer (`answered`, its channel name)."""
+    await publish(conversation_group(frame["conversation"]), frame, answered=answered)
 
 
 async def publish_to_user(user_id: int, frame: Frame) -> None:

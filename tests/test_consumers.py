@@ -546,6 +546,23 @@ async def test_a_switch_is_seen_live_by_another_tab_and_the_stream_goes_on_on_it
 
 
 @pytest.mark.cluster
+async def test_the_switching_socket_gets_its_path_once_and_another_socket_gets_it_too(
+    connect, user, conversation, upstream
+):
+    async with connect(user) as first, connect(user) as second:
+        q1, a1, _, _ = await two_turns(first, conversation)
+        await second.send({"type": "subscribe", "conversation": conversation.pk})
+        await second.receive_type("snapshot")
+
+        switched = await ask(first, conversation, "switch", message=q1)
+        seen = await second.receive_type("path")
+        await first.send({"type": "ping"})
+        after = await first.receive()
+    assert switched == seen
+    assert after["type"] == "pong", "no second copy of the path frame"
+
+
+@pytest.mark.cluster
 async def test_a_reply_running_on_another_branch_makes_every_branch_busy(connect, user, conversation, upstream):
     async with connect(user) as ws:
         q1, a1, _, _ = await two_turns(ws, conversation)
