@@ -42,12 +42,8 @@ def build_trees(apps, schema_editor):
             .values_list("id", "created_at", "superseded_at")
         )
         parents, leaf = line_parents(rows)
-        by_parent = {}
-        for pk, parent in parents.items():
-            by_parent.setdefault(parent, []).append(pk)
-        for parent, ids in by_parent.items():
-            if parent is not None:
-                Message.objects.filter(pk__in=ids).update(parent_id=parent)
+        children = [Message(pk=pk, parent_id=parent) for pk, parent in parents.items() if parent is not None]
+        Message.objects.bulk_update(children, ["parent"], batch_size=500)
         Conversation.objects.filter(pk=conversation_id).update(current_leaf_id=leaf)
 
 
