@@ -14,6 +14,7 @@ from chat.events import Frame
 from chat.live import LiveState, live_log
 from chat.models import Conversation, Message
 from chat.providers import registry
+from chat.tree import Tree
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ReplyStarted:
     user_message: Message | None
     reply: Message
     duplicate: bool
+    tree: Tree
 
     def frame(self, *, client_id: str) -> Frame:
         return events.accepted_frame(
@@ -32,6 +34,7 @@ class ReplyStarted:
             user_message=self.user_message,
             reply=self.reply,
             duplicate=self.duplicate,
+            tree=self.tree,
         )
 
 
@@ -47,11 +50,13 @@ async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> C
 
 async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> ReplyStarted:
     result: services.SendResult = await database_sync_to_async(service)(conversation=conversation, **kwargs)
-    started = ReplyStarted(conversation.pk, result.user_message, result.reply, duplicate=not result.created)
+    started = ReplyStarted(
+        conversation.pk, result.user_message, result.reply, duplicate=not result.created, tree=result.tree
+    )
     if result.created:
-        if result.user_message is not None:
-            await events.publish_to_conversation(conversation.pk, events.message_frame(result.user_message))
-        await events.publish_to_conversation(conversation.pk, events.message_frame(result.reply))
+        for message in (result.user_message, result.reply):
+            if message is not None:
+                await events.publish_to_conversation(conversation.pk, events.message_frame(message, tree=result.tree))
         await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=True))
         await jobs.submit(message_id=result.reply.pk, conversation_id=conversation.pk)
     return started
@@ -60,9 +65,9 @@ async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> Rep
 # Every way of starting a reply, by the name clients use, with the fields each takes besides `client_id`.
 REPLY_STARTERS: dict[str, tuple[Callable[..., services.SendResult], tuple[str, ...]]] = {
     "send": (services.message_send, ("content",)),
-    "regenerate": (services.reply_regenerate, ()),
-    "retry": (services.reply_regenerate, ()),
-    "edit": (services.message_edit_last, ("content",)),
+    "regenerate": (services.reply_regenerate, ("message", "model")),
+    "retry": (services.reply_regenerate, ("message", "model")),
+    "edit": (services.message_edit, ("content", "message")),
     "continue": (services.reply_continue, ()),
 }
 
@@ -75,6 +80,28 @@ async def start_reply(
     conversation = await conversation_for(user, conversation_id)
     arguments = {name: fields.get(name) for name in names}
     return await _start(conversation, service, client_id=fields.get("client_id"), **arguments)
+
+
+def _path_frame(conversation: Conversation, path: selectors.Path) -> Frame:
+    return events.path_frame(conversation_id=conversation.pk, leaf=path.leaf, messages=path.messages, tree=path.tree)
+
+
+async def current_path(conversation: Conversation) -> Frame:
+    """The `path` frame of the branch the conversation shows (the owner's conversation, already checked)."""
+    path = await database_sync_to_async(selectors.path_for)(conversation=conversation)
+    return _path_frame(conversation, path)
+
+
+async def switch_branch(
+    user: AbstractBaseUser, conversation_id: object, *, message: object, answered: str | None = None
+) -> Frame:
+    """Show the branch through `message`; every follower (other tabs) gets the new `path` frame, but
+    the socket whose channel is `answered`: it gets the frame returned here as its answer."""
+    conversation = await conversation_for(user, conversation_id)
+    path = await database_sync_to_async(services.conversation_switch)(conversation=conversation, message=message)
+    frame = _path_frame(conversation, path)
+    await events.publish_path(frame, answered=answered)
+    return frame
 
 
 async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message:
@@ -104,7 +131,8 @@ class Position:
 async def catch_up(
     conversation_id: int, position: Position | None = None, *, protocol: int = events.PROTOCOL_VERSION
 ) -> tuple[Frame, int | None, int]:
-    """The frame that brings a client up to date on a conversation's latest reply.
+    """The frame that brings a client up to date on a conversation's latest reply: the running one,
+    on whichever branch, else the last of the current branch.
 
     Call it after joining the conversation's group. Returns (frame, message id, seq covered):
     live frames of that message up to `seq` are already in the frame and must be dropped.
@@ -112,7 +140,7 @@ async def catch_up(
     text of that part; otherwise (the position is in an earlier part, or a protocol-1 client's last
     part is not text) it is a snapshot of the whole reply, which replaces what the client has.
     """
-    reply = await database_sync_to_async(selectors.latest_reply_for)(conversation_id=conversation_id)
+    reply = await database_sync_to_async(selectors.catch_up_reply_for)(conversation_id=conversation_id)
     if reply is None:
         return events.snapshot_frame(conversation_id=conversation_id, reply=None), None, 0
     state = None

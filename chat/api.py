@@ -121,10 +121,11 @@ def _conversation_detail(user: Any, conversation_id: int) -> dict[str, Any]:
     conversation = selectors.conversation_list_for(user=user).filter(pk=conversation_id).first()
     if conversation is None:
         raise ChatError("not_found")
-    messages = [events.message_payload(m) for m in selectors.messages_for(conversation=conversation)]
+    path = selectors.path_for(conversation=conversation)
     return {
         "conversation": events.conversation_payload(conversation, running=conversation.running),
-        "messages": messages,
+        "leaf": path.leaf,
+        "messages": [events.message_payload(m, tree=path.tree) for m in path.messages],
     }
 
 
@@ -182,6 +183,13 @@ messages = _reply_starter("send")
 regenerate = _reply_starter("regenerate")
 edit = _reply_starter("edit")
 continue_ = _reply_starter("continue")
+
+
+@require_http_methods(["POST"])
+@api_view
+async def switch(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
+    frame = await actions.switch_branch(user, pk, message=body.get("message"))
+    return JsonResponse(frame)
 
 
 @require_http_methods(["POST"])

@@ -105,7 +105,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_subscribe(self, frame: Frame) -> None:
         conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         position = _position(frame.get("after"))
+        with_path = frame.get("path", False)
+        if not isinstance(with_path, bool):
+            raise ChatError("invalid", "`path` must be true or false.")
         await self._follow(conversation.pk)
+        if with_path:
+            await self.send_frame(await actions.current_path(conversation))
         catch_up, message_id, seq = await actions.catch_up(conversation.pk, position, protocol=self.protocol)
         if message_id is not None:
             self.covered[message_id] = seq
@@ -125,6 +130,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         started = await actions.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
         await self.send_frame(started.frame(client_id=frame["client_id"]))
 
+    async def on_switch(self, frame: Frame) -> None:
+        """Show another branch. The answer is its `path` frame; other followers get it too."""
+        conversation = await actions.conversation_for(self.user, frame.get("conversation"))
+        await self._follow(conversation.pk)
+        message = frame.get("message")
+        path = await actions.switch_branch(self.user, conversation.pk, message=message, answered=self.channel_name)
+        await self.send_frame(path)
+
     async def on_cancel(self, frame: Frame) -> None:
         await actions.stop_reply(self.user, frame.get("conversation"))
 
@@ -140,6 +153,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
+            return
+        if event.get("answered") == self.channel_name:  # this socket asked: it has the frame as its answer
             return
         if self.protocol < 2 and not events.text_only(event):
             return
@@ -193,6 +208,7 @@ HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
     "subscribe": ChatConsumer.on_subscribe,
     "unsubscribe": ChatConsumer.on_unsubscribe,
     **dict.fromkeys(actions.REPLY_STARTERS, ChatConsumer.on_start),
+    "switch": ChatConsumer.on_switch,
     "cancel": ChatConsumer.on_cancel,
     "ping": ChatConsumer.on_ping,
 }

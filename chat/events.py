@@ -18,6 +18,7 @@ from chat.live import live_log
 from chat.models import Conversation, Message, answer_text
 from chat.providers.base import ModelInfo
 from chat.providers.parameters import ParameterRule
+from chat.tree import Tree
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,13 @@ def parts_payload(parts: list[dict[str, Any]], *, with_text: bool = True) -> lis
     return payload
 
 
-def message_payload(message: Message, *, with_content: bool = True) -> Frame:
+def message_payload(message: Message, *, with_content: bool = True, tree: Tree | None = None) -> Frame:
+    """A message as clients see it. `parent` always; with its conversation's `tree`, also its
+    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`."""
     parts = message.part_list()
     payload: Frame = {
         "id": message.pk,
+        "parent": message.parent_id,
         "role": message.role,
         "status": message.status,
         "client_id": message.client_id or None,
@@ -103,6 +107,8 @@ def message_payload(message: Message, *, with_content: bool = True) -> Frame:
     }
     if with_content:
         payload["content"] = message.content
+    if tree is not None and message.pk in tree:
+        payload.update(tree.position(message.pk))
     return payload
 
 
@@ -154,8 +160,20 @@ def hello_frame(*, user_id: int, limits: Frame, protocol: int) -> Frame:
     }
 
 
-def message_frame(message: Message) -> Frame:
-    return {"type": "message", "conversation": message.conversation_id, "message": message_payload(message)}
+def message_frame(message: Message, *, tree: Tree | None = None) -> Frame:
+    """A new message: it ends the current branch, under its `parent`."""
+    payload = message_payload(message, tree=tree)
+    return {"type": "message", "conversation": message.conversation_id, "message": payload}
+
+
+def path_frame(*, conversation_id: int, leaf: int | None, messages: list[Message], tree: Tree) -> Frame:
+    """The branch a conversation shows, root first, each message with content and sibling position."""
+    return {
+        "type": "path",
+        "conversation": conversation_id,
+        "leaf": leaf,
+        "messages": [message_payload(message, tree=tree) for message in messages],
+    }
 
 
 def start_frame(message: Message) -> Frame:
@@ -186,15 +204,21 @@ def delta_frame(
 
 
 def accepted_frame(
-    *, client_id: str, conversation_id: int, user_message: Message | None, reply: Message, duplicate: bool
+    *,
+    client_id: str,
+    conversation_id: int,
+    user_message: Message | None,
+    reply: Message,
+    duplicate: bool,
+    tree: Tree | None = None,
 ) -> Frame:
     """The answer to a reply-starting request: its messages, and whether they already existed."""
     return {
         "type": "accepted",
         "client_id": client_id,
         "conversation": conversation_id,
-        "user_message": message_payload(user_message) if user_message else None,
-        "message": message_payload(reply),
+        "user_message": message_payload(user_message, tree=tree) if user_message else None,
+        "message": message_payload(reply, tree=tree),
         "duplicate": duplicate,
     }
 
@@ -255,13 +279,18 @@ def pong_frame() -> Frame:
     return {"type": "pong"}
 
 
-async def publish(group: str, frame: Frame, *, message_id: int | None = None, seq: int | None = None) -> None:
+async def publish(
+    group: str, frame: Frame, *, message_id: int | None = None, seq: int | None = None, answered: str | None = None
+) -> None:
     """Send one frame to every client following `group` (at most once: the database is the truth).
 
     Frames about a reply also carry its message id and seq outside the JSON, so consumers can
     drop what a snapshot already covered, and SSE can set `id:`, without decoding the frame.
+    `answered`: the channel of a socket that already has this frame as its answer; it skips it.
     """
     event = _layer_event(frame, message_id=message_id, seq=seq)
+    if answered is not None:
+        event["answered"] = answered
     try:
         wire = _pubsub_wire(group, event)
         if wire is not None and await live_log().publish(*wire):
@@ -330,6 +359,12 @@ async def publish_done(message: Message) -> None:
 
 async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
     await publish(conversation_group(conversation_id), frame)
+
+
+async def publish_path(frame: Frame, *, answered: str | None = None) -> None:
+    """A `path` frame (a branch switch) to every follower of its conversation but the socket that
+    asked, which has it as its answer (`answered`, its channel name)."""
+    await publish(conversation_group(frame["conversation"]), frame, answered=answered)
 
 
 async def publish_to_user(user_id: int, frame: Frame) -> None:

@@ -18,6 +18,11 @@ class Conversation(models.Model):
     parameters = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The end of the branch the owner is on: the prompt, and what clients show, is the path from the
+    # root to this message (chat/tree.py). Null only while the conversation has no message.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
@@ -52,6 +57,9 @@ class Message(models.Model):
     ACTIVE_STATUSES = (Status.PENDING, Status.STREAMING)
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows (null for a first message). Siblings (children of one parent) are the
+    # edits of a user message, or the regenerations of a reply; a reply whose parent is a reply continues it.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     role = models.CharField(max_length=16, choices=Role.choices)
     # The answer text: every `text` part, joined. What prompts, search and protocol-1 clients read.
     content = models.TextField(blank=True)
@@ -103,7 +111,8 @@ class Message(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     # Set when the job was sent again because the job queue was new (Redis restarted): at most once.
     requeued_at = models.DateTimeField(null=True, blank=True)
-    # Regenerate and edit keep the old reply for review but take it out of the conversation.
+    # Before conversations were trees (migration 0007), regenerate and edit marked the message they
+    # replaced; the migration made it a sibling of its successor. Kept for review; nothing sets it now.
     superseded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,10 +1,12 @@
 """How a conversation becomes a prompt, and the trimming rule that fits it into a model's context.
 
-Rule: the system prompt and the newest user message are always sent. Older messages are added
-newest first while the estimate (4 characters a token) stays within the model's context minus the
-reply budget; the first message that does not fit, and every older one, is left out, so the model
-always sees an unbroken recent stretch of the conversation. Replies that failed before any text,
-and superseded messages, are never sent; a stopped or interrupted reply is sent with the text it has.
+The history is the path from the conversation's root to the reply's parent (chat.selectors.history_for):
+never a sibling, never another branch. Rule: the system prompt and the newest user message are always
+sent. Older messages are added newest first while the estimate (4 characters a token) stays within the
+model's context minus the reply budget; the first message that does not fit, and every older one, is
+left out, so the model always sees an unbroken recent stretch of the path. Replies that failed before
+any text are never sent; a stopped or interrupted reply is sent with the text it has (a continuation
+follows it, as the next assistant turn).
 A reply whose provider gave it signed thinking blocks (Anthropic) carries them back as they came, in
 order with its answer text (`replay_blocks`); other providers send the answer text alone.
 The reply budget is the model's own output limit where one is configured, else CHAT_MAX_OUTPUT_TOKENS,
@@ -34,7 +36,7 @@ def build_request(
     parameters: GenerationParameters | None = None,
     conversation_max_output: int | None = None,
 ) -> GenerationRequest:
-    """`history` is the visible conversation up to (not including) the reply being generated;
+    """`history` is the path up to (not including) the reply being generated;
     `max_output_tokens` is the budget of a model with no limit of its own (CHAT_MAX_OUTPUT_TOKENS);
     `parameters` and `conversation_max_output` what the conversation sets that the model accepts."""
     budget = reply_budget(model, max_output_tokens)

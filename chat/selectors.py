@@ -1,10 +1,13 @@
 """Reads: every query the chat features make, each scoped to its owner."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from chat.errors import ChatError
 from chat.models import Conversation, Message
+from chat.tree import Tree
 
 
 def _active_replies() -> QuerySet[Message]:
@@ -28,17 +31,64 @@ def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> 
     return conversation
 
 
-def messages_for(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation as its owner sees it: superseded messages left out."""
-    return conversation.messages.filter(superseded_at__isnull=True).order_by("id")
+def tree_for(*, conversation: Conversation) -> Tree:
+    """The conversation's messages as a tree (one query, no text)."""
+    return Tree.of(conversation.messages.values_list("id", "parent_id", "role"))
 
 
-def latest_reply_for(*, conversation_id: int) -> Message | None:
-    return (
-        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT, superseded_at__isnull=True)
-        .order_by("-id")
-        .first()
-    )
+def current_leaf_in(conversation: Conversation, tree: Tree) -> int | None:
+    """The leaf of the branch the owner is on: the conversation's own, else the newest one."""
+    if conversation.current_leaf_id in tree:
+        return conversation.current_leaf_id
+    return tree.newest_leaf()
+
+
+@dataclass(frozen=True)
+class Path:
+    """The branch a conversation shows: its messages from the root to `leaf`, and the whole tree."""
+
+    leaf: int | None
+    messages: list[Message]
+    tree: Tree
+
+
+def path_for(*, conversation: Conversation, leaf: int | None = None) -> Path:
+    """The messages from the root to `leaf` (default: the current leaf), in order; two queries."""
+    tree = tree_for(conversation=conversation)
+    leaf = current_leaf_in(conversation, tree) if leaf is None else leaf
+    ids = tree.path_to(leaf) if leaf is not None else []
+    found = conversation.messages.in_bulk(ids)
+    return Path(leaf=leaf, messages=[found[pk] for pk in ids], tree=tree)
+
+
+def history_for(*, reply: Message) -> list[Message]:
+    """What a reply answers: the messages from the root to its parent, in order."""
+    if reply.parent_id is None:
+        return []
+    return path_for(conversation=reply.conversation, leaf=reply.parent_id).messages
+
+
+def message_get_in(*, conversation: Conversation, message_id: object) -> Message:
+    """A message of this conversation, or `not_found` (another conversation's answers like a missing one)."""
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise ChatError("invalid", "`message` must be an integer id.")
+    message = conversation.messages.filter(pk=message_id).first()
+    if message is None:
+        raise ChatError("not_found", "No such message in this conversation.")
+    return message
+
+
+def catch_up_reply_for(*, conversation_id: int) -> Message | None:
+    """The reply a subscriber catches up on: the running one, on whichever branch, else the last
+    reply of the current path."""
+    running = active_reply_for(conversation_id=conversation_id)
+    if running is not None:
+        return running
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:  # deleted since it was checked
+        return None
+    replies = [m for m in path_for(conversation=conversation).messages if m.role == Message.Role.ASSISTANT]
+    return replies[-1] if replies else None
 
 
 def active_reply_for(*, conversation_id: int) -> Message | None:
@@ -50,9 +100,5 @@ def message_by_client_id(*, conversation: Conversation, client_id: str) -> Messa
 
 
 def reply_after(*, message: Message) -> Message | None:
-    """The assistant message that answers a user message, if any."""
-    return (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__gt=message.pk, role=Message.Role.ASSISTANT)
-        .order_by("id")
-        .first()
-    )
+    """The reply that answers a user message (its first child), if any."""
+    return message.children.filter(role=Message.Role.ASSISTANT).order_by("id").first()

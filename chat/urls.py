@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/conversations/<int:pk>/regenerate", api.regenerate, name="api-regenerate"),
     path("api/conversations/<int:pk>/edit", api.edit, name="api-edit"),
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
+    path("api/conversations/<int:pk>/switch", api.switch, name="api-switch"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
     path("api/conversations/<int:pk>/events", sse.conversation_stream, name="api-events"),
     re_path(r"^api/(?P<path>.*)$", api.unknown_route, name="api-unknown"),

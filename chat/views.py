@@ -23,7 +23,8 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
     default_model = registry.default_model_ref()
     messages = []
     if conversation is not None:
-        messages = [events.message_payload(m) for m in selectors.messages_for(conversation=conversation)]
+        path = selectors.path_for(conversation=conversation)
+        messages = [events.message_payload(m, tree=path.tree) for m in path.messages]
     page_data = {
         "conversation": events.conversation_payload(conversation, running=False) if conversation else None,
         "messages": messages,

@@ -62,6 +62,9 @@ def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPa
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CHAT_RETRY_ATTEMPTS": "0",  # a scripted provider failure fails at once
         "CHAT_SIGNUP_ENABLED": "true",
+        # Every browser test chats as one user: the per-minute rate (tests/test_limits.py) must not
+        # depend on how many of them ran within the last minute.
+        "CHAT_MESSAGES_PER_MINUTE": "1000",
     }
     for name in ("DATABASE_URL", "REDIS_URL", "ANTHROPIC_API_KEY", "OPENAI_COMPATIBLE_SERVERS"):
         env.pop(name, None)

@@ -84,6 +84,14 @@ class GroupFrames:
     async def __aexit__(self, *exc: object) -> None:
         self._task.cancel()
 
+    async def arrived(self, kind: str) -> None:
+        """Wait until a frame of `kind` was published (a reply's status is saved before its `done` goes out)."""
+
+        async def seen() -> bool:
+            return kind in self.kinds
+
+        await wait_for(seen)
+
     async def all_so_far(self) -> list[str]:
         """The frames published up to now: a marker published now arrives after all of them."""
         await events.publish_to_conversation(self.conversation_id, {"type": MARKER})

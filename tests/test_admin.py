@@ -81,7 +81,9 @@ def make_conversation(owner: User, *, title: str = "Chat", model: str = "openai:
 
 
 def add_message(conversation: Conversation, *, role: str = "user", content: str = "hello", **fields) -> Message:
+    """A message under `parent`, by default under the conversation's newest one (a one-branch tree)."""
     created_at = fields.pop("created_at", None)
+    fields.setdefault("parent", conversation.messages.order_by("-id").first())
     message = Message.objects.create(conversation=conversation, role=role, content=content, **fields)
     if created_at:
         Message.objects.filter(pk=message.pk).update(created_at=created_at)
@@ -461,6 +463,74 @@ def test_transcript_page_shows_every_message_in_order_with_every_field(staff_cli
     assert "Transcript (3 messages)" in page
 
 
+def branched(owner: User) -> tuple[Conversation, dict[str, Message]]:
+    """Q1 → A1 → Q2 → A2, A2 regenerated (A2b, the current leaf), Q1 edited (Q1b → A1b)."""
+    conversation = make_conversation(owner, title="Branches")
+    made = {}
+    for name, parent in (
+        ("Q1", None),
+        ("A1", "Q1"),
+        ("Q2", "A1"),
+        ("A2", "Q2"),
+        ("A2b", "Q2"),
+        ("Q1b", None),
+        ("A1b", "Q1b"),
+    ):
+        role = "user" if name.startswith("Q") else "assistant"
+        made[name] = add_message(conversation, role=role, content=f"text of {name}", parent=made.get(parent))
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=made["A2b"])
+    conversation.refresh_from_db()
+    return conversation, made
+
+
+def test_the_transcript_shows_every_branch_in_reading_order_with_versions_and_the_current_path_marked(
+    staff_client: Client, alice: User
+):
+    conversation, made = branched(alice)
+
+    page = staff_client.get(change_url(conversation)).content.decode()
+
+    order = ["Q1", "A1", "Q2", "A2", "A2b", "Q1b", "A1b"]
+    assert [page.index(f"text of {name}<") for name in order] == sorted(
+        page.index(f"text of {name}<") for name in order
+    )
+
+    def article(name: str) -> str:
+        start = page.index(f'id="message-{made[name].pk}"')
+        return page[page.rindex("<article", 0, start) : page.index("</article>", start)]
+
+    current = {name for name in order if "transcript-current" in article(name).split(">", 1)[0]}
+    assert current == {"Q1", "A1", "Q2", "A2b"}
+    assert "version 1 of 2" in article("Q1") and "version 2 of 2" in article("Q1b")
+    assert "version 1 of 2" in article("A2") and "version 2 of 2" in article("A2b")
+    assert "version" not in article("A1")
+    assert f'href="#message-{made["Q2"].pk}"' in article("A2b")
+    assert "Transcript (7 messages)" in page
+
+
+def grown_tree(owner: User, *, messages: int, branches: int) -> Conversation:
+    """A line of `messages - branches` messages and `branches` siblings spread along it."""
+    conversation = make_conversation(owner, title=f"{messages} messages")
+    line = [add_message(conversation, role=("user", "assistant")[n % 2]) for n in range(messages - branches)]
+    step = len(line) // branches
+    for n in range(branches):
+        beside = line[1 + n * step]
+        add_message(conversation, role=beside.role, content="another version", parent=beside.parent)
+    assert conversation.messages.count() == messages
+    assert conversation.messages.filter(parent=None).count() == 1
+    return conversation
+
+
+def test_the_transcript_of_a_500_message_tree_with_50_branches_takes_as_many_queries_as_a_5_message_one(
+    staff_client: Client, alice: User
+):
+    small = grown_tree(alice, messages=5, branches=1)
+    large = grown_tree(alice, messages=500, branches=50)
+    query_count(staff_client, "get", change_url(small))  # warm caches (content types, sessions)
+
+    assert query_count(staff_client, "get", change_url(large)) == query_count(staff_client, "get", change_url(small))
+
+
 def test_the_transcript_and_the_markdown_export_show_the_usage_details_that_are_known(
     staff_client: Client, alice: User
 ):
@@ -589,6 +659,37 @@ def test_json_export_holds_every_field_of_every_message_in_order(staff_client: C
     assert (last["input_tokens"], last["output_tokens"], last["conversation_id"]) == (10, 20, first.pk)
     assert exported["messages"][0]["superseded"] is False
     assert document["conversations"][1]["messages"] == []
+
+
+def test_json_export_keeps_every_branch_with_its_parents_and_the_current_leaf(staff_client: Client, alice: User):
+    conversation, made = branched(alice)
+
+    exported = json.loads(export(staff_client, "export_json", [conversation]).content)["conversations"][0]
+
+    assert exported["current_leaf_id"] == made["A2b"].pk
+    by_id = {m["id"]: m for m in exported["messages"]}
+    assert {m.pk: m.parent_id for m in made.values()} == {pk: m["parent_id"] for pk, m in by_id.items()}
+    assert (by_id[made["A2b"].pk]["sibling_index"], by_id[made["A2b"].pk]["sibling_count"]) == (2, 2)
+    assert [m["on_current_path"] for m in exported["messages"]] == [True, True, True, False, True, False, False]
+
+
+def test_markdown_export_writes_the_current_path_then_lists_the_other_branches(staff_client: Client, alice: User):
+    conversation, made = branched(alice)
+
+    text = export(staff_client, "export_markdown", [conversation]).content.decode()
+
+    messages, others = text.split("## Other branches")
+    assert [line.split(" · ")[0] for line in messages.splitlines() if line.startswith("### ")] == [
+        "### 1. User",
+        "### 2. Assistant",
+        "### 3. User",
+        "### 4. Assistant",
+    ]
+    assert "text of A2b" in messages and "text of A2\n" not in messages
+    assert f"### A branch after message {made['Q2'].pk}" in others
+    assert "### A branch as a first message" in others
+    assert others.index("text of A2\n") < others.index("text of Q1b") < others.index("text of A1b")
+    assert "- Messages: 7 (4 on the current path, 3 on other branches)" in text
 
 
 def test_markdown_export_is_a_readable_transcript(staff_client: Client, alice: User):

@@ -472,6 +472,92 @@ def test_edit_and_resend_the_last_message_replaces_it_and_its_reply(chat_page: A
     expect(page.locator("article.msg")).to_have_count(2)
 
 
+def versions(message: Any) -> Any:
+    """The "‹ 2/3 ›" position under a message."""
+    return message.locator(".msg-branches .branch-position")
+
+
+def test_edit_an_early_message_regenerate_walk_the_versions_both_ways_and_reload_keeps_the_branch(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(
+        Scenario.text("Answer one."),
+        Scenario.text("Answer two."),
+        Scenario.text("Edited answer."),
+        Scenario.text("Regenerated answer."),
+    )
+    questions = page.locator("article.msg.user")
+    for question, answer in (("Question one", "Answer one."), ("Question two", "Answer two.")):
+        send(page, question)
+        expect(reply_text(page)).to_have_text(answer)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    questions.first.get_by_role("button", name="Edit").click()
+    editor = page.get_by_role("textbox", name="Edit your message")
+    editor.fill("Question one, edited")
+    editor.press("Enter")
+    expect(reply_text(page)).to_have_text("Edited answer.")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(page.locator("article.msg")).to_have_count(2)
+    expect(versions(questions.first)).to_have_text("2/2")
+
+    last_reply(page).get_by_role("button", name="Regenerate").click()
+    expect(reply_text(page)).to_have_text("Regenerated answer.")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(versions(last_reply(page))).to_have_text("2/2")
+
+    last_reply(page).get_by_role("button", name="Previous version").click()
+    expect(reply_text(page)).to_have_text("Edited answer.")
+    expect(versions(last_reply(page))).to_have_text("1/2")
+    last_reply(page).get_by_role("button", name="Next version").click()
+    expect(reply_text(page)).to_have_text("Regenerated answer.")
+    questions.first.get_by_role("button", name="Previous version").click()
+    expect(page.locator("article.msg .msg-body")).to_have_text(
+        ["Question one", "Answer one.", "Question two", "Answer two."]
+    )
+    expect(versions(questions.first)).to_have_text("1/2")
+
+    page.reload()
+    wait_connected(page)
+    expect(page.locator("article.msg .msg-body")).to_have_text(
+        ["Question one", "Answer one.", "Question two", "Answer two."]
+    )
+    questions.first.get_by_role("button", name="Next version").click()
+    expect(page.locator("article.msg .msg-body")).to_have_text(["Question one, edited", "Regenerated answer."])
+    page.reload()
+    wait_connected(page)
+    expect(page.locator("article.msg .msg-body")).to_have_text(["Question one, edited", "Regenerated answer."])
+    expect(versions(last_reply(page))).to_have_text("2/2")
+    assert len(upstream.requests) == 4
+
+
+def test_switching_away_from_a_streaming_reply_keeps_it_going_and_stop_still_reaches_it(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(
+        Scenario.text("First answer."), Scenario.stall(after=3, tokens=("Partial ", "text ", "here", " never"))
+    )
+    send(page, "Question")
+    expect(reply_text(page)).to_have_text("First answer.")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    last_reply(page).get_by_role("button", name="Regenerate").click()
+    wait_for_reply_text(page, "Partial text here")
+
+    last_reply(page).get_by_role("button", name="Previous version").click()
+    expect(reply_text(page)).to_have_text("First answer.")
+    expect(versions(last_reply(page))).to_have_text("1/2")
+    expect(last_reply(page).get_by_role("button", name="Regenerate")).to_have_count(0)  # one reply at a time
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+
+    last_reply(page).get_by_role("button", name="Next version").click()
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
+    expect(reply_text(page)).to_have_text("Partial text here")
+    expect(versions(last_reply(page))).to_have_text("2/2")
+
+
 def test_sidebar_shows_live_titles_renames_and_deletes_after_confirmation(
     chat_page: Any, upstream: FakeUpstream, live_server_url: str
 ) -> None:

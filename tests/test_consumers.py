@@ -436,3 +436,162 @@ async def test_a_5000_token_reply_makes_far_fewer_frames_and_a_bounded_number_of
     assert len(frames) < 5000, "every token made its own frame"
     assert len(writes) <= 2 + int(seconds / 1.0) + 1, writes
     assert writes[0] == "generation_begin" and writes[-1] == "generation_finish"
+
+
+# --- branches: edit, regenerate, continue and switch over the socket -------------------------------
+
+
+async def finished(ws, accepted):
+    """Wait for the reply an `accepted` frame names to end; returns its `done` frame."""
+    assert accepted["type"] == "accepted", accepted
+    reply_id = accepted["message"]["id"]
+    return await ws.receive_until(lambda f: f["type"] == "done" and f["message"]["id"] == reply_id)
+
+
+async def ask(ws, conversation, kind, **fields):
+    await ws.send({"type": kind, "conversation": conversation.pk, **fields})
+    return await ws.receive_until(lambda f: f["type"] in {"accepted", "error", "path"})
+
+
+async def two_turns(ws, conversation):
+    """Question 1 / answer, Question 2 / answer, over the socket; returns the four payloads' ids."""
+    ids = []
+    for question in ("Question 1", "Question 2"):
+        accepted = await ws.send_message(conversation.pk, question)
+        await finished(ws, accepted)
+        ids += [accepted["user_message"]["id"], accepted["message"]["id"]]
+    return ids
+
+
+@pytest.mark.cluster
+async def test_editing_the_first_message_answers_it_as_a_new_branch_with_its_sibling_position(
+    connect, user, conversation, upstream
+):
+    async with connect(user) as ws:
+        q1, _, _, _ = await two_turns(ws, conversation)
+        accepted = await ask(ws, conversation, "edit", client_id="e-1", content="Question 1, again", message=q1)
+        message = await ws.receive_until(lambda f: f["type"] == "message" and f["message"]["role"] == "user")
+        await finished(ws, accepted)
+    edited = accepted["user_message"]
+    assert (edited["parent"], edited["siblings"], edited["index"], edited["count"]) == (None, [q1, edited["id"]], 1, 2)
+    assert accepted["message"]["parent"] == edited["id"]
+    assert message["message"]["siblings"] == [q1, edited["id"]]
+    assert len(await messages_of(conversation)) == 6
+
+
+@pytest.mark.cluster
+async def test_regenerating_a_middle_reply_with_another_model_keeps_the_old_one_as_its_sibling(
+    connect, user, conversation, upstream
+):
+    async with connect(user) as ws:
+        q1, a1, _, _ = await two_turns(ws, conversation)
+        accepted = await ask(ws, conversation, "regenerate", client_id="r-1", message=a1, model="openai:gpt-other")
+        await finished(ws, accepted)
+    reply = accepted["message"]
+    assert (reply["parent"], reply["siblings"], reply["model"]) == (q1, [a1, reply["id"]], "openai:gpt-other")
+    assert [turn["content"] for turn in upstream.requests[-1].body["messages"]] == ["Question 1"]
+
+
+@pytest.mark.cluster
+async def test_regenerating_a_continued_reply_replaces_the_whole_answer(connect, user, conversation, upstream):
+    upstream.script(Scenario.stall(after=3), Scenario.text("the rest."), Scenario.text("A whole new answer."))
+    async with connect(user) as ws:
+        accepted = await ws.send_message(conversation.pk, "Question")
+        await ws.receive_type("delta")
+        await ws.send({"type": "cancel", "conversation": conversation.pk})
+        await finished(ws, accepted)
+        continued = await ask(ws, conversation, "continue", client_id="k-1")
+        await finished(ws, continued)
+        again = await ask(ws, conversation, "regenerate", client_id="r-1", message=continued["message"]["id"])
+        await finished(ws, again)
+    assert continued["message"]["parent"] == accepted["message"]["id"]
+    assert again["message"]["siblings"] == [accepted["message"]["id"], again["message"]["id"]]
+    assert [m["role"] for m in upstream.requests[-1].body["messages"]] == ["user"]
+
+
+@pytest.mark.cluster
+async def test_a_repeated_edit_answers_the_first_one_and_creates_nothing(connect, user, conversation, upstream):
+    async with connect(user) as ws:
+        q1, _, _, _ = await two_turns(ws, conversation)
+        first = await ask(ws, conversation, "edit", client_id="e-1", content="Again", message=q1)
+        await finished(ws, first)
+        again = await ask(ws, conversation, "edit", client_id="e-1", content="Again", message=q1)
+    assert (again["duplicate"], again["user_message"]["id"]) == (True, first["user_message"]["id"])
+    assert again["user_message"]["siblings"] == [q1, first["user_message"]["id"]]
+    assert len(await messages_of(conversation)) == 6
+
+
+@pytest.mark.cluster
+async def test_a_switch_is_seen_live_by_another_tab_and_the_stream_goes_on_on_its_branch(
+    connect, user, conversation, upstream
+):
+    async with connect(user) as first, connect(user) as second:
+        path = await two_turns(first, conversation)
+        q1, a1, _, a2 = path
+        upstream.script(Scenario.slow(40, delay=0.01))
+        await second.send({"type": "subscribe", "conversation": conversation.pk, "path": True})
+        assert [m["id"] for m in (await second.receive_type("path"))["messages"]] == path
+        running = await ask(first, conversation, "regenerate", client_id="r-1", message=a1)
+        reply_id = running["message"]["id"]
+        await first.receive_type("delta")
+
+        switched = await ask(first, conversation, "switch", message=a1)
+        seen = await second.receive_type("path")
+        done = await second.receive_until(lambda f: f["type"] == "done" and f["message"]["id"] == reply_id)
+    assert switched == seen
+    assert (seen["leaf"], [m["id"] for m in seen["messages"]]) == (a2, path)
+    assert seen["messages"][1]["siblings"] == [a1, reply_id]
+    text = "".join(f["text"] for f in second.received if f["type"] == "delta" and f["message"] == reply_id)
+    assert (text, done["message"]["status"]) == ("".join(Scenario.slow(40).tokens), "complete")
+
+
+@pytest.mark.cluster
+async def test_the_switching_socket_gets_its_path_once_and_another_socket_gets_it_too(
+    connect, user, conversation, upstream
+):
+    async with connect(user) as first, connect(user) as second:
+        q1, a1, _, _ = await two_turns(first, conversation)
+        await second.send({"type": "subscribe", "conversation": conversation.pk})
+        await second.receive_type("snapshot")
+
+        switched = await ask(first, conversation, "switch", message=q1)
+        seen = await second.receive_type("path")
+        await first.send({"type": "ping"})
+        after = await first.receive()
+    assert switched == seen
+    assert after["type"] == "pong", "no second copy of the path frame"
+
+
+@pytest.mark.cluster
+async def test_a_reply_running_on_another_branch_makes_every_branch_busy(connect, user, conversation, upstream):
+    async with connect(user) as ws:
+        q1, a1, _, _ = await two_turns(ws, conversation)
+        upstream.script(Scenario.stall(after=1))
+        running = await ask(ws, conversation, "regenerate", client_id="r-1", message=a1)
+        await ask(ws, conversation, "switch", message=a1)
+        refusals = [
+            await ask(ws, conversation, "edit", client_id="e-1", content="x", message=q1),
+            await ask(ws, conversation, "regenerate", client_id="r-2"),
+            await ws.send_message(conversation.pk, "And another"),
+        ]
+        await ws.send({"type": "cancel", "conversation": conversation.pk})
+        await ws.reply_text(running["message"]["id"])
+    assert [refusal.get("code") for refusal in refusals] == ["busy", "busy", "busy"]
+    assert len(await messages_of(conversation)) == 5
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("kind", ["edit", "regenerate", "switch"])
+async def test_a_message_id_of_another_users_conversation_is_not_found_and_writes_nothing(
+    kind, connect, user, conversation, make_user, upstream
+):
+    theirs = await new_conversation(await new_user(make_user))
+    foreign = await database_sync_to_async(Message.objects.create)(conversation=theirs, role="assistant", content="x")
+    fields = {"edit": {"content": "x"}}.get(kind, {})
+    async with connect(user) as ws:
+        await two_turns(ws, conversation)
+        before = [(m.pk, m.parent_id, m.status) for m in await messages_of(conversation)]
+        for message_id in (foreign.pk, foreign.pk + 1000):
+            refused = await ask(ws, conversation, kind, client_id=f"x-{message_id}", message=message_id, **fields)
+            assert (refused["type"], refused["code"]) == ("error", "not_found")
+    assert [(m.pk, m.parent_id, m.status) for m in await messages_of(conversation)] == before

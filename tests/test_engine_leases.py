@@ -223,7 +223,8 @@ async def test_a_job_delivered_twice_is_claimed_once_and_the_log_says_so(user, u
         await wait_for(dropped)
         worker, _ = next(iter(jobs._in_process.values()))
         assert reply.pk in worker.runner.running, "the dropped duplicate took the running reply's place"
-        await wait_for(lambda: has_status(reply.pk, Message.Status.COMPLETE))
+        await frames.arrived("done")
+        assert await has_status(reply.pk, Message.Status.COMPLETE)
         published = await frames.all_so_far()
 
     claims = [r.getMessage() for r in caplog.records if f"reply {reply.pk} claimed by" in r.getMessage()]

@@ -29,14 +29,18 @@ def alice_world(make_user: Callable[..., Any]) -> dict[str, Any]:
     """Alice with a finished exchange, a running reply and a stopped one (each a real target)."""
     alice, bob = make_user("alice"), make_user("bob")
     done = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE, system_prompt=SECRET_TEXT)
-    Message.objects.create(conversation=done, role="user", content=f"Where? {SECRET_TEXT}", client_id="a1")
-    reply = Message.objects.create(conversation=done, role="assistant", content=SECRET_TEXT, status="complete")
+    asked = Message.objects.create(conversation=done, role="user", content=f"Where? {SECRET_TEXT}", client_id="a1")
+    reply = Message.objects.create(conversation=done, parent=asked, role="assistant", content=SECRET_TEXT)
     running = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE)
-    Message.objects.create(conversation=running, role="user", content=SECRET_TEXT)
-    active = Message.objects.create(conversation=running, role="assistant", status="pending", content=SECRET_TEXT)
+    asked = Message.objects.create(conversation=running, role="user", content=SECRET_TEXT)
+    active = Message.objects.create(
+        conversation=running, parent=asked, role="assistant", status="pending", content=SECRET_TEXT
+    )
     stopped = services.conversation_create(owner=alice, model=TEST_MODEL, title=SECRET_TITLE)
-    Message.objects.create(conversation=stopped, role="user", content=SECRET_TEXT)
-    Message.objects.create(conversation=stopped, role="assistant", status="cancelled", content=SECRET_TEXT)
+    asked = Message.objects.create(conversation=stopped, role="user", content=SECRET_TEXT)
+    Message.objects.create(
+        conversation=stopped, parent=asked, role="assistant", status="cancelled", content=SECRET_TEXT
+    )
     own = services.conversation_create(owner=bob, model=TEST_MODEL, title="Bob's own")
     return {
         "alice": alice,
@@ -142,6 +146,38 @@ def test_editing_another_users_message_answers_like_a_missing_one(world, bob_cli
     assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/edit", world["done"].pk, body)
 
 
+def test_switching_in_another_users_conversation_answers_like_a_missing_one(world, bob_client):
+    body = {"message": world["reply"].pk}
+    assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/switch", world["done"].pk, body)
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("switch", {}),
+        ("regenerate", {"client_id": "b5"}),
+        ("edit", {"client_id": "b6", "content": "edited"}),
+    ],
+)
+def test_naming_another_users_message_in_ones_own_conversation_answers_like_a_missing_one(
+    world, bob_client, action, body
+):
+    """Bob's own conversation, Alice's message id (a reply or a question): exactly like an id nobody has."""
+    url = f"/api/conversations/{world['own'].pk}/{action}"
+    before = database_state()
+
+    def post(message_id: int) -> tuple[int, Any]:
+        data = orjson.dumps({**body, "message": message_id}).decode()
+        return answer(bob_client.post(url, data=data, content_type="application/json"))
+
+    for target in (world["reply"], world["reply"].parent):
+        foreign = post(target.pk)
+        assert foreign == post(MISSING)
+        assert foreign[0] == 404
+        assert SECRET_TEXT not in repr(foreign)
+    assert database_state() == before
+
+
 def test_continuing_another_users_reply_answers_like_a_missing_one(world, bob_client):
     body = {"client_id": "b4"}
     assert_like_missing(bob_client, "post", lambda pk: f"/api/conversations/{pk}/continue", world["stopped"].pk, body)
@@ -196,6 +232,7 @@ FRAMES = {
     "edit": lambda pk: {"type": "edit", "conversation": pk, "client_id": uuid.uuid4().hex, "content": "x"},
     "continue": lambda pk: {"type": "continue", "conversation": pk, "client_id": uuid.uuid4().hex},
     "cancel": lambda pk: {"type": "cancel", "conversation": pk},
+    "switch": lambda pk: {"type": "switch", "conversation": pk, "message": 1},
 }
 TARGET = {"continue": "stopped", "cancel": "running"}
 

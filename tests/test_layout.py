@@ -11,7 +11,7 @@ PACKAGES = ("chat", "config")
 
 # Lowest first. A module may import only from its own layer or a lower one (and never in a loop).
 LAYERS: list[tuple[str, ...]] = [
-    ("chat.errors", "chat.models", "chat.per_loop", "config.env", "config.settings"),
+    ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "config.env", "config.settings"),
     ("chat.providers", "chat.redis_clients"),
     ("chat.live", "chat.selectors", "chat.limits", "chat.prompts"),
     ("chat.events", "chat.services"),

@@ -141,8 +141,8 @@ def test_model_picker_offers_only_configured_models_with_the_default_selected(cl
 
 def test_conversation_page_carries_its_history_as_json_data(client, user):
     conversation = conversation_of(user, system_prompt="Be brief.")
-    Message.objects.create(conversation=conversation, role="user", content="<script>alert(1)</script>")
-    Message.objects.create(conversation=conversation, role="assistant", content="Sure.", status="complete")
+    question = Message.objects.create(conversation=conversation, role="user", content="<script>alert(1)</script>")
+    Message.objects.create(conversation=conversation, parent=question, role="assistant", content="Sure.")
     client.force_login(user)
     response = client.get(reverse("chat:conversation", args=[conversation.pk]))
     assert response.status_code == 200

@@ -35,8 +35,10 @@ def staff(django_user_model):
 @pytest.fixture
 def conversation(user):
     conversation = services.conversation_create(owner=user, model=TEST_MODEL, title="Mine")
-    Message.objects.create(conversation=conversation, role="user", content="hi")
-    Message.objects.create(conversation=conversation, role="assistant", content="hello", status="cancelled")
+    question = Message.objects.create(conversation=conversation, role="user", content="hi")
+    Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", content="hello", status="cancelled"
+    )
     return conversation
 
 

@@ -1,4 +1,4 @@
-"""chat/services/conversations.py called directly: create, update, delete, touch, and the title rule."""
+"""chat/services/conversations.py called directly: create, update, switch, delete, touch, and the title rule."""
 
 from datetime import timedelta
 
@@ -253,3 +253,52 @@ def test_a_single_word_longer_than_the_limit_is_cut_at_the_limit():
 
 def test_a_message_of_only_whitespace_gives_an_empty_title():
     assert services.title_from(" \n\t ") == ""
+
+
+# --- conversation_switch -------------------------------------------------------------------------
+
+
+def turn(conversation: Conversation, parent: Message | None, question: str) -> tuple[Message, Message]:
+    """A question under `parent` and its finished answer."""
+    asked = Message.objects.create(conversation=conversation, parent=parent, role="user", content=question)
+    answer = Message.objects.create(conversation=conversation, parent=asked, role="assistant", content=f"{question}!")
+    return asked, answer
+
+
+def test_switching_to_a_message_shows_the_branch_written_last_below_it(conversation):
+    first, first_answer = turn(conversation, None, "A")
+    _, old_leaf = turn(conversation, first_answer, "B")
+    _, newer_leaf = turn(conversation, first_answer, "B2")
+    edited, edited_answer = turn(conversation, None, "A2")
+
+    path = services.conversation_switch(conversation=conversation, message=first.pk)
+
+    assert path.leaf == newer_leaf.pk
+    assert [m.content for m in path.messages] == ["A", "A!", "B2", "B2!"]
+    assert stored(conversation).current_leaf_id == newer_leaf.pk
+    assert services.conversation_switch(conversation=conversation, message=old_leaf.pk).leaf == old_leaf.pk
+    assert services.conversation_switch(conversation=conversation, message=edited.pk).leaf == edited_answer.pk
+
+
+def test_switching_while_a_reply_runs_on_another_branch_leaves_it_running_where_it_is(conversation):
+    first, _ = turn(conversation, None, "A")
+    edited = Message.objects.create(conversation=conversation, role="user", content="A2")
+    running = Message.objects.create(conversation=conversation, parent=edited, role="assistant", status="streaming")
+
+    path = services.conversation_switch(conversation=conversation, message=first.pk)
+
+    assert [m.content for m in path.messages] == ["A", "A!"]
+    assert Message.objects.get(pk=running.pk).status == "streaming"
+    assert selectors.catch_up_reply_for(conversation_id=conversation.pk) == running
+
+
+def test_switching_to_a_message_of_another_conversation_is_not_found_and_changes_nothing(user, conversation):
+    _, leaf = turn(conversation, None, "A")
+    services.conversation_switch(conversation=conversation, message=leaf.pk)
+    other = services.conversation_create(owner=user)
+    _, foreign = turn(other, None, "Theirs")
+
+    refused("not_found", services.conversation_switch, conversation=conversation, message=foreign.pk)
+    refused("invalid", services.conversation_switch, conversation=conversation, message="1")
+
+    assert stored(conversation).current_leaf_id == leaf.pk

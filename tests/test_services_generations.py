@@ -99,13 +99,13 @@ def test_a_reply_that_ended_or_does_not_exist_is_not_claimed(conversation):
     assert row(reply).status == "failed"
 
 
-def test_the_claim_comes_with_the_prompt_of_the_visible_conversation_and_its_resolved_provider(conversation, settings):
+def test_the_claim_comes_with_the_prompt_of_the_current_branch_and_its_resolved_provider(conversation, settings):
     settings.CHAT_MAX_OUTPUT_TOKENS = 100
-    Message.objects.create(conversation=conversation, role="user", content="First question")
-    Message.objects.create(conversation=conversation, role="assistant", content="First answer.")
-    Message.objects.create(conversation=conversation, role="user", content="Second question")
-    Message.objects.create(conversation=conversation, role="assistant", status="failed", content="")
-    services.reply_regenerate(conversation=conversation, client_id="r-1")  # supersedes the failed reply
+    first = Message.objects.create(conversation=conversation, role="user", content="First question")
+    answer = Message.objects.create(conversation=conversation, parent=first, role="assistant", content="First answer.")
+    second = Message.objects.create(conversation=conversation, parent=answer, role="user", content="Second question")
+    Message.objects.create(conversation=conversation, parent=second, role="assistant", status="failed", content="")
+    services.reply_regenerate(conversation=conversation, client_id="r-1")  # a sibling of the failed reply
     Message.objects.filter(status="pending").update(status="cancelled", content="A partial ")
     reply = services.reply_continue(conversation=conversation, client_id="k-1").reply
 
@@ -121,6 +121,28 @@ def test_the_claim_comes_with_the_prompt_of_the_visible_conversation_and_its_res
         ChatTurn(role="assistant", content="First answer."),
         ChatTurn(role="user", content="Second question"),
         ChatTurn(role="assistant", content="A partial "),
+    ]
+
+
+def test_the_prompt_is_the_path_to_the_reply_and_only_that_path(conversation):
+    """Q1 → A1 → Q2 → A2, then Q1 edited (Q1b → A1b) and A2 regenerated beside itself; a reply on each
+    branch is sent its own path: never a sibling, never a message of another branch, never a newer one."""
+    q1 = Message.objects.create(conversation=conversation, role="user", content="Q1")
+    a1 = Message.objects.create(conversation=conversation, parent=q1, role="assistant", content="A1")
+    q2 = Message.objects.create(conversation=conversation, parent=a1, role="user", content="Q2")
+    Message.objects.create(conversation=conversation, parent=q2, role="assistant", content="A2")
+    q1b = Message.objects.create(conversation=conversation, role="user", content="Q1b")
+    Message.objects.create(conversation=conversation, parent=q1b, role="assistant", content="A1b")
+    regenerated = services.reply_regenerate(conversation=conversation, client_id="r-1", message=q2.pk + 1).reply
+    later = Message.objects.create(conversation=conversation, parent=q1b, role="user", content="A later branch")
+
+    context = services.generation_begin(message_id=regenerated.pk)
+
+    assert later.pk > regenerated.pk
+    assert [(turn.role, turn.content) for turn in context.request.turns] == [
+        ("user", "Q1"),
+        ("assistant", "A1"),
+        ("user", "Q2"),
     ]
 
 

@@ -54,15 +54,15 @@ def refused(code: str, call, **kwargs) -> ChatError:
 
 def snapshot() -> list[tuple]:
     """Every message row and every conversation's title, to show a refused request wrote nothing."""
-    messages = Message.objects.order_by("pk").values_list(
-        "pk", "status", "content", "superseded_at", "cancel_requested"
-    )
-    conversations = Conversation.objects.order_by("pk").values_list("pk", "title", "updated_at")
+    messages = Message.objects.order_by("pk").values_list("pk", "parent_id", "status", "content", "cancel_requested")
+    conversations = Conversation.objects.order_by("pk").values_list("pk", "title", "updated_at", "current_leaf_id")
     return [*messages, *conversations]
 
 
 def visible(conversation: Conversation) -> list[tuple[str, str, str]]:
-    return [(m.role, m.status, m.content) for m in selectors.messages_for(conversation=conversation)]
+    """The current branch, root first."""
+    conversation.refresh_from_db()
+    return [(m.role, m.status, m.content) for m in selectors.path_for(conversation=conversation).messages]
 
 
 # --- message_send --------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_pending_replies_a_free_worker_is_about_to_take_do_not_fill_the_queue(us
 # --- reply_regenerate ----------------------------------------------------------------------------
 
 
-def test_regenerating_keeps_the_last_reply_for_review_and_starts_a_new_one_in_its_place(conversation):
+def test_regenerating_keeps_the_last_reply_as_a_sibling_and_starts_a_new_one_in_its_place(conversation):
     old = answered(conversation, "Plan a trip", "A first answer.")
 
     result = services.reply_regenerate(conversation=conversation, client_id="r-1")
@@ -329,7 +329,9 @@ def test_regenerating_keeps_the_last_reply_for_review_and_starts_a_new_one_in_it
     reply = Message.objects.get(pk=result.reply.pk)
     assert (reply.status, reply.client_id, reply.model) == ("pending", "r-1", TEST_MODEL)
     old.refresh_from_db()
-    assert old.superseded_at is not None and old.content == "A first answer."
+    assert old.content == "A first answer."
+    assert reply.parent_id == old.parent_id
+    assert result.tree.siblings(reply.pk) == [old.pk, reply.pk]
     assert visible(conversation) == [("user", "complete", "Plan a trip"), ("assistant", "pending", "")]
 
 
@@ -353,7 +355,7 @@ def test_regenerating_a_conversation_without_a_reply_is_refused_as_nothing_to_re
     assert conversation.messages.count() == 1
 
 
-def test_regenerating_while_the_reply_runs_is_busy_and_supersedes_nothing(conversation):
+def test_regenerating_while_the_reply_runs_is_busy_and_writes_nothing(conversation):
     send(conversation)
     before = snapshot()
 
@@ -362,7 +364,7 @@ def test_regenerating_while_the_reply_runs_is_busy_and_supersedes_nothing(conver
     assert snapshot() == before
 
 
-def test_regenerating_with_a_model_no_longer_offered_is_refused_and_supersedes_nothing(conversation):
+def test_regenerating_with_a_model_no_longer_offered_is_refused_and_writes_nothing(conversation):
     answered(conversation)
     Conversation.objects.filter(pk=conversation.pk).update(model="openai:gpt-retired")
     conversation.refresh_from_db()
@@ -384,14 +386,14 @@ def test_a_regenerate_refused_by_a_full_queue_leaves_the_last_reply_in_the_conve
     assert snapshot() == before
 
 
-# --- message_edit_last ---------------------------------------------------------------------------
+# --- message_edit ------------------------------------------------------------------------------
 
 
-def test_editing_replaces_the_last_message_and_its_reply_and_answers_the_new_text(conversation):
+def test_editing_puts_a_new_last_message_beside_the_old_one_and_answers_the_new_text(conversation):
     answered(conversation, "First question", "First answer.")
-    answered(conversation, "Second question", "Second answer.")
+    old = answered(conversation, "Second question", "Second answer.")
 
-    result = services.message_edit_last(conversation=conversation, client_id="e-1", content="Second, better")
+    result = services.message_edit(conversation=conversation, client_id="e-1", content="Second, better")
 
     assert result.created
     assert (result.user_message.content, result.user_message.client_id) == ("Second, better", "e-1")
@@ -401,7 +403,8 @@ def test_editing_replaces_the_last_message_and_its_reply_and_answers_the_new_tex
         ("user", "complete", "Second, better"),
         ("assistant", "pending", ""),
     ]
-    assert conversation.messages.filter(superseded_at__isnull=False).count() == 2
+    assert result.tree.siblings(result.user_message.pk) == [old.parent_id, result.user_message.pk]
+    assert Message.objects.get(pk=old.pk).content == "Second answer."
 
 
 def test_editing_after_a_continued_reply_replaces_the_message_and_every_part_of_its_reply(conversation):
@@ -409,17 +412,17 @@ def test_editing_after_a_continued_reply_replaces_the_message_and_every_part_of_
     Message.objects.filter(role="assistant").update(status="cancelled")
     ended(services.reply_continue(conversation=conversation, client_id="k-1").reply, content="answer.")
 
-    services.message_edit_last(conversation=conversation, client_id="e-1", content="Better question")
+    services.message_edit(conversation=conversation, client_id="e-1", content="Better question")
 
     assert visible(conversation) == [("user", "complete", "Better question"), ("assistant", "pending", "")]
 
 
 def test_editing_with_the_same_client_id_again_answers_the_same_messages(conversation):
     answered(conversation)
-    first = services.message_edit_last(conversation=conversation, client_id="e-1", content="Edited")
+    first = services.message_edit(conversation=conversation, client_id="e-1", content="Edited")
     before = snapshot()
 
-    again = services.message_edit_last(conversation=conversation, client_id="e-1", content="Edited")
+    again = services.message_edit(conversation=conversation, client_id="e-1", content="Edited")
 
     assert (again.created, again.user_message.pk, again.reply.pk) == (False, first.user_message.pk, first.reply.pk)
     assert snapshot() == before
@@ -427,7 +430,7 @@ def test_editing_with_the_same_client_id_again_answers_the_same_messages(convers
 
 def test_editing_a_conversation_without_messages_is_refused_as_nothing_to_regenerate(conversation):
     error = refused(
-        "nothing_to_regenerate", services.message_edit_last, conversation=conversation, client_id="e-1", content="x"
+        "nothing_to_regenerate", services.message_edit, conversation=conversation, client_id="e-1", content="x"
     )
 
     assert error.message == "There is no message to edit."
@@ -438,7 +441,7 @@ def test_editing_while_the_reply_runs_is_busy_and_writes_nothing(conversation):
     send(conversation)
     before = snapshot()
 
-    refused("busy", services.message_edit_last, conversation=conversation, client_id="e-1", content="Edited")
+    refused("busy", services.message_edit, conversation=conversation, client_id="e-1", content="Edited")
 
     assert snapshot() == before
 
@@ -453,7 +456,7 @@ def test_an_edit_that_is_empty_too_long_or_not_text_is_refused_and_writes_nothin
     answered(conversation)
     before = snapshot()
 
-    refused(code, services.message_edit_last, conversation=conversation, client_id="e-1", content=content)
+    refused(code, services.message_edit, conversation=conversation, client_id="e-1", content=content)
 
     assert snapshot() == before
 
@@ -462,7 +465,7 @@ def test_an_edit_that_is_empty_too_long_or_not_text_is_refused_and_writes_nothin
 
 
 @pytest.mark.parametrize("status", ["cancelled", "interrupted", "failed"])
-def test_continuing_a_stopped_reply_keeps_its_text_and_starts_a_reply_after_it(conversation, status):
+def test_continuing_a_stopped_reply_keeps_its_text_and_starts_a_reply_under_it(conversation, status):
     stopped = ended(send(conversation, "Question").reply, status=status, content="A partial ")
 
     result = services.reply_continue(conversation=conversation, client_id="k-1")
@@ -474,8 +477,7 @@ def test_continuing_a_stopped_reply_keeps_its_text_and_starts_a_reply_after_it(c
         ("assistant", status, "A partial "),
         ("assistant", "pending", ""),
     ]
-    stopped.refresh_from_db()
-    assert stopped.superseded_at is None
+    assert result.reply.parent_id == stopped.pk
 
 
 @pytest.mark.parametrize(
@@ -503,9 +505,8 @@ def test_continuing_a_conversation_without_a_reply_is_refused_as_nothing_to_cont
 
 
 def test_continuing_with_a_model_no_longer_offered_is_refused_and_writes_nothing(conversation):
-    ended(send(conversation).reply, status="interrupted", content="A partial ")
-    Conversation.objects.filter(pk=conversation.pk).update(model="openai:gpt-retired")
-    conversation.refresh_from_db()
+    stopped = ended(send(conversation).reply, status="interrupted", content="A partial ")
+    Message.objects.filter(pk=stopped.pk).update(model="openai:gpt-retired")
     before = snapshot()
 
     refused("unknown_model", services.reply_continue, conversation=conversation, client_id="k-1")
@@ -620,3 +621,195 @@ def test_refusing_the_job_of_a_reply_a_worker_already_took_leaves_it_running(con
     row = services.reply_refuse_job(message_id=reply.pk, code="unavailable")
 
     assert (row.status, row.error_code, row.content, row.finished_at) == ("streaming", "", "So far", None)
+
+
+# --- the tree: every operation on a three-level tree ---------------------------------------------
+
+
+@pytest.fixture
+def three_turns(conversation) -> list[Message]:
+    """Question 1, Answer 1, Question 2, Answer 2, Question 3, Answer 3: one branch, three levels deep."""
+    turns = []
+    for number in (1, 2, 3):
+        reply = answered(conversation, f"Question {number}", f"Answer {number}")
+        turns += [Message.objects.get(pk=reply.parent_id), reply]
+    return turns
+
+
+def contents(conversation: Conversation) -> list[str]:
+    return [content for _, _, content in visible(conversation)]
+
+
+def test_each_message_follows_the_one_before_it_and_the_last_reply_is_the_current_leaf(conversation, three_turns):
+    assert [m.parent_id for m in three_turns] == [None, *(m.pk for m in three_turns[:-1])]
+    conversation.refresh_from_db()
+    assert conversation.current_leaf_id == three_turns[-1].pk
+
+
+def test_editing_the_first_message_starts_a_new_root_and_keeps_the_old_branch_whole(conversation, three_turns):
+    first = three_turns[0]
+
+    result = services.message_edit(
+        conversation=conversation, client_id="e-1", content="Question 1, again", message=first.pk
+    )
+
+    assert result.user_message.parent_id is None
+    assert result.reply.parent_id == result.user_message.pk
+    assert result.tree.siblings(first.pk) == [first.pk, result.user_message.pk]
+    assert contents(conversation) == ["Question 1, again", ""]
+    assert result.tree.path_to(three_turns[-1].pk) == [m.pk for m in three_turns]
+
+
+def test_editing_a_middle_message_branches_there_and_keeps_what_came_before(conversation, three_turns):
+    second = three_turns[2]
+
+    result = services.message_edit(
+        conversation=conversation, client_id="e-1", content="Question 2, again", message=second.pk
+    )
+
+    assert result.user_message.parent_id == three_turns[1].pk
+    assert contents(conversation) == ["Question 1", "Answer 1", "Question 2, again", ""]
+
+
+def test_regenerating_a_middle_reply_answers_its_question_again_beside_it(conversation, three_turns):
+    middle = three_turns[3]
+
+    result = services.reply_regenerate(conversation=conversation, client_id="r-1", message=middle.pk)
+
+    assert result.reply.parent_id == three_turns[2].pk
+    assert result.tree.position(result.reply.pk) == {
+        "parent": three_turns[2].pk,
+        "siblings": [middle.pk, result.reply.pk],
+        "index": 1,
+        "count": 2,
+    }
+    assert contents(conversation) == ["Question 1", "Answer 1", "Question 2", ""]
+
+
+def test_regenerating_with_another_model_uses_it_for_that_reply_only(conversation, three_turns):
+    result = services.reply_regenerate(conversation=conversation, client_id="r-1", model="openai:gpt-other")
+
+    assert (result.reply.model, result.reply.provider) == ("openai:gpt-other", "openai")
+    conversation.refresh_from_db()
+    assert conversation.model == TEST_MODEL
+
+
+def test_regenerating_with_a_model_not_offered_is_refused_and_writes_nothing(conversation, three_turns):
+    before = snapshot()
+
+    refused("unknown_model", services.reply_regenerate, conversation=conversation, client_id="r-1", model="openai:nope")
+
+    assert snapshot() == before
+
+
+def test_regenerating_a_continued_reply_replaces_the_whole_answer(conversation):
+    stopped = ended(send(conversation, "Question").reply, status="cancelled", content="A stopped ")
+    continued = ended(services.reply_continue(conversation=conversation, client_id="k-1").reply, content="answer.")
+    assert contents(conversation) == ["Question", "A stopped ", "answer."]
+
+    for client_id, message in (("r-1", None), ("r-2", continued.pk)):
+        Message.objects.filter(status="pending").update(status="complete")
+        result = services.reply_regenerate(conversation=conversation, client_id=client_id, message=message)
+
+        assert result.reply.parent_id == stopped.parent_id
+        assert contents(conversation) == ["Question", ""]
+
+
+def test_editing_after_a_continued_reply_branches_at_its_question(conversation):
+    stopped = ended(send(conversation, "Question").reply, status="cancelled", content="A stopped ")
+    ended(services.reply_continue(conversation=conversation, client_id="k-1").reply, content="answer.")
+
+    result = services.message_edit(conversation=conversation, client_id="e-1", content="Better question")
+
+    assert result.tree.siblings(stopped.parent_id) == [stopped.parent_id, result.user_message.pk]
+    assert contents(conversation) == ["Better question", ""]
+
+
+def test_continuing_twice_in_a_row_is_refused_until_the_first_continuation_stopped(conversation):
+    ended(send(conversation).reply, status="cancelled", content="A stopped ")
+    services.reply_continue(conversation=conversation, client_id="k-1")
+
+    refused("nothing_to_continue", services.reply_continue, conversation=conversation, client_id="k-2")
+
+
+def test_a_send_after_a_switch_continues_the_branch_switched_to(conversation, three_turns):
+    services.reply_regenerate(conversation=conversation, client_id="r-1", message=three_turns[3].pk)
+    Message.objects.filter(status="pending").update(status="complete", content="Answer 2, again")
+    services.conversation_switch(conversation=conversation, message=three_turns[3].pk)
+
+    result = send(conversation, "Question 4")
+
+    assert result.user_message.parent_id == three_turns[-1].pk
+    assert contents(conversation)[-2:] == ["Question 4", ""]
+
+
+@pytest.mark.parametrize("operation", ["regenerate", "edit", "switch"])
+def test_a_message_of_another_conversation_or_none_at_all_is_not_found_and_writes_nothing(
+    user, conversation, three_turns, operation
+):
+    elsewhere = answered(services.conversation_create(owner=user, model=TEST_MODEL))
+    calls = {
+        "regenerate": lambda pk: services.reply_regenerate(conversation=conversation, client_id="x-1", message=pk),
+        "edit": lambda pk: services.message_edit(conversation=conversation, client_id="x-1", content="x", message=pk),
+        "switch": lambda pk: services.conversation_switch(conversation=conversation, message=pk),
+    }
+    before = snapshot()
+
+    for message_id in (elsewhere.pk, elsewhere.pk + 1000):
+        refused("not_found", calls[operation], pk=message_id)
+
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("operation", "wrong"), [("regenerate", "a question"), ("edit", "a reply"), ("edit", "1"), ("regenerate", True)]
+)
+def test_a_message_id_of_the_wrong_role_or_type_is_invalid_and_writes_nothing(
+    conversation, three_turns, operation, wrong
+):
+    message = {"a question": three_turns[0].pk, "a reply": three_turns[1].pk}.get(wrong, wrong)
+    before = snapshot()
+
+    if operation == "regenerate":
+        refused("invalid", services.reply_regenerate, conversation=conversation, client_id="x-1", message=message)
+    else:
+        refused(
+            "invalid", services.message_edit, conversation=conversation, client_id="x-1", content="x", message=message
+        )
+
+    assert snapshot() == before
+
+
+def test_a_reply_running_on_one_branch_makes_every_branch_busy(conversation, three_turns):
+    services.reply_regenerate(conversation=conversation, client_id="r-1", message=three_turns[1].pk)
+    services.conversation_switch(conversation=conversation, message=three_turns[1].pk)
+    before = snapshot()
+
+    refused("busy", services.reply_regenerate, conversation=conversation, client_id="r-2")
+    refused(
+        "busy",
+        services.message_edit,
+        conversation=conversation,
+        client_id="e-1",
+        content="x",
+        message=three_turns[2].pk,
+    )
+    refused("busy", send, conversation=conversation)
+
+    assert snapshot() == before
+
+
+def test_the_same_client_id_again_answers_the_same_branch_and_creates_nothing(conversation, three_turns):
+    first = services.message_edit(
+        conversation=conversation, client_id="e-1", content="Again", message=three_turns[0].pk
+    )
+    Message.objects.filter(pk=first.reply.pk).update(status="complete")
+    before = snapshot()
+
+    again = services.message_edit(
+        conversation=conversation, client_id="e-1", content="Again", message=three_turns[2].pk
+    )
+
+    assert (again.created, again.user_message.pk, again.reply.pk) == (False, first.user_message.pk, first.reply.pk)
+    assert again.tree.siblings(first.user_message.pk) == [three_turns[0].pk, first.user_message.pk]
+    assert snapshot() == before

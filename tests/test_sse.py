@@ -239,3 +239,111 @@ def test_state_changing_endpoints_require_the_csrf_token(make_user):
     )
     assert response.status_code == 403
     assert not Message.objects.filter(conversation=conversation).exists()
+
+
+# --- branches over HTTP: edit, regenerate, continue and switch ------------------------------------
+
+
+async def until_ended(message_id, timeout=20):
+    """The reply once its worker left it (a state the engine reaches, not a time)."""
+    async with asyncio.timeout(timeout):
+        while (reply := await database_sync_to_async(Message.objects.get)(pk=message_id)).is_active:
+            await asyncio.sleep(0.02)
+    return reply
+
+
+async def answered(client, conversation, content):
+    accepted = (await send(client, conversation, content)).json()
+    await until_ended(accepted["message"]["id"])
+    return accepted["user_message"]["id"], accepted["message"]["id"]
+
+
+async def start(client, conversation, action, **body):
+    response = await post(client, f"/api/conversations/{conversation.pk}/{action}", body)
+    if response.status_code == 202:
+        await until_ended(response.json()["message"]["id"])
+    return response
+
+
+@pytest.mark.cluster
+async def test_every_branch_operation_over_http_and_the_path_get_answers(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    q1, a1 = await answered(client, conversation, "Question 1")
+    stopped = Message.objects.filter(pk=a1)
+    await database_sync_to_async(stopped.update)(status="cancelled", content="A stopped ")  # as a stop leaves it
+
+    continued = await start(client, conversation, "continue", client_id="k-1")
+    regenerated = await start(
+        client, conversation, "regenerate", client_id="r-1", message=continued.json()["message"]["id"]
+    )
+    edited = await start(client, conversation, "edit", client_id="e-1", content="Question 1, again", message=q1)
+    switched = await post(client, f"/api/conversations/{conversation.pk}/switch", {"message": q1})
+    detail = await client.get(f"/api/conversations/{conversation.pk}")
+
+    assert [r.status_code for r in (continued, regenerated, edited, switched)] == [202, 202, 202, 200]
+    assert continued.json()["message"]["parent"] == a1
+    assert regenerated.json()["message"]["siblings"] == [a1, regenerated.json()["message"]["id"]]
+    assert edited.json()["user_message"]["siblings"] == [q1, edited.json()["user_message"]["id"]]
+    assert (switched.json()["type"], switched.json()["leaf"]) == ("path", regenerated.json()["message"]["id"])
+    path = detail.json()
+    assert path["leaf"] == switched.json()["leaf"]
+    assert [(m["id"], m["index"], m["count"]) for m in path["messages"]] == [
+        (q1, 0, 2),
+        (regenerated.json()["message"]["id"], 1, 2),
+    ]
+
+
+@pytest.mark.cluster
+async def test_a_repeated_regenerate_over_http_answers_200_with_the_first_reply(client_and_conversation, upstream):
+    client, conversation = client_and_conversation
+    _, a1 = await answered(client, conversation, "Question")
+
+    first = await start(client, conversation, "regenerate", client_id="r-1", message=a1)
+    again = await start(client, conversation, "regenerate", client_id="r-1", message=a1)
+
+    assert (first.status_code, again.status_code, again.json()["duplicate"]) == (202, 200, True)
+    assert again.json()["message"]["id"] == first.json()["message"]["id"]
+
+
+@pytest.mark.cluster
+async def test_a_reply_running_on_another_branch_makes_http_starts_busy_but_a_switch_goes_through(
+    client_and_conversation, upstream
+):
+    client, conversation = client_and_conversation
+    q1, a1 = await answered(client, conversation, "Question")
+    upstream.script(Scenario.stall(after=1))
+    running = await post(
+        client, f"/api/conversations/{conversation.pk}/regenerate", {"client_id": "r-1", "message": a1}
+    )
+
+    switched = await post(client, f"/api/conversations/{conversation.pk}/switch", {"message": a1})
+    busy = [
+        await post(
+            client, f"/api/conversations/{conversation.pk}/edit", {"client_id": "e", "content": "x", "message": q1}
+        ),
+        await post(client, f"/api/conversations/{conversation.pk}/regenerate", {"client_id": "r-2"}),
+    ]
+    await post(client, f"/api/conversations/{conversation.pk}/cancel", {})
+    await until_ended(running.json()["message"]["id"])
+
+    assert (switched.status_code, switched.json()["leaf"]) == (200, a1)
+    assert [(r.status_code, r.json()["error"]["code"]) for r in busy] == [(409, "busy"), (409, "busy")]
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("action", ["edit", "regenerate", "switch"])
+async def test_a_message_id_of_another_users_conversation_is_not_found_over_http(
+    action, client_and_conversation, make_user, upstream
+):
+    client, conversation = client_and_conversation
+    await answered(client, conversation, "Question")
+    theirs = await database_sync_to_async(services.conversation_create)(owner=await database_sync_to_async(make_user)())
+    foreign = await database_sync_to_async(Message.objects.create)(conversation=theirs, role="user", content="x")
+    count = await database_sync_to_async(Message.objects.count)()
+
+    for message_id, code in ((foreign.pk, "not_found"), (foreign.pk + 1000, "not_found"), ("1", "invalid")):
+        body = {"client_id": f"x-{message_id}", "content": "x", "message": message_id}
+        response = await post(client, f"/api/conversations/{conversation.pk}/{action}", body)
+        assert (response.status_code, response.json()["error"]["code"]) == (404 if code == "not_found" else 400, code)
+
+    assert await database_sync_to_async(Message.objects.count)() == count

@@ -217,7 +217,7 @@ def test_hostile_content_renders_inert_in_the_admin_lists_and_transcripts(
     ]
     for url in urls:
         admin.goto(f"{live_server_url}{url}")
-        if url.endswith(f"{conversation}/change/"):
+        if url == f"/admin/chat/conversation/{conversation}/change/":  # not a message whose id is the same
             transcript = admin.locator(".transcript")
             expect(transcript).to_contain_text("<script>window.__xss=1</script>")
             expect(transcript.locator(".transcript-system")).to_contain_text("markdown js link")
@@ -271,8 +271,8 @@ def test_server_rendered_pages_escape_every_payload(make_user) -> None:
     conversation = services.conversation_create(
         owner=user, model=TEST_MODEL, title=PAYLOADS[0][1], system_prompt=all_payloads()
     )
-    Message.objects.create(conversation=conversation, role="user", content=all_payloads())
-    Message.objects.create(conversation=conversation, role="assistant", content=all_payloads(), status="complete")
+    question = Message.objects.create(conversation=conversation, role="user", content=all_payloads())
+    Message.objects.create(conversation=conversation, parent=question, role="assistant", content=all_payloads())
     client = Client()
     client.force_login(user)
     page = client.get(f"/c/{conversation.pk}/").content.decode()
@@ -293,8 +293,8 @@ def test_the_markdown_export_stays_inert_even_under_a_renderer_that_allows_raw_h
 
     user = make_user()
     conversation = services.conversation_create(owner=user, model=TEST_MODEL, title=PAYLOADS[0][1])
-    Message.objects.create(conversation=conversation, role="user", content=all_payloads())
-    Message.objects.create(conversation=conversation, role="assistant", content=all_payloads(), status="complete")
+    question = Message.objects.create(conversation=conversation, role="user", content=all_payloads())
+    Message.objects.create(conversation=conversation, parent=question, role="assistant", content=all_payloads())
     staff = django_user_model.objects.create_user("exporter", password="pw", is_staff=True)
     client = Client()
     client.force_login(staff)

@@ -7,11 +7,16 @@ from datetime import date, datetime
 
 from django.utils import timezone
 
+from chat.admin.selectors import TranscriptEntry, transcript_tree
 from chat.models import Conversation, Message
 
 
-def _message_record(message: Message) -> dict[str, object]:
+def _message_record(entry: TranscriptEntry) -> dict[str, object]:
+    message = entry.message
     record = {field.attname: field.value_from_object(message) for field in Message._meta.concrete_fields}
+    record["on_current_path"] = entry.current
+    record["sibling_index"] = entry.index
+    record["sibling_count"] = entry.count
     record["superseded"] = message.superseded_at is not None
     record["tokens_per_second"] = message.tokens_per_second
     return record
@@ -27,8 +32,14 @@ def _conversation_record(conversation: Conversation) -> dict[str, object]:
         "parameters": conversation.parameters,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
-        "messages": [_message_record(message) for message in conversation.transcript],
+        "current_leaf_id": conversation.current_leaf_id,
+        # In id order; each has its `parent_id`, so the whole tree can be rebuilt.
+        "messages": [_message_record(entry) for entry in sorted(_tree(conversation), key=lambda e: e.message.pk)],
     }
+
+
+def _tree(conversation: Conversation) -> list[TranscriptEntry]:
+    return transcript_tree(conversation=conversation, messages=conversation.transcript)
 
 
 def _json_value(value: object) -> str:
@@ -39,7 +50,7 @@ def _json_value(value: object) -> str:
 
 
 def transcript_export_json(*, conversations: list[Conversation], exported_by: str, exported_at: datetime) -> str:
-    """Every field of every message, in order, as one JSON document."""
+    """Every field of every message (its parent too), in order, as one JSON document."""
     document = {
         "exported_at": exported_at,
         "exported_by": exported_by,
@@ -67,13 +78,17 @@ def _stamp(moment: datetime | None) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "-"
 
 
-def _message_markdown(number: int, message: Message) -> str:
+def _message_markdown(label: str, entry: TranscriptEntry) -> str:
+    message = entry.message
     heading = [message.get_role_display(), message.get_status_display()]
     if message.model or message.provider:
         heading.append(_inline(message.model_reference))
+    if entry.count > 1:
+        heading.append(f"version {entry.index} of {entry.count}")
     if message.superseded_at:
         heading.append("superseded")
-    lines = [f"### {number}. " + " · ".join(heading), "", f"- Created: {_stamp(message.created_at)}"]
+    lines = [f"### {label} " + " · ".join(heading), "", f"- Id: {message.pk} · after: {message.parent_id or '-'}"]
+    lines.append(f"- Created: {_stamp(message.created_at)}")
     if message.started_at or message.finished_at:
         lines.append(f"- Started: {_stamp(message.started_at)} · finished: {_stamp(message.finished_at)}")
     if message.superseded_at:
@@ -97,6 +112,10 @@ def _message_markdown(number: int, message: Message) -> str:
 
 
 def _conversation_markdown(conversation: Conversation) -> str:
+    """The current path, numbered; then every other branch, each from where it leaves the path."""
+    entries = _tree(conversation)
+    path = [entry for entry in entries if entry.current]
+    others = [entry for entry in entries if not entry.current]
     parts = [
         f"# Conversation {conversation.pk}: {_inline(conversation.title or 'untitled')}",
         "",
@@ -104,13 +123,21 @@ def _conversation_markdown(conversation: Conversation) -> str:
         f"- Model: {_inline(conversation.model)}",
         f"- Parameters: {_inline(conversation.parameter_summary or 'defaults')}",
         f"- Started: {_stamp(conversation.created_at)} · last activity: {_stamp(conversation.updated_at)}",
-        f"- Messages: {len(conversation.transcript)}",
+        f"- Messages: {len(entries)} ({len(path)} on the current path, {len(others)} on other branches)",
     ]
     if conversation.system_prompt:
         parts += ["", "## System prompt", "", _literal_block(conversation.system_prompt)]
     parts += ["", "## Messages"]
-    for number, message in enumerate(conversation.transcript, start=1):
-        parts += ["", _message_markdown(number, message)]
+    for number, entry in enumerate(path, start=1):
+        parts += ["", _message_markdown(f"{number}.", entry)]
+    if others:
+        parts += ["", "## Other branches"]
+    off_path = {entry.message.pk for entry in others}
+    for entry in others:
+        if entry.message.parent_id not in off_path:
+            start = f"after message {entry.message.parent_id}" if entry.message.parent_id else "as a first message"
+            parts += ["", f"### A branch {start}"]
+        parts += ["", _message_markdown(f"#{entry.message.pk}", entry)]
     return "\n".join(parts)
 
 

@@ -34,6 +34,7 @@ from chat.admin.selectors import (
     conversation_review_queryset,
     conversation_search,
     transcript_messages,
+    transcript_tree,
     transcripts_for_export,
     usage_summary_for_period,
 )
@@ -188,7 +189,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
     ) -> HttpResponse:
         if obj is not None:
             transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
-            context["transcript"] = transcript_messages(conversation=obj)
+            context["transcript"] = transcript_tree(conversation=obj, messages=transcript_messages(conversation=obj))
             context["audit_url"] = self._audit_url(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 

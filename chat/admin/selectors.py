@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat.models import Conversation, Message
+from chat.selectors import current_leaf_in
+from chat.tree import Tree
 
 FAILED_STATUSES = (Message.Status.FAILED, Message.Status.INTERRUPTED)
 
@@ -111,8 +113,44 @@ def message_distinct_values(*, fields: list[str]) -> list[tuple[str, ...]]:
 
 
 def transcript_messages(*, conversation: Conversation) -> list[Message]:
-    """Every message of a conversation in order, superseded ones included (history is evidence)."""
+    """Every message of a conversation in id order, every branch included (history is evidence)."""
     return list(Message.objects.filter(conversation=conversation).order_by("id"))
+
+
+MAX_TRANSCRIPT_INDENT = 6  # deeper branches are drawn at this depth: a page, not a staircase
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One message of a transcript in reading order: each branch in full before its next sibling."""
+
+    message: Message
+    level: int  # how many messages with siblings lie on its way from the root, itself included
+    index: int  # its place among its siblings, from 1
+    count: int  # how many siblings it has, itself included
+    current: bool  # on the branch the owner is on
+
+    @property
+    def indent(self) -> int:
+        return min(self.level, MAX_TRANSCRIPT_INDENT)
+
+
+def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> list[TranscriptEntry]:
+    """The conversation's `messages` (all of them) as a tree in reading order, the current path marked.
+    No query: the tree is built from the rows."""
+    tree = Tree.of((message.pk, message.parent_id, message.role) for message in messages)
+    by_id = {message.pk: message for message in messages}
+    leaf = current_leaf_in(conversation, tree)
+    current = set(tree.path_to(leaf)) if leaf is not None else set()
+    entries = []
+    pending = [(pk, 0) for pk in reversed(tree.children.get(None, []))]
+    while pending:
+        pk, level = pending.pop()
+        siblings = tree.siblings(pk)
+        level += len(siblings) > 1
+        entries.append(TranscriptEntry(by_id[pk], level, siblings.index(pk) + 1, len(siblings), pk in current))
+        pending.extend((child, level) for child in reversed(tree.children.get(pk, [])))
+    return entries
 
 
 def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:

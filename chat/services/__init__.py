@@ -6,7 +6,13 @@ replies.py        starting and stopping replies (what clients ask for)
 generations.py    the worker's side: claim, checkpoint, finish, reap
 """
 
-from chat.services.conversations import conversation_create, conversation_delete, conversation_update, title_from
+from chat.services.conversations import (
+    conversation_create,
+    conversation_delete,
+    conversation_switch,
+    conversation_update,
+    title_from,
+)
 from chat.services.generations import (
     Checkpoint,
     GenerationContext,
@@ -25,7 +31,7 @@ from chat.services.parameters import parameters_by_model
 from chat.services.replies import (
     SendResult,
     generation_cancel,
-    message_edit_last,
+    message_edit,
     message_send,
     reply_continue,
     reply_mark_queued,
@@ -40,13 +46,14 @@ __all__ = [
     "SendResult",
     "conversation_create",
     "conversation_delete",
+    "conversation_switch",
     "conversation_update",
     "generation_begin",
     "generation_cancel",
     "generation_checkpoint",
     "generation_finish",
     "generation_leases_renew",
-    "message_edit_last",
+    "message_edit",
     "message_send",
     "parameters_by_model",
     "replies_hand_off_stale",

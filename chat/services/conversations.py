@@ -1,4 +1,5 @@
-"""Conversations: create, rename, switch model, change the system prompt or parameters, delete."""
+"""Conversations: create, rename, switch model, change the system prompt or parameters, switch branch,
+delete."""
 
 import contextlib
 from typing import Any
@@ -116,6 +117,22 @@ def conversation_delete(*, conversation: Conversation) -> None:
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy", "Stop the running reply before deleting this conversation.")
     conversation.delete()
+
+
+def conversation_leaf_set(*, conversation: Conversation, leaf_id: int) -> None:
+    """Make `leaf_id` the end of the branch the conversation shows."""
+    conversation.current_leaf_id = leaf_id
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=leaf_id)
+
+
+def conversation_switch(*, conversation: Conversation, message: object) -> selectors.Path:
+    """Show the branch through `message`: its current leaf becomes the newest message under it (the
+    branch written last below it; itself if it has none). Allowed while a reply runs on any branch:
+    that reply goes on where it is. Returns the new path; `not_found` for another conversation's id."""
+    target = selectors.message_get_in(conversation=conversation, message_id=message)
+    tree = selectors.tree_for(conversation=conversation)
+    conversation_leaf_set(conversation=conversation, leaf_id=tree.newest_leaf_under(target.pk))
+    return selectors.path_for(conversation=conversation)
 
 
 def conversation_touch(*, conversation: Conversation) -> None:

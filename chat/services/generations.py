@@ -75,7 +75,7 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
             lease_holder=lease_holder,
         )
         return None
-    history = list(selectors.messages_for(conversation=conversation).filter(pk__lt=reply.pk))
+    history = selectors.history_for(reply=reply)
     parameters, conversation_max_output = parameters_for_request(
         provider=provider, model=model, values=conversation.parameters
     )

@@ -1,7 +1,9 @@
-"""Starting and stopping replies: send, regenerate, edit, continue, cancel; idempotent and limited."""
+"""Starting and stopping replies: send, regenerate, edit, continue, cancel; idempotent and limited.
+
+Every new message goes into the conversation's tree (chat/tree.py) and ends the current branch."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import wraps
 from typing import Any
 
@@ -12,7 +14,14 @@ from django.utils import timezone
 from chat import limits, selectors
 from chat.errors import ChatError
 from chat.models import Conversation, Message
-from chat.services.conversations import conversation_touch, model_validate, text_storable, title_from
+from chat.services.conversations import (
+    conversation_leaf_set,
+    conversation_touch,
+    model_validate,
+    text_storable,
+    title_from,
+)
+from chat.tree import Tree
 
 CLIENT_ID_MAX_CHARS = 64
 
@@ -22,6 +31,8 @@ class SendResult:
     user_message: Message | None
     reply: Message
     created: bool
+    # The conversation's tree once the reply exists (sibling positions for the frames).
+    tree: Tree = field(default_factory=lambda: Tree.of(()))
 
 
 def _validate_content(content: object) -> str:
@@ -41,34 +52,50 @@ def _validate_client_id(client_id: object) -> str:
     return text_storable(client_id, field="client_id")
 
 
-def _new_reply(conversation: Conversation, *, client_id: str = "") -> Message:
-    provider, _, _ = conversation.model.partition(":")
+def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str, client_id: str = "") -> Message:
+    provider, _, _ = model.partition(":")
     return Message.objects.create(
         conversation=conversation,
+        parent_id=parent_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         client_id=client_id,
         provider=provider,
-        model=conversation.model,
+        model=model,
     )
 
 
-def _start_reply(conversation: Conversation, *, client_id: str, user_content: str | None) -> SendResult:
-    """Create (optionally) a user message and a pending reply, atomically; `busy` if one runs."""
+def _start_reply(
+    conversation: Conversation,
+    *,
+    client_id: str,
+    parent_id: int | None,
+    user_content: str | None = None,
+    model: str | None = None,
+) -> SendResult:
+    """Create (optionally) a user message under `parent_id` and a pending reply under it (else under
+    `parent_id` itself), atomically, and make the reply the current leaf; `busy` if one runs."""
     _check_queue_room(owner_id=conversation.owner_id)
     try:
         with transaction.atomic():
             user_message = None
             if user_content is not None:
                 user_message = Message.objects.create(
-                    conversation=conversation, role=Message.Role.USER, content=user_content, client_id=client_id
+                    conversation=conversation,
+                    parent_id=parent_id,
+                    role=Message.Role.USER,
+                    content=user_content,
+                    client_id=client_id,
                 )
-                reply = _new_reply(conversation)
+                reply = _new_reply(conversation, parent_id=user_message.pk, model=model or conversation.model)
             else:
-                reply = _new_reply(conversation, client_id=client_id)
+                reply = _new_reply(
+                    conversation, parent_id=parent_id, model=model or conversation.model, client_id=client_id
+                )
             if not conversation.title and user_message is not None:
                 conversation.title = title_from(user_content or "")
                 Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+            conversation_leaf_set(conversation=conversation, leaf_id=reply.pk)
             conversation_touch(conversation=conversation)
     except IntegrityError:
         # The partial unique index lets one reply run per conversation, whichever process asks.
@@ -131,81 +158,99 @@ def _replay(existing: Message) -> SendResult:
 
 def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[..., SendResult]:
     """Every way of starting a reply: the same `client_id` again answers with what it created the
-    first time (never refused: the client is only catching up); a new one must pass the user's limits."""
+    first time (never refused: the client is only catching up); a new one must pass the user's limits.
+    Either way the result comes with the conversation's tree."""
 
     @wraps(service)
     def start(*, conversation: Conversation, client_id: object, **kwargs: Any) -> SendResult:
         client_id = _validate_client_id(client_id)
         existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
         if existing is not None:
-            return _replay(existing)
-        limits.reply_start_check(user_id=conversation.owner_id)
-        return service(conversation=conversation, client_id=client_id, **kwargs)
+            result = _replay(existing)
+        else:
+            limits.reply_start_check(user_id=conversation.owner_id)
+            result = service(conversation=conversation, client_id=client_id, **kwargs)
+        return replace(result, tree=selectors.tree_for(conversation=conversation))
 
     return start
 
 
 @_idempotent_and_limited
 def message_send(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
-    """Post the user's message and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
+    """Post the user's message at the end of the current branch, and a pending reply.
+    Idempotent on `client_id`; `busy` while a reply runs (on any branch)."""
     content = _checked_new_message(conversation, content)
-    return _start_reply(conversation, client_id=client_id, user_content=content)
+    leaf = selectors.current_leaf_in(conversation, selectors.tree_for(conversation=conversation))
+    return _start_reply(conversation, client_id=client_id, parent_id=leaf, user_content=content)
 
 
 def _checked_new_message(conversation: Conversation, content: object) -> str:
     """A new user message may be posted: its text is valid, the model offered, no reply running."""
     content = _validate_content(content)
     model_validate(conversation.model)
-    if selectors.active_reply_for(conversation_id=conversation.pk):
-        raise ChatError("busy")
+    _check_not_busy(conversation)
     return content
 
 
-def _last_visible(conversation: Conversation) -> Message | None:
-    return selectors.messages_for(conversation=conversation).last()
-
-
-def _supersede(*messages: Message) -> None:
-    Message.objects.filter(pk__in=[m.pk for m in messages]).update(superseded_at=timezone.now())
-
-
-@_idempotent_and_limited
-def reply_regenerate(*, conversation: Conversation, client_id: str) -> SendResult:
-    """Replace the last reply (kept for review, out of the conversation) with a new one."""
-    model_validate(conversation.model)
-    last = _last_visible(conversation)
-    if last is None or last.role != Message.Role.ASSISTANT:
-        raise ChatError("nothing_to_regenerate")
-    if last.is_active:
+def _check_not_busy(conversation: Conversation) -> None:
+    if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy")
-    with transaction.atomic():
-        _supersede(last)
-        return _start_reply(conversation, client_id=client_id, user_content=None)
+
+
+def _target(conversation: Conversation, message: object, *, role: str, nothing: ChatError) -> Message:
+    """The message an edit or a regenerate is about: the one named (of this conversation, of `role`),
+    else the last of `role` on the current branch, else `nothing`."""
+    if message is not None:
+        target = selectors.message_get_in(conversation=conversation, message_id=message)
+        if target.role != role:
+            raise ChatError(
+                "invalid", f"`message` must be a {'reply' if role == Message.Role.ASSISTANT else 'user message'}."
+            )
+        return target
+    path = selectors.path_for(conversation=conversation).messages
+    target = next((m for m in reversed(path) if m.role == role), None)
+    if target is None:
+        raise nothing
+    return target
 
 
 @_idempotent_and_limited
-def message_edit_last(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
-    """Replace the last user message (and its reply) with an edited one, and answer it."""
+def reply_regenerate(
+    *, conversation: Conversation, client_id: str, message: object = None, model: object = None
+) -> SendResult:
+    """A new answer beside a reply (default: the current branch's last), the old one kept as its
+    sibling; with `model`, from that model (the conversation's stays as it is). A reply that was
+    continued is regenerated as a whole: the new answer is a sibling of its first part."""
+    model_ref = model_validate(conversation.model if model is None else model)
+    target = _target(conversation, message, role=Message.Role.ASSISTANT, nothing=ChatError("nothing_to_regenerate"))
+    _check_not_busy(conversation)
+    tree = selectors.tree_for(conversation=conversation)
+    head = tree.answer_head(target.pk)
+    return _start_reply(conversation, client_id=client_id, parent_id=tree.parents[head], model=model_ref)
+
+
+@_idempotent_and_limited
+def message_edit(*, conversation: Conversation, client_id: str, content: object, message: object = None) -> SendResult:
+    """An edited copy of a user message (default: the current branch's last), beside it, and its reply;
+    the old message and everything under it stay as the other branch."""
     content = _checked_new_message(conversation, content)
-    visible = selectors.messages_for(conversation=conversation)
-    last_user = visible.filter(role=Message.Role.USER).last()
-    if last_user is None:
-        raise ChatError("nothing_to_regenerate", "There is no message to edit.")
-    with transaction.atomic():
-        # Its reply may be several messages: a stopped reply and the replies that continued it.
-        _supersede(*visible.filter(pk__gte=last_user.pk))
-        return _start_reply(conversation, client_id=client_id, user_content=content)
+    nothing = ChatError("nothing_to_regenerate", "There is no message to edit.")
+    target = _target(conversation, message, role=Message.Role.USER, nothing=nothing)
+    return _start_reply(conversation, client_id=client_id, parent_id=target.parent_id, user_content=content)
 
 
 @_idempotent_and_limited
 def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
-    """Continue a stopped or interrupted reply: a new reply picks up after the kept partial text."""
-    last = _last_visible(conversation)
+    """Continue a stopped, interrupted or failed reply at the end of the current branch: a new reply,
+    its child, picks up after the kept partial text with the same model; both are one answer."""
+    tree = selectors.tree_for(conversation=conversation)
+    leaf_id = selectors.current_leaf_in(conversation, tree)
+    last = conversation.messages.filter(pk=leaf_id).first() if leaf_id is not None else None
     resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
     if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
         raise ChatError("nothing_to_continue")
-    model_validate(conversation.model)
-    return _start_reply(conversation, client_id=client_id, user_content=None)
+    model_ref = model_validate(last.model_reference or conversation.model)
+    return _start_reply(conversation, client_id=client_id, parent_id=last.pk, model=model_ref)
 
 
 def generation_cancel(*, conversation: Conversation) -> Message:

@@ -9,6 +9,11 @@
 // with `after: {message, seq}` and receive only the missing tail of the last part (or a snapshot).
 // A page (re)load starts from the saved history and subscribes, and the snapshot brings a running
 // reply up to date.
+//
+// Branches: a conversation is a tree and the page shows its current path (every tab the same one).
+// A new message ends the path under its `parent`; a `path` frame (after a switch, here or in another
+// tab, and on every (re)connect) replaces it. A reply may run on a branch we do not show: we note its
+// id (`activeReplyId`) so its frames are not mistaken for lost history, and Stop still reaches it.
 
 import { api, urlFor } from "./api.js";
 import { Connection } from "./connection.js";
@@ -31,9 +36,9 @@ class Chat {
     this.conversation = page.conversation;
     this.views = [];
     this.byId = new Map();
-    this.actions = new Map(); // client_id → kind, for every action this page started
     this.pending = new Map(); // client_id → {kind, frame, content, view}: sent, not yet accepted or refused
     this.awaitingSnapshot = false;
+    this.activeReplyId = null; // the conversation's running reply, shown or on another branch
     this.resyncing = false;
     this.resyncAgain = false;
     this.connectedBefore = false;
@@ -61,11 +66,13 @@ class Chat {
     this.parameters = new ParameterSettings({ models: page.models, fields: $("parameters-fields"), status: $("parameters-status") });
     this.parameters.show(this.el.model.value, this.conversation?.parameters);
     this.messageActions = {
-      regenerate: () => this.startAction("regenerate"),
-      retry: () => this.startAction("retry"),
+      regenerate: (view, model) => this.startAction("regenerate", { message: view.id, ...(model ? { model } : {}) }),
+      retry: (view) => this.startAction("retry", { message: view.id }),
       continue: () => this.startAction("continue"),
-      edit: (view) => view.startEdit((content) => this.startAction("edit", { content }, view)),
+      edit: (view) => view.startEdit((content) => this.startAction("edit", { content, message: view.id }, view)),
       copy: (view) => this.copy(view.data.content),
+      switchTo: (messageId) => this.switchTo(messageId),
+      models: () => [...this.el.model.options].filter((option) => option.value).map((option) => ({ value: option.value, label: option.textContent })),
     };
     this.sidebar = new Sidebar({
       urls: this.urls,
@@ -169,8 +176,7 @@ class Chat {
   // --- State of the conversation --------------------------------------------------------------
 
   get running() {
-    const last = this.views.at(-1);
-    return Boolean(last && last.role === "assistant" && last.active);
+    return this.activeReplyId !== null || this.views.some((view) => view.role === "assistant" && view.active);
   }
 
   get busy() {
@@ -189,9 +195,8 @@ class Chat {
   refreshPlaces() {
     const busy = this.busy;
     const last = this.views.at(-1);
-    const lastQuestion = this.views.findLast((view) => view.role === "user");
     for (const view of this.views) {
-      view.setPlace({ lastReply: view === last && view.role === "assistant", lastQuestion: view === lastQuestion, busy });
+      view.setPlace({ lastReply: view === last && view.role === "assistant", busy });
     }
     this.el.empty.hidden = this.views.length > 0;
     this.updateComposer();
@@ -230,26 +235,26 @@ class Chat {
     this.refreshPlaces();
   }
 
-  /** A new or changed message from a `message` or `accepted` frame. */
+  /** Note whether this reply runs: it may be on a branch we do not show. */
+  trackActive(payload) {
+    if (payload.role !== "assistant") return;
+    if (payload.status === "pending" || payload.status === "streaming") this.activeReplyId = payload.id;
+    else if (this.activeReplyId === payload.id) this.activeReplyId = null;
+  }
+
+  /** A new or changed message from a `message` or `accepted` frame: a new one ends the path, under its parent. */
   receiveMessage(payload) {
+    this.trackActive(payload);
     const known = this.byId.get(payload.id);
     if (known) {
       known.update(payload);
       if (!known.parts.length && payload.parts?.length) known.replaceParts(payload);
       return this.refreshPlaces();
     }
-    const last = this.views.at(-1);
-    if (last && payload.id < last.id) return; // older than what we show: already superseded
-    const kind = payload.client_id ? this.actions.get(payload.client_id) : undefined;
-    if (payload.role === "user") {
-      if (kind === "edit") this.removeFrom(this.views.findLastIndex((view) => view.role === "user"));
-      else if (kind !== "send") return this.resync();
-    } else if (kind === "regenerate" || kind === "retry") {
-      if (last?.role === "assistant") this.removeFrom(this.views.length - 1);
-    } else if (kind !== "continue" && last?.role !== "user") {
-      // Another page edited or regenerated: we cannot tell which, so we read the history.
-      return this.resync();
-    }
+    const parentIndex = payload.parent == null ? -1 : this.views.findIndex((view) => view.id === payload.parent);
+    // Its parent is not on the path we show (we missed a switch): read the path again.
+    if (payload.parent != null && parentIndex < 0) return this.resync();
+    this.removeFrom(parentIndex + 1);
     this.appendView(payload);
     this.refreshPlaces();
   }
@@ -279,9 +284,10 @@ class Chat {
     this.subscribe(false);
   }
 
-  subscribe(resume) {
+  subscribe(resume, withPath = false) {
     if (!this.conversation) return;
     const frame = { type: "subscribe", conversation: this.conversation.id };
+    if (withPath) frame.path = true;
     const last = this.views.at(-1);
     if (resume && last?.role === "assistant" && last.active && last.data.seq > 0) {
       frame.after = { message: last.id, seq: last.data.seq };
@@ -317,7 +323,7 @@ class Chat {
   }
 
   on_hello() {
-    this.subscribe(this.connectedBefore);
+    this.subscribe(this.connectedBefore, true);
     for (const { frame } of this.pending.values()) this.connection.send(frame); // same client_id: never twice
     if (this.connectedBefore) this.sidebar.refresh().catch(() => {});
     this.connectedBefore = true;
@@ -345,10 +351,15 @@ class Chat {
     if (view && view.data.status === "pending") view.update({ status: "streaming", model: frame.model });
   }
 
+  /** A frame about a reply we do not show: fine if it runs on another branch, else we lost track. */
+  offPath(messageId) {
+    if (messageId !== this.activeReplyId) this.resync();
+  }
+
   on_delta(frame) {
     if (!this.isCurrent(frame)) return;
     const view = this.byId.get(frame.message);
-    if (!view) return this.resync();
+    if (!view) return this.offPath(frame.message);
     if (!view.applyDelta(frame)) this.requestSnapshot();
   }
 
@@ -356,7 +367,12 @@ class Chat {
     if (!this.isCurrent(frame)) return;
     const payload = frame.message;
     const view = this.byId.get(payload.id);
-    if (!view) return this.resync();
+    const wasActive = payload.id === this.activeReplyId;
+    this.trackActive(payload);
+    if (!view) {
+      if (wasActive) return this.refreshPlaces(); // it ran on another branch
+      return this.resync();
+    }
     view.update(payload);
     if (!view.matchesFinal(payload)) this.requestSnapshot();
     this.refreshPlaces();
@@ -369,11 +385,21 @@ class Chat {
     this.awaitingSnapshot = false;
     const payload = frame.message;
     if (!payload) return;
+    this.trackActive(payload);
     const view = this.byId.get(payload.id);
-    if (!view) return this.resync();
+    if (!view) {
+      if (payload.id === this.activeReplyId) return this.refreshPlaces(); // running on another branch
+      return this.resync();
+    }
     view.replaceParts(payload);
     view.update(payload);
     this.refreshPlaces();
+  }
+
+  on_path(frame) {
+    if (!this.isCurrent(frame)) return;
+    for (const payload of frame.messages) this.trackActive(payload);
+    this.replaceAll(frame.messages);
   }
 
   on_conversation({ conversation }) {
@@ -418,11 +444,17 @@ class Chat {
   startAction(kind, fields = {}, view = null) {
     const clientId = newClientId();
     const frame = { type: kind, conversation: this.conversation.id, client_id: clientId, ...fields };
-    this.actions.set(clientId, kind);
     this.pending.set(clientId, { kind, frame, content: fields.content, view });
     this.hideError();
     this.connection.send(frame);
     this.refreshPlaces();
+  }
+
+  /** Show the branch through this message (a sibling's "‹ ›"); the `path` frame that answers redraws. */
+  switchTo(messageId) {
+    if (!this.connection.send({ type: "switch", conversation: this.conversation.id, message: messageId })) {
+      this.showError("Not connected: another version can be shown once the connection is back.");
+    }
   }
 
   stop() {

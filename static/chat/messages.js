@@ -5,6 +5,10 @@
 // answer `text`. Each part keeps its own text and code-point length, and every delta is placed by
 // its `part` and `offset` within that part. The reasoning is shown in a collapsed "Thinking" block
 // above the answer; the answer (every text part, joined) is `data.content`, as in protocol 1.
+//
+// A message with siblings (its edits, or its regenerations) shows "‹ 2/3 ›": each arrow asks for the
+// branch through the sibling next to it. Every user message can be edited and every reply regenerated
+// (with the model picked beside the button); the server answers with the new branch.
 
 import { MarkdownView } from "./markdown.js";
 
@@ -87,7 +91,8 @@ function button(label, onClick, className = "") {
 // --- The message ---------------------------------------------------------------------------
 
 export class MessageView {
-  /** `actions`: {regenerate, retry, continue, edit, copy}(view), called from the message's buttons. */
+  /** `actions`: {regenerate(view, model), retry, continue, edit, copy}(view), called from the message's
+   * buttons; `switchTo(messageId)` from the sibling arrows; `models()` lists the models to pick from. */
   constructor(payload, actions) {
     this.actions = actions;
     const { content, length, parts, ...rest } = payload;
@@ -294,12 +299,13 @@ export class MessageView {
     if (this.thoughtStart !== null && this.thoughtEnd === null && !this.thinking) this.thoughtEnd = performance.now();
   }
 
-  /** Where the chrome (buttons) depends on the message's place: the last reply, the last question. */
-  setPlace({ lastReply, lastQuestion, busy }) {
-    const place = `${lastReply}|${lastQuestion}|${busy}`;
+  /** Where the chrome (buttons) depends on the message's place: the last reply (Continue), and
+   * whether a reply runs (no new one may start). */
+  setPlace({ lastReply, busy }) {
+    const place = `${lastReply}|${busy}`;
     if (place === this.place) return;
     this.place = place;
-    this.placeInfo = { lastReply, lastQuestion, busy };
+    this.placeInfo = { lastReply, busy };
     this.chromeKey = null;
     scheduleRender(this);
   }
@@ -421,28 +427,68 @@ export class MessageView {
   }
 
   renderChrome() {
-    const key = `${this.data.status}|${this.place}|${this.editing}|${this.data.error?.message}`;
+    const siblings = this.data.siblings ?? [this.id];
+    const key = `${this.data.status}|${this.place}|${this.editing}|${this.data.error?.message}|${siblings}|${this.data.model}`;
     if (key === this.chromeKey) return;
     this.chromeKey = key;
-    const { lastReply = false, lastQuestion = false, busy = false } = this.placeInfo ?? {};
+    const { lastReply = false, busy = false } = this.placeInfo ?? {};
     const status = this.data.status;
     const label = STATE_LABELS[status];
     this.state.hidden = !label;
     this.state.textContent = label ?? "";
-    this.renderError(lastReply && !busy);
+    this.renderError(!busy);
     const buttons = [];
     if (this.role === "assistant" && !this.active) {
       if (this.data.content) buttons.push(button("Copy", () => this.actions.copy(this), "copy-message"));
       if (lastReply && !busy && this.data.content && (status === "cancelled" || status === "interrupted")) {
         buttons.push(button("Continue", () => this.actions.continue(this), "continue"));
       }
-      if (lastReply && !busy && status !== "failed") buttons.push(button("Regenerate", () => this.actions.regenerate(this), "regenerate"));
+      if (!busy && status !== "failed") buttons.push(...this.regenerateControls());
     }
-    if (this.role === "user" && lastQuestion && !busy && !this.editing) {
+    if (this.role === "user" && !busy && !this.editing) {
       buttons.push(button("Edit", () => this.actions.edit(this), "edit"));
     }
+    const branches = this.branchNavigation(siblings);
+    if (branches) buttons.unshift(branches);
     this.buttons.replaceChildren(...buttons);
     this.buttons.hidden = buttons.length === 0;
+  }
+
+  /** "‹ 2/3 ›" when the message has siblings: each arrow shows the branch through the sibling next to it. */
+  branchNavigation(siblings) {
+    if (siblings.length < 2) return null;
+    const index = siblings.indexOf(this.id);
+    const nav = document.createElement("span");
+    nav.className = "msg-branches";
+    nav.setAttribute("role", "group");
+    nav.setAttribute("aria-label", "Versions of this message");
+    const previous = button("‹", () => this.actions.switchTo(siblings[index - 1]), "branch-previous");
+    previous.setAttribute("aria-label", "Previous version");
+    previous.disabled = index <= 0;
+    const next = button("›", () => this.actions.switchTo(siblings[index + 1]), "branch-next");
+    next.setAttribute("aria-label", "Next version");
+    next.disabled = index >= siblings.length - 1;
+    const position = document.createElement("span");
+    position.className = "branch-position";
+    position.textContent = `${index + 1}/${siblings.length}`;
+    nav.append(previous, position, next);
+    return nav;
+  }
+
+  /** The Regenerate button and the model it regenerates with (the reply's own, unless another is picked). */
+  regenerateControls() {
+    const picker = document.createElement("select");
+    picker.className = "regenerate-model";
+    picker.setAttribute("aria-label", "Model for the new reply");
+    for (const { value, label } of this.actions.models()) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = label;
+      option.selected = value === this.data.model;
+      picker.append(option);
+    }
+    const regenerate = button("Regenerate", () => this.actions.regenerate(this, picker.value || null), "regenerate");
+    return picker.options.length > 1 ? [regenerate, picker] : [regenerate];
   }
 
   renderError(canRetry) {

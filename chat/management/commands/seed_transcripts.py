@@ -129,13 +129,22 @@ class Command(BaseCommand):
         for item in plan:
             provider, _, model = item["model"].partition(":")
             moment = item["started"]
+            parent = None  # each conversation is one branch: a message follows the one before it
             for number in range(item["messages"]):
                 moment += timedelta(seconds=self.rng.randint(5, 110))
                 if number % 2 == 0:
                     row = {"role": "user", "content": self._text(8, 40), "client_id": f"seed-{next_id}"}
                 else:
                     row = self._reply(moment, provider, model, context=number * 120)
-                yield {"id": next_id, "conversation_id": item["id"], "created_at": moment, "updated_at": moment, **row}
+                yield {
+                    "id": next_id,
+                    "conversation_id": item["id"],
+                    "parent_id": parent,
+                    "created_at": moment,
+                    "updated_at": moment,
+                    **row,
+                }
+                parent = next_id
                 next_id += 1
             item["last"] = moment
 
