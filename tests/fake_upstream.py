@@ -586,15 +586,24 @@ class _Connection(asyncio.Protocol):
         await self.open_stream(scenario)
         for frame in events.opening():
             await self.send_chunk(frame)
+        deltas = 0
         for token in scenario.reasoning_tokens:
-            await self.pause(scenario.delay)
+            await self.before_delta(scenario, deltas)
+            deltas += 1
             await self.send_chunk(events.reasoning(token))
         for frame in events.after_reasoning():
             await self.send_chunk(frame)
         for index, token in enumerate(scenario.sent_tokens):
-            await self.pause(scenario.delay)
+            await self.before_delta(scenario, deltas)
+            deltas += 1
             await self.send_chunk(events.token(token, index))
         await self.end_stream(scenario, events.closing())
+
+    async def before_delta(self, scenario: Scenario, sent: int) -> None:
+        """The scenario's hold (before its `hold_after`-th delta), then its delay."""
+        if sent == scenario.hold_after:
+            await self.upstream._hold(self.closed)
+        await self.pause(scenario.delay)
 
     async def pause(self, seconds: float) -> None:
         """Wait before the next token, noticing at once if the client leaves meanwhile."""

@@ -689,3 +689,23 @@ def test_conversation_parameters_are_checked_saved_sent_and_kept_across_a_reload
     page.get_by_role("button", name="Use defaults").click()
     expect(page.locator("#parameters-status")).to_have_text("Saved.")
     expect(page.get_by_label("Temperature")).to_have_value("")
+
+
+def test_a_reply_stopped_while_thinking_keeps_its_reasoning_and_offers_continue(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.with_reasoning(REASONING, ANSWER, hold_after=3), Scenario.with_reasoning("Again.", ANSWER))
+    send(page, "Write one line about autumn")
+    assert upstream.wait_held()
+    expect(thoughts_summary(page)).to_have_text(re.compile(r"^Thinking… \d+ s$"))
+
+    page.get_by_role("button", name="Stop").click()
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
+    open_thoughts_with_the_keyboard(page)
+    expect(thoughts_text(page)).not_to_be_empty()
+    page.get_by_role("button", name="Continue").click()
+
+    expect(reply_text(page)).to_have_text(ANSWER)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(page.locator("details.msg-thinking")).to_have_count(2)  # the stopped reasoning is still shown

@@ -8,6 +8,8 @@ import pytest
 from chat import limits, selectors, services
 from chat.errors import ChatError
 from chat.models import Conversation, Message
+from chat.prompts import build_request
+from chat.providers.base import ModelInfo
 from tests.engine_fixtures import TEST_MODEL
 
 pytestmark = pytest.mark.usefixtures("db", "engine")
@@ -478,6 +480,19 @@ def test_continuing_a_stopped_reply_keeps_its_text_and_starts_a_reply_under_it(c
         ("assistant", "pending", ""),
     ]
     assert result.reply.parent_id == stopped.pk
+
+
+def test_a_reply_stopped_while_still_reasoning_can_be_continued_and_its_reasoning_is_not_sent_back(conversation):
+    stopped = ended(send(conversation, "Question").reply, status="cancelled", content="")
+    Message.objects.filter(pk=stopped.pk).update(parts=[{"kind": "reasoning", "text": "Let me think about"}])
+
+    result = services.reply_continue(conversation=conversation, client_id="k-1")
+
+    assert result.reply.parent_id == stopped.pk
+    history = selectors.history_for(reply=result.reply)
+    model = ModelInfo.of("openai", "gpt-test", context_tokens=8192)
+    request = build_request(conversation=conversation, history=history, model=model, max_output_tokens=64)
+    assert [(turn.role, turn.content) for turn in request.turns] == [("user", "Question")]
 
 
 @pytest.mark.parametrize(

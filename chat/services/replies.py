@@ -242,12 +242,17 @@ def message_edit(*, conversation: Conversation, client_id: str, content: object,
 @_idempotent_and_limited
 def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     """Continue a stopped, interrupted or failed reply at the end of the current branch: a new reply,
-    its child, picks up after the kept partial text with the same model; both are one answer."""
+    its child, picks up after the kept partial text with the same model; both are one answer.
+
+    A reply stopped while it was still reasoning (no answer text yet) can be continued too: its
+    reasoning stays shown, but cannot go back to the model (no provider takes back reasoning cut off
+    unsigned), so the continuation reasons again from the question."""
     tree = selectors.tree_for(conversation=conversation)
     leaf_id = selectors.current_leaf_in(conversation, tree)
     last = conversation.messages.filter(pk=leaf_id).first() if leaf_id is not None else None
     resumable = {Message.Status.CANCELLED, Message.Status.INTERRUPTED, Message.Status.FAILED}
-    if last is None or last.role != Message.Role.ASSISTANT or last.status not in resumable or not last.content:
+    kept = last is not None and bool(last.content or last.reasoning)
+    if not kept or last.role != Message.Role.ASSISTANT or last.status not in resumable:
         raise ChatError("nothing_to_continue")
     model_ref = model_validate(last.model_reference or conversation.model)
     return _start_reply(conversation, client_id=client_id, parent_id=last.pk, model=model_ref)

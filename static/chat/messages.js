@@ -440,7 +440,9 @@ export class MessageView {
     const buttons = [];
     if (this.role === "assistant" && !this.active) {
       if (this.data.content) buttons.push(button("Copy", () => this.actions.copy(this), "copy-message"));
-      if (lastReply && !busy && this.data.content && (status === "cancelled" || status === "interrupted")) {
+      // A reply stopped while still reasoning has no answer text yet, and can be continued too.
+      const kept = this.data.content || this.parts.some((part) => part.text);
+      if (lastReply && !busy && kept && (status === "cancelled" || status === "interrupted")) {
         buttons.push(button("Continue", () => this.actions.continue(this), "continue"));
       }
       if (!busy && status !== "failed") buttons.push(...this.regenerateControls());
