@@ -272,12 +272,23 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000)
 CHAT_MAX_OUTPUT_TOKENS = env_int("CHAT_MAX_OUTPUT_TOKENS", 4096)
 # Anthropic extended thinking: each of ANTHROPIC_THINKING_MODELS (by default every Anthropic model) may
 # think for up to ANTHROPIC_THINKING_BUDGET tokens of its reply budget; 0 switches thinking off.
+# Models listed in ANTHROPIC_THINKING_ADAPTIVE_MODELS instead think as long as they judge best
+# (`thinking: {"type": "adaptive"}`, steered by a conversation's reasoning effort): no budget for them.
 ANTHROPIC_THINKING_BUDGET = env_int("ANTHROPIC_THINKING_BUDGET", 0)
-ANTHROPIC_THINKING_MODELS = env_list("ANTHROPIC_THINKING_MODELS", ",".join(ANTHROPIC_MODELS))
+ANTHROPIC_THINKING_ADAPTIVE_MODELS = env_list("ANTHROPIC_THINKING_ADAPTIVE_MODELS")
+ANTHROPIC_THINKING_MODELS = [
+    model
+    for model in env_list("ANTHROPIC_THINKING_MODELS", ",".join(ANTHROPIC_MODELS))
+    if model not in ANTHROPIC_THINKING_ADAPTIVE_MODELS  # adaptive wins
+]
 # A conversation may set its own thinking budget on these models (0: off) whatever the default.
-for _model in ANTHROPIC_THINKING_MODELS:
-    if _model not in _anthropic_models:
-        raise ImproperlyConfigured(f"ANTHROPIC_THINKING_MODELS: {_model!r} is not in ANTHROPIC_MODELS")
+for _name, _models in (
+    ("ANTHROPIC_THINKING_MODELS", ANTHROPIC_THINKING_MODELS),
+    ("ANTHROPIC_THINKING_ADAPTIVE_MODELS", ANTHROPIC_THINKING_ADAPTIVE_MODELS),
+):
+    for _model in _models:
+        if _model not in _anthropic_models:
+            raise ImproperlyConfigured(f"{_name}: {_model!r} is not in ANTHROPIC_MODELS")
 if ANTHROPIC_THINKING_BUDGET:
     # Anthropic counts thinking in `max_tokens`, the reply budget (chat/prompts.py: the model's MAX_OUTPUT,
     # else CHAT_MAX_OUTPUT_TOKENS, at most half its context, 200,000 tokens unless its entry says).

@@ -26,6 +26,7 @@ REASONER_ON_RESPONSES = "openai:o4-mini"
 GPT5 = "openai:gpt-5"
 CLAUDE = "anthropic:claude-plain"
 THINKER = "anthropic:claude-thinker"
+ADAPTIVE = "anthropic:claude-adaptive"
 OLLAMA = "ollama:llama3"
 LOCAL = "local:smollm2-135m-instruct"
 
@@ -37,9 +38,10 @@ def every_provider(engine, upstream):
     engine.OPENAI_RESPONSES_MODELS = ["o4-mini", "gpt-resp"]
     engine.ANTHROPIC_API_KEY = PLANTED_KEY
     engine.ANTHROPIC_BASE_URL = upstream.base_url_anthropic
-    engine.ANTHROPIC_MODELS = ["claude-plain", "claude-thinker"]
+    engine.ANTHROPIC_MODELS = ["claude-plain", "claude-thinker", "claude-adaptive"]
     engine.ANTHROPIC_THINKING_BUDGET = 0
     engine.ANTHROPIC_THINKING_MODELS = ["claude-thinker"]
+    engine.ANTHROPIC_THINKING_ADAPTIVE_MODELS = ["claude-adaptive"]
     engine.OPENAI_COMPATIBLE_SERVERS = [
         {"name": "ollama", "base_url": upstream.base_url_openai, "api_key": "", "models": ["llama3"]}
     ]
@@ -118,6 +120,7 @@ def test_an_update_merges_the_given_parameters_and_null_clears_one(user):
         (THINKER, {"thinking_budget": 1000}, "thinking_budget", "from 1024 to 4096 (or 0: off)"),
         (THINKER, {"thinking_budget": 4096}, "thinking_budget", "below `max_output_tokens` (4096)"),
         (THINKER, {"thinking_budget": 2048, "max_output_tokens": 2000}, "thinking_budget", "below"),
+        (ADAPTIVE, {"thinking_budget": 2048}, "thinking_budget", "not accepted by anthropic:claude-adaptive"),
         (OLLAMA, {"reasoning_effort": "low"}, "reasoning_effort", "not accepted by ollama:llama3"),
         (LOCAL, {"repetition_penalty": 2.5}, "repetition_penalty", "from 1 to 2"),
         (LOCAL, {"thinking_budget": 1024}, "thinking_budget", "not accepted"),
@@ -288,6 +291,17 @@ async def test_anthropic_gets_stop_sequences_an_effort_and_the_conversations_thi
     assert body["stop_sequences"] == ["END"]
     assert body["output_config"] == {"effort": "high"}
     assert body["max_tokens"] == 4096
+
+
+async def test_an_adaptive_model_is_asked_to_think_adaptively_steered_by_the_effort(connect, user, upstream):
+    conversation = await new_conversation(user, ADAPTIVE, reasoning_effort="max")
+
+    body = await reply_in(
+        connect, conversation, upstream, Scenario.anthropic_thinking("Let me see.", "Fine.", signature="c2ln")
+    )
+
+    assert body["thinking"] == {"type": "adaptive", "display": "summarized"}
+    assert body["output_config"] == {"effort": "max"}
 
 
 async def test_a_thinking_budget_of_zero_switches_thinking_off_for_the_conversation(connect, user, upstream, engine):

@@ -99,6 +99,18 @@ def test_an_anthropic_thinking_budget_must_be_at_least_1024_and_fit_each_thinkin
     assert unknown.returncode != 0 and "'claude-c' is not in ANTHROPIC_MODELS" in unknown.stderr
 
 
+def test_adaptive_thinking_models_need_no_budget_and_must_be_anthropic_models():
+    models = "claude-a,claude-b"
+    # claude-a replies in 4096 tokens: the budget could not fit it, but adaptive models take none.
+    adaptive = run_check(
+        ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_BUDGET="8000", ANTHROPIC_THINKING_ADAPTIVE_MODELS="claude-a"
+    )
+    unknown = run_check(ANTHROPIC_MODELS=models, ANTHROPIC_THINKING_ADAPTIVE_MODELS="claude-c")
+
+    assert adaptive.returncode != 0 and "claude-b replies in 4096 tokens" in adaptive.stderr
+    assert unknown.returncode != 0 and "ANTHROPIC_THINKING_ADAPTIVE_MODELS: 'claude-c' is not in" in unknown.stderr
+
+
 def test_responses_models_default_to_the_reasoning_families_and_background_models_must_be_among_them():
     from django.conf import settings
 

@@ -52,13 +52,17 @@ class AnthropicProvider(Provider):
         model_names: list[str],
         thinking_budget: int = 0,
         thinking_models: Collection[str] = (),
+        adaptive_models: Collection[str] = (),
     ) -> None:
         self.model_names = list(model_names)
         # Extended thinking: these models may think, by default for up to `thinking_budget` tokens (0: off
         # unless a conversation sets its own budget). The settings check that a default budget is at
         # least 1024 and below every such model's reply budget.
         self.thinking_budget = thinking_budget
-        self.thinking_models = frozenset(thinking_models)
+        # These think as long as they judge best (adaptive thinking, summarized), steered by the effort:
+        # no budget for them.
+        self.adaptive_models = frozenset(adaptive_models)
+        self.thinking_models = frozenset(thinking_models) - self.adaptive_models
         # The worker retries before the first token itself, so the SDK must not.
         self._clients = PerLoop(
             lambda: anthropic.AsyncAnthropic(
@@ -107,7 +111,9 @@ class AnthropicProvider(Provider):
             optional["stop_sequences"] = list(request.parameters.stop)
         if request.parameters.reasoning_effort:
             optional["output_config"] = {"effort": request.parameters.reasoning_effort}
-        if budget := self.thinking_budget_of(request.model, request.parameters.thinking_budget):
+        if request.model in self.adaptive_models:
+            optional["thinking"] = {"type": "adaptive", "display": "summarized"}
+        elif budget := self.thinking_budget_of(request.model, request.parameters.thinking_budget):
             optional["thinking"] = {"type": "enabled", "budget_tokens": budget}
         return self._clients.get().messages.stream(
             model=request.model,

@@ -45,6 +45,7 @@ def providers() -> dict[str, Provider]:
                 model_names=settings.ANTHROPIC_MODELS,
                 thinking_budget=settings.ANTHROPIC_THINKING_BUDGET,
                 thinking_models=settings.ANTHROPIC_THINKING_MODELS,
+                adaptive_models=settings.ANTHROPIC_THINKING_ADAPTIVE_MODELS,
             )
         )
     for server in settings.OPENAI_COMPATIBLE_SERVERS:
