@@ -33,9 +33,10 @@ class Conversation(models.Model):
 
     @property
     def parameter_summary(self) -> str:
-        """The parameters set, as staff read them: `temperature 0.2 · stop "END"`; empty when none is."""
+        """The parameters set, as staff read them: `stop "END" · temperature 0.2`, by name (PostgreSQL's
+        jsonb keeps no key order); empty when none is."""
         shown = []
-        for name, value in self.parameters.items():
+        for name, value in sorted(self.parameters.items()):
             text = ", ".join(f'"{item}"' for item in value) if isinstance(value, list) else str(value)
             shown.append(f"{name} {text}")
         return " · ".join(shown)

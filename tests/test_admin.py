@@ -589,8 +589,8 @@ def test_the_transcript_and_both_exports_show_the_conversations_parameters(staff
     markdown = export(staff_client, "export_markdown", [conversation]).content.decode()
     exported = json.loads(export(staff_client, "export_json", [conversation]).content)
 
-    assert "temperature 0.2 · stop &quot;&lt;END&gt;&quot;" in page
-    assert '- Parameters: temperature 0.2 · stop "\\<END\\>"' in markdown  # escaped: no HTML comes of it
+    assert "stop &quot;&lt;END&gt;&quot; · temperature 0.2" in page
+    assert '- Parameters: stop "\\<END\\>" · temperature 0.2' in markdown  # escaped: no HTML comes of it
     assert exported["conversations"][0]["parameters"] == {"temperature": 0.2, "stop": ["<END>"]}
 
 

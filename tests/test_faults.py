@@ -284,7 +284,9 @@ async def test_a_background_reply_whose_worker_stops_completes_on_the_other_work
 
     saved = await reply_of(reply_id)
     assert status == saved.status == "complete"
-    assert text == client.seen == saved.content == full, "no character lost, none repeated"
+    how = f"gaps {client.gaps}, resyncs {client.resyncs}, reconnects {client.reconnects}; lengths: text {len(text)}, "
+    how += f"seen {len(client.seen)}, saved {len(saved.content)}, full {len(full)}"
+    assert text == client.seen == saved.content == full, f"no character lost, none repeated ({how})"
     assert saved.resumes == 1 and " taken up again " in survivor.output()
     if stop == "SIGTERM":
         assert "this one is shutting down" in doomed.output()
