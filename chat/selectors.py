@@ -4,17 +4,20 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from chat.errors import ChatError
-from chat.models import Conversation, Message
+from chat.models import ApiKey, Conversation, Message
 
 
 def _active_replies() -> QuerySet[Message]:
     return Message.objects.filter(status__in=Message.ACTIVE_STATUSES)
 
 
-def conversation_list_for(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    """The user's conversations, most recent activity first, each marked `running`."""
+def conversation_list_for(*, user: AbstractBaseUser, source: str | None = None) -> QuerySet[Conversation]:
+    """The user's conversations (of one source, if given), most recent activity first, each marked `running`."""
     running = _active_replies().filter(conversation=OuterRef("pk"))
-    return Conversation.objects.filter(owner=user).annotate(running=Exists(running)).order_by("-updated_at", "-pk")
+    conversations = Conversation.objects.filter(owner=user)
+    if source is not None:
+        conversations = conversations.filter(source=source)
+    return conversations.annotate(running=Exists(running)).order_by("-updated_at", "-pk")
 
 
 def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
@@ -56,3 +59,16 @@ def reply_after(*, message: Message) -> Message | None:
         .order_by("id")
         .first()
     )
+
+
+def api_keys_for(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
+    """The user's API keys, newest first, revoked ones included (they say when)."""
+    return ApiKey.objects.filter(user=user).order_by("-created_at", "-pk")
+
+
+def api_key_get_for(*, user: AbstractBaseUser, key_id: object) -> ApiKey:
+    """The user's key, or `not_found` (another user's key answers exactly like a missing one)."""
+    key = ApiKey.objects.filter(pk=key_id, user=user).first() if str(key_id).isdigit() else None
+    if key is None:
+        raise ChatError("not_found", "No such API key.")
+    return key

@@ -1,11 +1,19 @@
 """Writes: every change to conversations and messages goes through these functions.
 
 conversations.py  the user's conversations
+api_keys.py       keys to the OpenAI-compatible API: make, check, revoke
 parameters.py     a conversation's generation parameters, checked against its model's provider
 replies.py        starting and stopping replies (what clients ask for)
 generations.py    the worker's side: claim, checkpoint, finish, reap
 """
 
+from chat.services.api_keys import (
+    NewApiKey,
+    api_key_authenticate,
+    api_key_create,
+    api_key_model_check,
+    api_key_revoke,
+)
 from chat.services.conversations import conversation_create, conversation_delete, conversation_update, title_from
 from chat.services.generations import (
     Checkpoint,
@@ -33,6 +41,11 @@ from chat.services.replies import (
 )
 
 __all__ = [
+    "NewApiKey",
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_model_check",
+    "api_key_revoke",
     "Checkpoint",
     "GenerationContext",
     "SendResult",
