@@ -1,5 +1,7 @@
 """Reads: every query the chat features make, each scoped to its owner."""
 
+from collections.abc import Sequence
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -59,6 +61,35 @@ def reply_after(*, message: Message) -> Message | None:
         .order_by("id")
         .first()
     )
+
+
+# How many of a key's recent conversations a call is compared with when looking for the one it continues.
+CONTINUATION_CANDIDATES = 20
+
+
+def api_conversation_continued_by(
+    *, api_key_id: int, system_prompt: str, turns: Sequence[tuple[str, str]]
+) -> tuple[Conversation, int] | None:
+    """The conversation an API call continues, and how many of `turns` it already holds: one of the same key's, with the same system prompt and no
+    reply running, whose messages as its owner sees them (`messages_for`) are, role and text, the first
+    messages of `turns` and fewer than all of them. The longest such wins, then the most recent."""
+    if not turns:
+        return None
+    first_role, first_text = turns[0]
+    candidates = (
+        Conversation.objects.filter(api_key_id=api_key_id, system_prompt=system_prompt)
+        .exclude(Exists(_active_replies().filter(conversation=OuterRef("pk"))))
+        .filter(messages__superseded_at__isnull=True, messages__role=first_role, messages__content=first_text)
+        .distinct()
+        .order_by("-updated_at", "-pk")[:CONTINUATION_CANDIDATES]
+    )
+    best: tuple[int, Conversation] | None = None
+    for conversation in candidates:
+        stored = list(messages_for(conversation=conversation).values_list("role", "content")[: len(turns)])
+        extended = 0 < len(stored) < len(turns) and stored == list(turns[: len(stored)])
+        if extended and (best is None or len(stored) > best[0]):
+            best = (len(stored), conversation)
+    return None if best is None else (best[1], best[0])
 
 
 def api_keys_for(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
