@@ -73,8 +73,8 @@ def api_conversation_continued_by(
     """The conversation an API call continues, and how many of `turns` it already holds: one of the same key's, with the same system prompt and no
     reply running, whose messages as its owner sees them (`messages_for`) are, role and text, the first
     messages of `turns` and fewer than all of them. The longest such wins, then the most recent."""
-    if not turns:
-        return None
+    if len(turns) < 2:
+        return None  # a call of one message extends nothing: spare the lookup (most scripted calls)
     first_role, first_text = turns[0]
     candidates = (
         Conversation.objects.filter(api_key_id=api_key_id, system_prompt=system_prompt)
