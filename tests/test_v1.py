@@ -343,3 +343,25 @@ def test_a_parameter_out_of_range_says_so_in_the_message(sdk, make_key):
     with pytest.raises(openai.BadRequestError) as excinfo:
         sdk(make_key()).chat.completions.create(model=TEST_MODEL, messages=HI, temperature=7)
     assert excinfo.value.body["message"] == "`temperature` must be from 0 to 2."
+
+
+@pytest.mark.cluster
+def test_a_reply_stopped_from_the_chat_ends_the_stream_as_an_answer(sdk, make_key, upstream):
+    upstream.script(Scenario.slow(400, delay=0.02))
+    stream = sdk(make_key()).chat.completions.create(model=TEST_MODEL, messages=HI, stream=True)
+    chunks = [next(stream), next(stream)]
+    conversation = Conversation.objects.get()
+    asyncio.run(wait_for(lambda: _cancelled(conversation)))  # the owner's Stop button, as the chat sends it
+    chunks += list(stream)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == "cancelled" and reply.content == text_of(chunks)
+
+
+@database_sync_to_async
+def _cancelled(conversation: Conversation) -> bool:
+    try:
+        services.generation_cancel(conversation=conversation)
+    except OperationalError:  # embedded: the shared-cache SQLite's table lock, while the worker writes
+        return False
+    return True

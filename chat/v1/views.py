@@ -24,6 +24,8 @@ from chat.v1.follow import Delta, follow_reply
 logger = logging.getLogger(__name__)
 
 View = Callable[..., Awaitable[HttpResponse]]
+# A reply that ended so, whole or stopped (from the chat, by its owner), is an answer; any other end is an error.
+ANSWERED = {Message.Status.COMPLETE, Message.Status.CANCELLED}
 
 
 def error_response(error: ChatError, *, body: dict[str, Any] | None = None) -> JsonResponse:
@@ -105,7 +107,7 @@ async def chat_completions(request: HttpRequest, api_key: ApiKey, body: dict[str
         # The client went away (Django cancels the view): stop the upstream, keep the partial reply.
         await _stop(api_key, started)
         raise
-    if reply.status != Message.Status.COMPLETE:
+    if reply.status not in ANSWERED:
         return JsonResponse(wire.reply_error_body(reply), status=wire.REPLY_FAILED[0])
     return JsonResponse(wire.completion(reply))
 
@@ -139,7 +141,7 @@ async def _streamed(api_key: ApiKey, started: actions.ReplyStarted, include_usag
             # The client closed the stream (Django cancels this generator) or the relay failed: stop the
             # upstream now; the worker saves the partial reply as `cancelled`.
             await _stop(api_key, started)
-    if reply.status in {Message.Status.COMPLETE, Message.Status.CANCELLED}:
+    if reply.status in ANSWERED:
         yield chunks.finish(reply)
         if include_usage:
             yield chunks.usage(reply)
