@@ -6,7 +6,9 @@ Kinds of client (spec["kind"]):
   ws    real WebSocket clients of the app: `send`, then read accepted/start/delta.../done
   sse   the SSE endpoint for frames, the JSON API to send (session cookie + CSRF token)
   raw   no relay: aiohttp reading the fake upstream's SSE directly (the floor)
-  sdk   no relay: the official `openai` SDK (AsyncOpenAI, `async for chunk in stream`) consuming directly
+  sdk   no relay: the official `openai` SDK (AsyncOpenAI, `async for chunk in stream`) consuming directly;
+        with spec["sdk"] = {"base_url", "api_key", "model"} it streams through that OpenAI-compatible
+        relay instead (streamchat's /v1, LiteLLM proxy: bench/gateway.py)
   idle  open N WebSockets and hold them (memory per idle socket), print "open", exit on stdin EOF
 It runs in its own process (uvloop), so it never shares a GIL with the upstream or the server.
 """
@@ -166,8 +168,9 @@ async def sdk_stream(client: object, spec: dict, i: int, stream: Stream, start: 
     await start.wait()
     await asyncio.sleep(spec["ramp"] * i / spec["concurrency"])
     stream.sent_at = time.time()
+    model = spec.get("sdk", {}).get("model", "gpt-test")
     response = await client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "go"}], stream=True
+        model=model, messages=[{"role": "user", "content": "go"}], stream=True
     )
     async for chunk in response:
         if chunk.choices and (text := chunk.choices[0].delta.content):
@@ -239,7 +242,10 @@ async def run(spec: dict) -> dict:
         if kind == "sdk":
             import openai
 
-            client = openai.AsyncOpenAI(api_key="bench", base_url=spec["upstream_url"], max_retries=0, timeout=600)
+            target = spec.get("sdk", {"base_url": spec["upstream_url"], "api_key": "bench"})
+            client = openai.AsyncOpenAI(
+                api_key=target["api_key"], base_url=target["base_url"], max_retries=0, timeout=600
+            )
             tasks = [asyncio.create_task(sdk_stream(client, spec, i, streams[i], start)) for i in range(count)]
         else:
             runner = {"ws": ws_stream, "sse": sse_stream, "raw": raw_stream}[kind]

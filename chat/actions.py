@@ -12,7 +12,7 @@ from chat import events, selectors, services
 from chat.engine import jobs
 from chat.events import Frame
 from chat.live import LiveState, live_log
-from chat.models import Conversation, Message
+from chat.models import ApiKey, Conversation, Message
 from chat.providers import registry
 from chat.tree import Tree
 
@@ -50,6 +50,11 @@ async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> C
 
 async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> ReplyStarted:
     result: services.SendResult = await database_sync_to_async(service)(conversation=conversation, **kwargs)
+    return await _announce(conversation, result)
+
+
+async def _announce(conversation: Conversation, result: services.SendResult) -> ReplyStarted:
+    """Tell every follower about a reply just started, and hand it to a worker."""
     started = ReplyStarted(
         conversation.pk, result.user_message, result.reply, duplicate=not result.created, tree=result.tree
     )
@@ -102,6 +107,12 @@ async def switch_branch(
     frame = _path_frame(conversation, path)
     await events.publish_path(frame, answered=answered)
     return frame
+
+
+async def start_api_call(api_key: ApiKey, call: services.ApiCall) -> ReplyStarted:
+    """An OpenAI-compatible call: its conversation stored (new, or the one it continues) and its reply started."""
+    started = await database_sync_to_async(services.completion_start)(api_key=api_key, call=call)
+    return await _announce(started.conversation, started.sent)
 
 
 async def stop_reply(user: AbstractBaseUser, conversation_id: object) -> Message:

@@ -77,7 +77,7 @@ def api_view(view: View) -> View:
             user = await request.auser()
             if not user.is_authenticated:
                 return error_response(ChatError("unauthenticated"))
-            body = _json_body(request) if request.method in {"POST", "PATCH"} else {}
+            body = json_body(request) if request.method in {"POST", "PATCH"} else {}
             return await view(request, user, body, *args, **kwargs)
         except ChatError as error:
             return error_response(error)
@@ -88,8 +88,9 @@ def api_view(view: View) -> View:
     return wrapper
 
 
-def _json_body(request: HttpRequest) -> dict[str, Any]:
-    limit = settings.CHAT_WS_MAX_FRAME_BYTES
+def json_body(request: HttpRequest, *, limit: int | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, at most `limit` bytes (the largest frame by default)."""
+    limit = settings.CHAT_WS_MAX_FRAME_BYTES if limit is None else limit
     too_large = ChatError("frame_too_large", f"Request bodies are limited to {limit:,} bytes.")
     try:
         raw = request.body

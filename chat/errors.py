@@ -28,6 +28,8 @@ class ChatError(Exception):
         "budget_exhausted": "You have used today's token budget. It renews at midnight UTC.",
         "too_many_frames": "Too many frames in too little time. Slow down.",
         "session_ended": "Your session ended. Log in again.",
+        "invalid_api_key": "Incorrect API key provided.",
+        "model_not_allowed": "This API key may not use that model.",
         "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
 

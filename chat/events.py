@@ -119,6 +119,8 @@ def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
         "parameters": conversation.parameters,
+        "source": conversation.source,
+        "api_key_name": conversation.api_key_name or None,
         "updated_at": conversation.updated_at.isoformat(),
         "running": running,
     }

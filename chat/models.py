@@ -8,8 +8,43 @@ from django.db import models
 from django.db.models import Q
 
 
+class ApiKey(models.Model):
+    """A user's key to the OpenAI-compatible API (/v1/). Only its SHA-256 is stored: the key itself is
+    shown once, when it is made (chat.services.api_keys)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The key's first characters (`sc-` and a few more), so its owner recognises it: not enough to use it.
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key, hex.")
+    # Empty: every model the server offers; else only these `provider:model` references.
+    allowed_models = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="api_key_user_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
 class Conversation(models.Model):
+    class Source(models.TextChoices):
+        CHAT = "chat", "Chat"
+        API = "api", "API"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    # Where its messages came from: the chat, or calls to /v1/ with an API key (named here too, so
+    # review still says which key once the key is deleted).
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.CHAT)
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations", db_index=False
+    )
+    api_key_name = models.CharField(max_length=100, blank=True)
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, help_text="Model reference, 'provider:model'.")
     system_prompt = models.TextField(blank=True)
@@ -25,7 +60,12 @@ class Conversation(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The calls of one key, newest first: where a growing conversation is looked for (de-duplication).
+            models.Index(fields=["api_key", "-updated_at"], name="conversation_api_key_recent"),
+            models.Index(fields=["source", "-updated_at"], name="conversation_source_recent"),
+        ]
         ordering = ["-updated_at"]
 
     def __str__(self) -> str:

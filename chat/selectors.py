@@ -1,12 +1,13 @@
 """Reads: every query the chat features make, each scoped to its owner."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from chat.errors import ChatError
-from chat.models import Conversation, Message
+from chat.models import ApiKey, Conversation, Message
 from chat.tree import Tree
 
 
@@ -14,10 +15,13 @@ def _active_replies() -> QuerySet[Message]:
     return Message.objects.filter(status__in=Message.ACTIVE_STATUSES)
 
 
-def conversation_list_for(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    """The user's conversations, most recent activity first, each marked `running`."""
+def conversation_list_for(*, user: AbstractBaseUser, source: str | None = None) -> QuerySet[Conversation]:
+    """The user's conversations (of one source, if given), most recent activity first, each marked `running`."""
     running = _active_replies().filter(conversation=OuterRef("pk"))
-    return Conversation.objects.filter(owner=user).annotate(running=Exists(running)).order_by("-updated_at", "-pk")
+    conversations = Conversation.objects.filter(owner=user)
+    if source is not None:
+        conversations = conversations.filter(source=source)
+    return conversations.annotate(running=Exists(running)).order_by("-updated_at", "-pk")
 
 
 def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
@@ -102,3 +106,56 @@ def message_by_client_id(*, conversation: Conversation, client_id: str) -> Messa
 def reply_after(*, message: Message) -> Message | None:
     """The reply that answers a user message (its first child), if any."""
     return message.children.filter(role=Message.Role.ASSISTANT).order_by("id").first()
+
+
+# How many of a key's recent conversations a call is compared with when looking for the one it continues.
+CONTINUATION_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Continued:
+    """The conversation an API call continues: `held` of the call's messages are its current path,
+    which ends at `leaf`."""
+
+    conversation: Conversation
+    held: int
+    leaf: int
+
+
+def api_conversation_continued_by(
+    *, api_key_id: int, system_prompt: str, turns: Sequence[tuple[str, str]]
+) -> Continued | None:
+    """The conversation an API call continues: one of the same key's, with the same system prompt and no
+    reply running, whose current path (`path_for`) is, role and text, the first messages of `turns` and
+    fewer than all of them. The longest such wins, then the most recent."""
+    if len(turns) < 2:
+        return None  # a call of one message extends nothing: spare the lookup (most scripted calls)
+    first_role, first_text = turns[0]
+    candidates = (
+        Conversation.objects.filter(api_key_id=api_key_id, system_prompt=system_prompt)
+        .exclude(Exists(_active_replies().filter(conversation=OuterRef("pk"))))
+        .filter(messages__parent=None, messages__role=first_role, messages__content=first_text)
+        .distinct()
+        .order_by("-updated_at", "-pk")[:CONTINUATION_CANDIDATES]
+    )
+    best: Continued | None = None
+    for conversation in candidates:
+        path = path_for(conversation=conversation)
+        stored = [(message.role, message.content) for message in path.messages]
+        extended = 0 < len(stored) < len(turns) and stored == list(turns[: len(stored)])
+        if extended and (best is None or len(stored) > best.held):
+            best = Continued(conversation, len(stored), path.leaf)
+    return best
+
+
+def api_keys_for(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
+    """The user's API keys, newest first, revoked ones included (they say when)."""
+    return ApiKey.objects.filter(user=user).order_by("-created_at", "-pk")
+
+
+def api_key_get_for(*, user: AbstractBaseUser, key_id: object) -> ApiKey:
+    """The user's key, or `not_found` (another user's key answers exactly like a missing one)."""
+    key = ApiKey.objects.filter(pk=key_id, user=user).first() if str(key_id).isdigit() else None
+    if key is None:
+        raise ChatError("not_found", "No such API key.")
+    return key

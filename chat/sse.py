@@ -56,7 +56,7 @@ async def conversation_stream(request: HttpRequest, user: Any, body: dict[str, A
     return response
 
 
-async def _release_database() -> None:
+async def release_database() -> None:
     """An SSE stream keeps its request's own thread for hours: it must not keep a database
     connection open there too (one per open stream would exhaust the server's connections)."""
     await database_sync_to_async(connections.close_all)()
@@ -75,7 +75,7 @@ async def _event_stream(
     next_check = time.monotonic() + settings.CHAT_SESSION_CHECK_SECONDS
     try:
         frame, message_id, covered = await actions.catch_up(conversation_id, position, protocol=protocol)
-        await _release_database()
+        await release_database()
         # Every snapshot has an id; with no reply yet it is `0:0`, which names no reply: resuming from it
         # answers with a snapshot again.
         snapshot_id = message_id if message_id is not None else NO_REPLY_ID
@@ -86,7 +86,7 @@ async def _event_stream(
                 still_in = await database_sync_to_async(sessions.session_user_is)(
                     session_key=session_key, user_id=user_id
                 )
-                await _release_database()
+                await release_database()
                 if not still_in:
                     yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
                     return

@@ -2,12 +2,14 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path, re_path
 
 from chat import api, sse, views
+from chat.v1 import views as v1
 
 app_name = "chat"
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("c/<int:pk>/", views.conversation_page, name="conversation"),
+    path("api-keys/", views.api_keys, name="api-keys"),
     path("api/models", api.models, name="api-models"),
     path("api/conversations", api.conversations, name="api-conversations"),
     path("api/conversations/<int:pk>", api.conversation, name="api-conversation"),
@@ -19,6 +21,10 @@ urlpatterns = [
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
     path("api/conversations/<int:pk>/events", sse.conversation_stream, name="api-events"),
     re_path(r"^api/(?P<path>.*)$", api.unknown_route, name="api-unknown"),
+    path("v1/models", v1.models, name="v1-models"),
+    path("v1/models/<path:ref>", v1.model, name="v1-model"),
+    path("v1/chat/completions", v1.chat_completions, name="v1-chat-completions"),
+    re_path(r"^v1/(?P<path>.*)$", v1.unknown_route, name="v1-unknown"),
 ]
 
 # Static files (the chat's JS and CSS) when DEBUG is on: Daphne, unlike runserver, serves none itself.

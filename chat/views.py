@@ -18,6 +18,14 @@ from chat.models import Conversation
 from chat.providers import registry
 
 
+def _sidebar_source(request: HttpRequest, conversation: Conversation | None) -> str:
+    """Which conversations the sidebar lists: `?source=api` or the open conversation's own, else the chat's."""
+    asked = request.GET.get("source")
+    if asked in Conversation.Source.values:
+        return asked
+    return conversation.source if conversation is not None else Conversation.Source.CHAT
+
+
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
     """Everything the chat template and its script need; the script reads `page_data` as JSON."""
     default_model = registry.default_model_ref()
@@ -40,8 +48,10 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "conversation_api": reverse("chat:api-conversation", args=[0]),
         },
     }
+    source = _sidebar_source(request, conversation)
     return {
-        "conversations": selectors.conversation_list_for(user=request.user),
+        "conversations": selectors.conversation_list_for(user=request.user, source=source),
+        "source": source,
         "conversation": conversation,
         "models": registry.available_models(),
         "selected_model": conversation.model if conversation else default_model,
@@ -62,6 +72,45 @@ def conversation_page(request: HttpRequest, pk: int) -> HttpResponse:
     except ChatError:
         raise Http404("No such conversation.") from None
     return render(request, "chat/chat.html", _chat_context(request, conversation))
+
+
+@login_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """The user's API keys: create one (shown once, on this answer only), list them, revoke one."""
+    context: dict[str, Any] = {"created": None, "error": None, "form": {"allowed_models": []}}
+    status = 200
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "revoke":
+                key = selectors.api_key_get_for(user=request.user, key_id=request.POST.get("key"))
+                services.api_key_revoke(api_key=key)
+                return redirect("chat:api-keys")
+            context["form"] = {**request.POST.dict(), "allowed_models": request.POST.getlist("allowed_models")}
+            context["created"] = services.api_key_create(
+                user=request.user,
+                name=request.POST.get("name"),
+                expires_in_days=_days(request.POST.get("expires_in_days", "")),
+                allowed_models=request.POST.getlist("allowed_models"),
+            )
+            context["form"] = {"allowed_models": []}
+        except ChatError as error:
+            context["error"], status = error.message, 400
+    context |= {
+        "keys": selectors.api_keys_for(user=request.user),
+        "models": registry.available_models(),
+        "base_url": request.build_absolute_uri("/v1"),
+    }
+    response = render(request, "chat/api_keys.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # the page may show a new key: no cache may keep it
+    return response
+
+
+def _days(value: str) -> object:
+    """The expiry field: empty is none; a number of days; anything else is passed on to be refused."""
+    value = value.strip()
+    if not value:
+        return None
+    return int(value) if value.isdigit() else value
 
 
 class LoginView(auth_views.LoginView):

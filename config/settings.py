@@ -334,6 +334,8 @@ CHAT_WORKER_HEARTBEAT_TTL_SECONDS = env_float("CHAT_WORKER_HEARTBEAT_TTL_SECONDS
 CHAT_WORKER_IN_PROCESS = env_bool("CHAT_WORKER_IN_PROCESS", not REDIS_URL)
 CHAT_SIGNUP_ENABLED = env_bool("CHAT_SIGNUP_ENABLED", True)
 CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 256 * 1024)
+# The OpenAI-compatible API (/v1/): a call carries its whole history, so its body may be larger than a frame.
+CHAT_API_MAX_BODY_BYTES = env_int("CHAT_API_MAX_BODY_BYTES", 1024 * 1024)
 
 # --- Abuse limits (chat/limits.py); 0 switches a limit off ------------------------------------
 # Counted in the database when a reply would start, so they hold across server processes.

@@ -17,7 +17,16 @@ LAYERS: list[tuple[str, ...]] = [
     ("chat.events", "chat.services"),
     ("chat.engine",),
     ("chat.actions", "chat.sessions", "chat.health"),
-    ("chat.api", "chat.sse", "chat.consumers", "chat.views", "chat.middleware", "chat.admin", "chat.management"),
+    (
+        "chat.api",
+        "chat.sse",
+        "chat.v1",
+        "chat.consumers",
+        "chat.views",
+        "chat.middleware",
+        "chat.admin",
+        "chat.management",
+    ),
     ("chat.urls", "chat.accounts_urls", "chat.routing", "chat.apps", "config.urls", "config.asgi"),
 ]
 # The engine's door: outside chat/engine, only these may import from it, and only this module of it.

@@ -1,10 +1,11 @@
 """Transcript review for staff, in Django's admin.
 
 model_admins.py  the ModelAdmins: conversations, messages, the audit trail, the usage page
+api_keys.py      the API keys' ModelAdmin: see and revoke
 filters.py       list filters
 selectors.py     reads: review lists, search, transcripts, usage
 services.py      writes: the audit trail of who opened which transcript
 exports.py       JSON and Markdown transcript exports
 """
 
-from chat.admin import model_admins  # noqa: F401 - registers the ModelAdmins with the admin site
+from chat.admin import api_keys, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site

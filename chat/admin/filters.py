@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.admin.selectors import conversation_models, message_distinct_values
+from chat.admin.selectors import conversation_api_keys, conversation_models, message_distinct_values
 from chat.models import Message
 
 
@@ -63,6 +63,18 @@ class ConversationProviderFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(model__startswith=f"{self.value()}:") if self.value() else queryset
+
+
+class ConversationApiKeyFilter(admin.SimpleListFilter):
+    title = "API key"
+    parameter_name = "api_key"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(key.pk), f"{key.name} ({key.prefix}…, {key.user})") for key in conversation_api_keys()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(api_key_id=int(value)) if value and value.isdigit() else queryset
 
 
 class ConversationModelFilter(admin.SimpleListFilter):

@@ -21,6 +21,7 @@ from django.utils.text import Truncator
 
 from chat.admin.exports import transcript_export_json, transcript_export_markdown
 from chat.admin.filters import (
+    ConversationApiKeyFilter,
     ConversationModelFilter,
     ConversationProviderFilter,
     LastActivityFilter,
@@ -108,6 +109,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
     list_display = [
         "conversation_title",
         "owner",
+        "source_label",
         "model",
         "message_count",
         "tokens_in",
@@ -117,6 +119,8 @@ class ConversationAdmin(ReviewOnlyAdmin):
     ]
     list_filter = [
         ("owner", admin.RelatedOnlyFieldListFilter),
+        "source",
+        ConversationApiKeyFilter,
         ConversationProviderFilter,
         ConversationModelFilter,
         LastStatusFilter,
@@ -131,6 +135,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
     fields = [
         "owner",
         "title",
+        "source_label",
         "model",
         "parameters_set",
         "created_at",
@@ -153,6 +158,12 @@ class ConversationAdmin(ReviewOnlyAdmin):
     @admin.display(description="Title", ordering="title")
     def conversation_title(self, conversation: Conversation) -> str:
         return str(conversation)
+
+    @admin.display(description="Source", ordering="source")
+    def source_label(self, conversation: Conversation) -> str:
+        if conversation.source == Conversation.Source.API:
+            return f"API · {conversation.api_key_name or 'deleted key'}"
+        return conversation.get_source_display()
 
     @admin.display(description="Parameters")
     def parameters_set(self, conversation: Conversation) -> str:

@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat.models import Conversation, Message
+from chat.models import ApiKey, Conversation, Message
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
@@ -78,6 +78,11 @@ def conversation_search(*, conversations: QuerySet[Conversation], query: str) ->
         matching = _conversations_with_message_containing(term)
         conversations = conversations.filter(Q(title__icontains=term) | Q(pk__in=matching))
     return conversations
+
+
+def conversation_api_keys() -> list[ApiKey]:
+    """Every API key, with its user: the keys calls may have come through (keys are few, conversations many)."""
+    return list(ApiKey.objects.select_related("user").order_by("name", "pk"))
 
 
 def conversation_models() -> list[str]:

@@ -1,11 +1,21 @@
 """Writes: every change to conversations and messages goes through these functions.
 
 conversations.py  the user's conversations
+api_keys.py       keys to the OpenAI-compatible API: make, check, revoke
+completions.py    calls to that API, stored as conversations
 parameters.py     a conversation's generation parameters, checked against its model's provider
 replies.py        starting and stopping replies (what clients ask for)
 generations.py    the worker's side: claim, checkpoint, finish, reap
 """
 
+from chat.services.api_keys import (
+    NewApiKey,
+    api_key_authenticate,
+    api_key_create,
+    api_key_model_check,
+    api_key_revoke,
+)
+from chat.services.completions import ApiCall, CallStarted, completion_start
 from chat.services.conversations import (
     conversation_create,
     conversation_delete,
@@ -41,6 +51,14 @@ from chat.services.replies import (
 )
 
 __all__ = [
+    "ApiCall",
+    "CallStarted",
+    "NewApiKey",
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_model_check",
+    "api_key_revoke",
+    "completion_start",
     "Checkpoint",
     "GenerationContext",
     "SendResult",

@@ -8,6 +8,8 @@ export class Sidebar {
     this.currentId = currentId;
     this.onDeleted = onDeleted;
     this.list = document.getElementById("conversation-list");
+    // The sidebar shows one source at a time: the chat's conversations, or the API's (its filter links).
+    this.source = this.list.dataset.source;
     this.empty = document.getElementById("empty-list");
     this.template = document.getElementById("conversation-item-template");
     this.app = document.getElementById("app");
@@ -55,6 +57,7 @@ export class Sidebar {
 
   /** Add or update a conversation from a `conversation` frame or an API answer. */
   upsert(conversation) {
+    if (this.source && conversation.source && conversation.source !== this.source) return;
     let item = this.item(conversation.id);
     const isNew = !item;
     if (isNew) {

@@ -5,6 +5,8 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -117,3 +119,43 @@ class RedisServer:
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
+
+
+class ThreadedServer:
+    """The ASGI application served over loopback by uvicorn on a thread of the test process: it shares
+    the test's settings, channel layer and test database, so a real HTTP client (the openai SDK) can
+    call it while the test reads what it saved. Embedded mode runs the worker on the server's loop."""
+
+    def __init__(self, application: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
