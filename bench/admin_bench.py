@@ -22,13 +22,16 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/streamchat_admin_benc
 SEARCH_TERMS = {"rare": "kubernetes", "medium": "invoice", "common": "refund"}
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+def _arguments(
+    description: str = __doc__, database_url: str = DEFAULT_DATABASE_URL, users: int = 50
+) -> argparse.Namespace:
+    """The command line of a benchmark that seeds with `seed_transcripts` (search_bench.py shares it)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=database_url)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=500_000)
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=users)
     return parser.parse_args()
 
 

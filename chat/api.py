@@ -5,7 +5,7 @@ A person with curl can chat through these alone (docs/protocol.md shows how).
 
 import logging
 from collections.abc import Awaitable, Callable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
 import orjson
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from chat import actions, events, selectors, services
 from chat.errors import ChatError
+from chat.models import Conversation
 from chat.providers import registry
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ STATUS_FOR_CODE = {
     "nothing_to_regenerate": 409,
     "nothing_to_continue": 409,
     "message_too_long": 413,
+    "import_too_large": 413,
     "frame_too_large": 413,
     "too_many_running": 429,
     "queue_full": 429,
@@ -67,8 +69,11 @@ def error_response(error: ChatError) -> JsonResponse:
     return response
 
 
-def api_view(view: View) -> View:
-    """Session auth, JSON errors with stable codes, and the request body parsed as a JSON object."""
+def api_view(view: View | None = None, *, raw_body: bool = False) -> Any:
+    """Session auth, JSON errors with stable codes, and the request body parsed as a JSON object
+    (`raw_body`: left unread, for an upload the view reads itself)."""
+    if view is None:
+        return partial(api_view, raw_body=raw_body)
 
     @wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -77,7 +82,7 @@ def api_view(view: View) -> View:
             user = await request.auser()
             if not user.is_authenticated:
                 return error_response(ChatError("unauthenticated"))
-            body = json_body(request) if request.method in {"POST", "PATCH"} else {}
+            body = json_body(request) if request.method in {"POST", "PATCH"} and not raw_body else {}
             return await view(request, user, body, *args, **kwargs)
         except ChatError as error:
             return error_response(error)
@@ -109,12 +114,32 @@ def json_body(request: HttpRequest, *, limit: int | None = None) -> dict[str, An
     return body
 
 
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 200:
+        raise ChatError("invalid", "`limit` must be a whole number from 1 to 200.")
+    return int(value)
+
+
 @database_sync_to_async
-def _conversation_list(user: Any) -> list[dict[str, Any]]:
-    return [
-        events.conversation_payload(conversation, running=conversation.running)
-        for conversation in selectors.conversation_list_for(user=user)
-    ]
+def _conversation_list(user: Any, query: Any) -> dict[str, Any]:
+    page = selectors.conversation_sidebar_for(
+        user=user,
+        archived=query.get("archived", "0") in {"1", "true"},
+        before=query.get("before"),
+        limit=_limit(query.get("limit")),
+        source=_source(query.get("source")),
+    )
+    conversations = [events.conversation_payload(c, running=c.running) for c in page.conversations]
+    return {"conversations": conversations, "next": page.next}
+
+
+def _source(value: str | None) -> str | None:
+    """`?source=`: the chat's conversations, or the API's; every one without it."""
+    if value is None or value in Conversation.Source.values:
+        return value
+    raise ChatError("invalid", f"`source` must be one of {', '.join(Conversation.Source.values)}.")
 
 
 @database_sync_to_async
@@ -134,7 +159,7 @@ def _conversation_detail(user: Any, conversation_id: int) -> dict[str, Any]:
 @api_view
 async def conversations(request: HttpRequest, user: Any, body: dict[str, Any]) -> HttpResponse:
     if request.method == "GET":
-        return JsonResponse({"conversations": await _conversation_list(user)})
+        return JsonResponse(await _conversation_list(user, request.GET))
     conversation = await database_sync_to_async(services.conversation_create)(
         owner=user,
         model="" if body.get("model") is None else body["model"],  # null, like no model, means the default
@@ -162,6 +187,8 @@ async def conversation(request: HttpRequest, user: Any, body: dict[str, Any], pk
         model=body.get("model"),
         system_prompt=body.get("system_prompt"),
         parameters=body.get("parameters"),
+        pinned=body.get("pinned"),
+        archived=body.get("archived"),
     )
     updated = (await _conversation_detail(user, pk))["conversation"]
     await events.publish_to_user(user.pk, events.conversation_frame_of(updated))

@@ -15,9 +15,10 @@ from channels.layers import get_channel_layer
 
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Conversation, Message, answer_text
+from chat.models import Conversation, ImportJob, Message, ShareLink, answer_text
 from chat.providers.base import ModelInfo
 from chat.providers.parameters import ParameterRule
+from chat.search import SearchHit
 from chat.tree import Tree
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
         "source": conversation.source,
         "api_key_name": conversation.api_key_name or None,
         "updated_at": conversation.updated_at.isoformat(),
+        "pinned_at": conversation.pinned_at.isoformat() if conversation.pinned_at else None,
+        "archived_at": conversation.archived_at.isoformat() if conversation.archived_at else None,
         "running": running,
     }
 
@@ -149,6 +152,50 @@ def _rule_payload(rule: ParameterRule) -> Frame:
     if rule.allow_zero:
         payload["allow_zero"] = True
     return payload
+
+
+def share_payload(share: ShareLink, *, url: str) -> Frame:
+    """A share link as its owner sees it (GET /api/shares): `url` is the public page."""
+    return {
+        "id": share.pk,
+        "conversation": share.conversation_id,
+        "title": share.title,
+        "url": url,
+        "messages": len(share.snapshot),
+        "created_at": share.created_at.isoformat(),
+        "expires_at": share.expires_at.isoformat() if share.expires_at else None,
+        "revoked_at": share.revoked_at.isoformat() if share.revoked_at else None,
+    }
+
+
+def import_job_payload(job: ImportJob) -> Frame:
+    """An import's state, polled by the page for its progress bar (GET /api/imports/<id>)."""
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "kind": job.kind or None,
+        "filename": job.filename,
+        "total": job.total,
+        "done": job.done,
+        "created": job.created,
+        "skipped": job.skipped,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def search_hit_payload(hit: SearchHit) -> Frame:
+    """One search result (GET /api/search): snippets are segments `{"text", "mark"}`, never markup."""
+    return {
+        "conversation": hit.conversation_id,
+        "title": hit.title,
+        "message": hit.message_id,
+        "role": hit.role,
+        "score": round(hit.score, 6),
+        "snippet": hit.snippet,
+        "title_snippet": hit.title_snippet,
+    }
 
 
 def hello_frame(*, user_id: int, limits: Frame, protocol: int) -> Frame:

@@ -4,6 +4,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 
@@ -58,6 +59,15 @@ class Conversation(models.Model):
     current_leaf = models.ForeignKey(
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
+    # PostgreSQL's search index of the title, written by chat/services/search_index.py (GIN-indexed by
+    # migration 0020); null on SQLite, whose FTS5 table chat_conversation_fts holds it instead.
+    search_vector = SearchVectorField(null=True, editable=False)
+    # The owner named it: a title written by a model (CHAT_TITLE_MODEL) never replaces theirs.
+    title_by_user = models.BooleanField(default=False)
+    pinned_at = models.DateTimeField(null=True, blank=True)  # pinned ones head the sidebar
+    archived_at = models.DateTimeField(null=True, blank=True)  # out of the sidebar, still in search
+    # Where an imported conversation came from (its export's id): importing it again creates nothing.
+    imported_from = models.CharField(max_length=200, blank=True)
 
     class Meta:
         indexes = [
@@ -67,6 +77,13 @@ class Conversation(models.Model):
             models.Index(fields=["source", "-updated_at"], name="conversation_source_recent"),
         ]
         ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "imported_from"],
+                condition=~Q(imported_from=""),
+                name="one_import_per_source_and_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
@@ -159,6 +176,10 @@ class Message(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # PostgreSQL's search index of the answer and, apart, of the reasoning (searched only when asked),
+    # written by chat/services/search_index.py; null on SQLite, whose FTS5 table chat_message_fts holds them.
+    search_vector = SearchVectorField(null=True, editable=False)
+    search_reasoning = SearchVectorField(null=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -298,3 +319,64 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.day}: {self.tokens} tokens"
+
+
+class ShareLink(models.Model):
+    """A read-only link to a snapshot of a conversation's current path, as it was when shared.
+
+    The snapshot holds only what the shared page shows (roles, parts, models), never ids; the token is
+    the link's only key. Revoked or expired, the link answers like one that never existed."""
+
+    token = models.CharField(max_length=64, unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links")
+    # Deleting the conversation deletes its links: the owner took it back.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    title = models.CharField(max_length=200, blank=True)
+    snapshot = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"Share of {self.title or 'a conversation'} ({self.pk})"
+
+
+class ImportJob(models.Model):
+    """A file a user uploaded to import (our export ZIP, or ChatGPT's conversations.json), and how far
+    the background import of it got: the page polls it for the progress bar."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"  # reading and checking the file
+        SAVING = "saving"  # writing it, in one transaction
+        DONE = "done"
+        FAILED = "failed"
+
+    class Kind(models.TextChoices):
+        STREAMCHAT = "streamchat", "streamchat export (ZIP)"
+        CHATGPT = "chatgpt", "ChatGPT conversations.json"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices, blank=True)  # known once the file is read
+    filename = models.CharField(max_length=255, blank=True)
+    # The uploaded bytes (at most CHAT_IMPORT_MAX_BYTES), dropped once the job has ended.
+    payload = models.BinaryField(blank=True, default=b"")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)  # conversations in the file
+    done = models.PositiveIntegerField(default=0)  # conversations checked so far
+    created = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)  # already imported before
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({self.kind}, {self.status})"

@@ -2,12 +2,14 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from chat.errors import ChatError
-from chat.models import ApiKey, Conversation, Message
+from chat.models import ApiKey, Conversation, ImportJob, Message, ShareLink
 from chat.tree import Tree
 
 
@@ -22,6 +24,59 @@ def conversation_list_for(*, user: AbstractBaseUser, source: str | None = None) 
     if source is not None:
         conversations = conversations.filter(source=source)
     return conversations.annotate(running=Exists(running)).order_by("-updated_at", "-pk")
+
+
+SIDEBAR_PAGE = 50  # conversations the sidebar shows at first and loads at each scroll to its end
+
+
+@dataclass(frozen=True)
+class SidebarPage:
+    """One page of the sidebar: `conversations` in its order, and the cursor of the next page (None: the end)."""
+
+    conversations: list[Conversation]
+    next: str | None
+
+
+def _cursor_of(conversation: Conversation) -> str:
+    return f"{conversation.updated_at.isoformat()}|{conversation.pk}"
+
+
+def _after_cursor(cursor: object) -> Q:
+    """The conversations after `cursor` in the sidebar's order (older activity, then lower id)."""
+    try:
+        moment, pk = str(cursor).rsplit("|", 1)
+        updated_at, pk_value = datetime.fromisoformat(moment.replace(" ", "+")), int(pk)
+    except ValueError:
+        raise ChatError("invalid", "`before` must be the `next` cursor of a previous page.") from None
+    if updated_at.tzinfo is None:
+        raise ChatError("invalid", "`before` must be the `next` cursor of a previous page.")
+    return Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk_value)
+
+
+def conversation_sidebar_for(
+    *,
+    user: AbstractBaseUser,
+    archived: bool = False,
+    before: object = None,
+    limit: int | None = SIDEBAR_PAGE,
+    source: str | None = None,
+) -> SidebarPage:
+    """The sidebar's conversations (of one source, if given: the chat's, or the API's): pinned ones first
+    (all, on the first page), then the rest by last activity, `limit` at a time after the cursor `before`;
+    archived ones only, and unpinned, with `archived`. `limit` None: every one."""
+    rows = conversation_list_for(user=user, source=source).filter(archived_at__isnull=not archived)
+    pinned: list[Conversation] = []
+    if not archived and before is None:
+        pinned = list(rows.filter(pinned_at__isnull=False).order_by("-pinned_at", "-pk"))
+    rest = rows if archived else rows.filter(pinned_at__isnull=True)
+    if before is not None:
+        rest = rest.filter(_after_cursor(before))
+    if limit is None:
+        return SidebarPage(conversations=pinned + list(rest), next=None)
+    page = list(rest[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return SidebarPage(conversations=pinned + page, next=_cursor_of(page[-1]) if more else None)
 
 
 def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
@@ -159,3 +214,34 @@ def api_key_get_for(*, user: AbstractBaseUser, key_id: object) -> ApiKey:
     if key is None:
         raise ChatError("not_found", "No such API key.")
     return key
+
+
+def share_get_public(*, token: object) -> ShareLink | None:
+    """The link behind a shared page's token, None if unknown, revoked or expired (all alike)."""
+    if not isinstance(token, str) or not token:
+        return None
+    live = Q(expires_at=None) | Q(expires_at__gt=timezone.now())
+    return ShareLink.objects.filter(live, token=token, revoked_at=None).first()
+
+
+def share_list_for(*, user: AbstractBaseUser) -> QuerySet[ShareLink]:
+    """The user's share links, newest first, revoked and expired ones included (marked so)."""
+    return ShareLink.objects.filter(owner=user).order_by("-created_at", "-pk")
+
+
+def share_get_for(*, user: AbstractBaseUser, share_id: object) -> ShareLink:
+    """The user's link by id, or `not_found` (another user's answers like a missing one)."""
+    if not isinstance(share_id, int) or isinstance(share_id, bool):
+        raise ChatError("invalid", "`share` must be an integer id.")
+    share = ShareLink.objects.filter(pk=share_id, owner=user).first()
+    if share is None or not user.is_authenticated:
+        raise ChatError("not_found")
+    return share
+
+
+def import_job_get_for(*, user: AbstractBaseUser, job_id: object) -> ImportJob:
+    """The user's import job, or `not_found` (another user's answers like a missing one)."""
+    job = ImportJob.objects.filter(pk=job_id, owner=user).defer("payload").first() if isinstance(job_id, int) else None
+    if job is None or not user.is_authenticated:
+        raise ChatError("not_found")
+    return job

@@ -1,7 +1,7 @@
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path, re_path
 
-from chat import api, sse, views
+from chat import api, history_api, sse, views
 from chat.v1 import views as v1
 
 app_name = "chat"
@@ -19,6 +19,15 @@ urlpatterns = [
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
     path("api/conversations/<int:pk>/switch", api.switch, name="api-switch"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
+    path("s/<str:token>/", views.share_page, name="share"),
+    path("s/<str:token>/continue", views.share_continue, name="share-continue"),
+    path("api/search", history_api.search_view, name="api-search"),
+    path("api/export", history_api.export, name="api-export"),
+    path("api/imports", history_api.imports, name="api-imports"),
+    path("api/imports/<int:pk>", history_api.import_job, name="api-import"),
+    path("api/shares", history_api.shares, name="api-shares"),
+    path("api/shares/<int:pk>", history_api.share_detail, name="api-share"),
+    path("api/conversations/<int:pk>/share", history_api.share_create, name="api-share-create"),
     path("api/conversations/<int:pk>/events", sse.conversation_stream, name="api-events"),
     re_path(r"^api/(?P<path>.*)$", api.unknown_route, name="api-unknown"),
     path("v1/models", v1.models, name="v1-models"),

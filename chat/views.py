@@ -7,14 +7,16 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import csrf
+from django.views.decorators.http import require_POST
 
 from chat import api, events, selectors, services
 from chat.errors import ChatError
-from chat.models import Conversation
+from chat.models import Conversation, ShareLink
 from chat.providers import registry
 
 
@@ -33,8 +35,11 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
     if conversation is not None:
         path = selectors.path_for(conversation=conversation)
         messages = [events.message_payload(m, tree=path.tree) for m in path.messages]
+    source = _sidebar_source(request, conversation)
+    sidebar = selectors.conversation_sidebar_for(user=request.user, source=source)
     page_data = {
         "conversation": events.conversation_payload(conversation, running=False) if conversation else None,
+        "sidebar_next": sidebar.next,
         "messages": messages,
         "default_model": default_model,
         # Each model's parameters, so the settings show the fields the chosen model accepts.
@@ -46,11 +51,15 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             # The script puts a conversation id where the zero is.
             "conversation_page": reverse("chat:conversation", args=[0]),
             "conversation_api": reverse("chat:api-conversation", args=[0]),
+            "search": reverse("chat:api-search"),
+            "shares": reverse("chat:api-shares"),
+            "imports": reverse("chat:api-imports"),
+            "import_job": reverse("chat:api-import", args=[0]),
+            "share_api": reverse("chat:api-share", args=[0]),
         },
     }
-    source = _sidebar_source(request, conversation)
     return {
-        "conversations": selectors.conversation_list_for(user=request.user, source=source),
+        "sidebar": sidebar,
         "source": source,
         "conversation": conversation,
         "models": registry.available_models(),
@@ -111,6 +120,44 @@ def _days(value: str) -> object:
     if not value:
         return None
     return int(value) if value.isdigit() else value
+
+
+def _shared(token: str) -> ShareLink:
+    share = selectors.share_get_public(token=token)
+    if share is None:  # unknown, revoked and expired links are one and the same 404
+        raise Http404("No such shared conversation.")
+    return share
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    """A shared page stays out of search engines and caches, and its URL (the key) out of the Referer
+    header of links to other sites ("same-origin", not "no-referrer": a form posted with no referrer
+    sends `Origin: null`, which Django's CSRF check refuses)."""
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "same-origin"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def share_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The read-only snapshot behind a share link: no login, no sidebar, no ids of anything."""
+    share = _shared(token)
+    page_data = {"title": share.title, "messages": share.snapshot}
+    context = {"share": share, "page_data": page_data, "token": token}
+    return _private(render(request, "chat/share.html", context))
+
+
+@require_POST
+def share_continue(request: HttpRequest, token: str) -> HttpResponse:
+    """Copy the snapshot into a new conversation of the viewer's (after they log in) and open it."""
+    share = _shared(token)
+    if not request.user.is_authenticated:
+        return _private(redirect_to_login(reverse("chat:share", args=[token])))
+    try:
+        conversation = services.share_copy(share=share, owner=request.user)
+    except ChatError as error:  # e.g. this server offers no model to chat with
+        return _private(HttpResponseBadRequest(error.message, content_type="text/plain; charset=utf-8"))
+    return redirect("chat:conversation", conversation.pk)
 
 
 class LoginView(auth_views.LoginView):

@@ -345,3 +345,13 @@ CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 200_000)  # input +
 CHAT_WS_FRAMES_PER_SECOND = env_float("CHAT_WS_FRAMES_PER_SECOND", 10.0)  # per socket, bursts of twice that
 # Live sockets and SSE streams re-check their login session this often (logout closes them at once).
 CHAT_SESSION_CHECK_SECONDS = env_float("CHAT_SESSION_CHECK_SECONDS", 60.0)
+
+# --- History: search, share links, import ---------------------------------------------------
+# PostgreSQL's text search configuration (stemming, stop words) for the search index: `english`,
+# `simple`, `german`... Changing it needs `manage.py search_reindex`. SQLite's FTS5 index always
+# uses the porter stemmer over unicode61.
+CHAT_SEARCH_CONFIG = env_str("CHAT_SEARCH_CONFIG", "english")
+CHAT_SEARCH_RESULTS = env_int("CHAT_SEARCH_RESULTS", 20)  # results one search answers with
+CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 50 * 1024 * 1024)  # largest upload (and unpacked JSON)
+# A model ('provider:model') that writes each conversation's title after its first reply; empty: off.
+CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")

@@ -101,3 +101,20 @@ class GroupFrames:
 
         await wait_for(marker_arrived)
         return self.kinds[: self.kinds.index(MARKER)]
+
+
+def finished_reply(conversation, asked: str, parts: list[tuple[str, str]], result=None) -> Message:
+    """A message sent and its reply generated to the end, through the services (no worker, no provider)."""
+    from chat import services
+    from chat.providers.base import StreamResult
+
+    reply = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content=asked).reply
+    context = services.generation_begin(message_id=reply.pk, worker_id="test")
+    return services.generation_finish(
+        message_id=reply.pk,
+        seq=1,
+        status=Message.Status.COMPLETE,
+        result=result or StreamResult(),
+        lease_holder=context.lease_holder,
+        parts=parts,
+    )

@@ -6,6 +6,7 @@ filters.py       list filters
 selectors.py     reads: review lists, search, transcripts, usage
 services.py      writes: the audit trail of who opened which transcript
 exports.py       JSON and Markdown transcript exports
+history_admins.py  share links and import jobs
 """
 
-from chat.admin import api_keys, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site
+from chat.admin import api_keys, history_admins, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site

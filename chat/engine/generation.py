@@ -17,6 +17,7 @@ from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
 from chat.engine.resilience import best_effort, retry_delay, timeout_error, with_database_retry
 from chat.engine.resume import ResumePoint, resume_point
+from chat.engine.titles import title_in_background
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Message
@@ -130,6 +131,7 @@ class Generation:
         await events.publish_done(final)
         await best_effort(live_log().end(reply.pk))
         await events.publish_conversation_of(final)
+        title_in_background(final)
 
     async def _hand_off(self, frames: FrameCoalescer, status: str) -> bool:
         """Interrupted as this worker shuts down, a reply streaming from a response its provider keeps goes

@@ -6,6 +6,10 @@ completions.py    calls to that API, stored as conversations
 parameters.py     a conversation's generation parameters, checked against its model's provider
 replies.py        starting and stopping replies (what clients ask for)
 generations.py    the worker's side: claim, checkpoint, finish, reap
+search_index.py   the search index, kept in step by the writes above
+shares.py         share links: create, revoke, copy a snapshot into one's own conversation
+titles.py         titles written by a model (CHAT_TITLE_MODEL)
+imports.py        importing an export or a ChatGPT conversations.json (import_formats.py reads them)
 """
 
 from chat.services.api_keys import (
@@ -37,6 +41,7 @@ from chat.services.generations import (
     reply_mark_interrupted,
     usage_add,
 )
+from chat.services.imports import import_job_create, import_job_run, import_jobs_fail_lost
 from chat.services.parameters import parameters_by_model
 from chat.services.replies import (
     SendResult,
@@ -49,6 +54,9 @@ from chat.services.replies import (
     reply_refuse_job,
     reply_regenerate,
 )
+from chat.services.search_index import search_index_rebuild
+from chat.services.shares import share_copy, share_create, share_revoke
+from chat.services.titles import conversation_title_by_model
 
 __all__ = [
     "ApiCall",
@@ -65,12 +73,16 @@ __all__ = [
     "conversation_create",
     "conversation_delete",
     "conversation_switch",
+    "conversation_title_by_model",
     "conversation_update",
     "generation_begin",
     "generation_cancel",
     "generation_checkpoint",
     "generation_finish",
     "generation_leases_renew",
+    "import_job_create",
+    "import_job_run",
+    "import_jobs_fail_lost",
     "message_edit",
     "message_send",
     "parameters_by_model",
@@ -84,6 +96,10 @@ __all__ = [
     "reply_queue_position",
     "reply_refuse_job",
     "reply_regenerate",
+    "search_index_rebuild",
+    "share_copy",
+    "share_create",
+    "share_revoke",
     "title_from",
     "usage_add",
 ]

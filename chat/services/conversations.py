@@ -1,7 +1,7 @@
 """Conversations: create, rename, switch model, change the system prompt or parameters, switch branch,
 delete."""
 
-import contextlib
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
 from chat.services.parameters import parameters_accepted, parameters_validate
+from chat.services.search_index import search_index_conversations, search_index_forget
 
 TITLE_MAX_CHARS = 60
 
@@ -48,13 +49,18 @@ def conversation_create(
     """A new, empty conversation; the model defaults to the server's default."""
     # Only the empty string means "the default": a falsy non-string ({}, [], 0, False) is refused like any other.
     model_ref = model_validate(registry.default_model_ref() if model == "" else model)
-    return Conversation.objects.create(
-        owner=owner,
-        model=model_ref,
-        system_prompt=_checked_system_prompt(system_prompt),
-        title=_clean_title(title),
-        parameters={} if parameters is None else parameters_validate(model_ref=model_ref, given=parameters, current={}),
-    )
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            owner=owner,
+            model=model_ref,
+            system_prompt=_checked_system_prompt(system_prompt),
+            title=_clean_title(title),
+            parameters={}
+            if parameters is None
+            else parameters_validate(model_ref=model_ref, given=parameters, current={}),
+        )
+        search_index_conversations(conversation_ids=[conversation.pk])
+    return conversation
 
 
 def _clean_title(title: object) -> str:
@@ -69,6 +75,13 @@ def _checked_system_prompt(system_prompt: object) -> str:
     return text_storable(system_prompt, field="system_prompt")
 
 
+def _moment_if(flag: object, field: str) -> datetime | None:
+    """`pinned` / `archived` as given: true is now, false is none; anything else is `invalid`."""
+    if not isinstance(flag, bool):
+        raise ChatError("invalid", f"`{field}` must be true or false.")
+    return timezone.now() if flag else None
+
+
 def conversation_update(
     *,
     conversation: Conversation,
@@ -76,22 +89,33 @@ def conversation_update(
     model: str | None = None,
     system_prompt: str | None = None,
     parameters: object = None,
+    pinned: bool | None = None,
+    archived: bool | None = None,
 ) -> Conversation:
-    """Rename, switch model, change the system prompt or set parameters (each only when given).
+    """Rename, switch model, change the system prompt, set parameters, pin or archive (each only when
+    given). Pinned conversations head the sidebar; archived ones leave it (they stay in search and the
+    Archived view).
 
     `parameters` sets the given ones (null clears one) for the conversation's model, the new one when
     `model` is given too; a model switch keeps the parameters the new model accepts and drops the rest.
     """
     changes: dict[str, Any] = {}
+    if pinned is not None:
+        changes["pinned_at"] = _moment_if(pinned, "pinned")
+    if archived is not None:
+        changes["archived_at"] = _moment_if(archived, "archived")
     if title is not None:
         changes["title"] = _clean_title(title)
+        changes["title_by_user"] = True  # the owner's name: a model's title never replaces it
     if model is not None:
         changes["model"] = model_validate(model)
     if system_prompt is not None:
         changes["system_prompt"] = _checked_system_prompt(system_prompt)
     model_ref = changes.get("model", conversation.model)
     touches_parameters = parameters is not None or "model" in changes
-    with transaction.atomic() if touches_parameters else contextlib.nullcontext():
+    if not (changes or touches_parameters):
+        return conversation
+    with transaction.atomic():
         if touches_parameters:
             # The stored values as they are now (this instance may be stale): a parameter set meanwhile
             # by another request is kept, not overwritten with an old value.
@@ -109,6 +133,8 @@ def conversation_update(
             setattr(conversation, field, value)
         if changes:
             conversation.save(update_fields=list(changes))
+            if "title" in changes:
+                search_index_conversations(conversation_ids=[conversation.pk])
     return conversation
 
 
@@ -116,7 +142,9 @@ def conversation_delete(*, conversation: Conversation) -> None:
     """Delete the conversation and its messages; `busy` while a reply runs in it."""
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy", "Stop the running reply before deleting this conversation.")
-    conversation.delete()
+    with transaction.atomic():
+        search_index_forget(conversation=conversation)
+        conversation.delete()
 
 
 def conversation_leaf_set(*, conversation: Conversation, leaf_id: int) -> None:

@@ -19,6 +19,7 @@ from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
 from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
+from chat.services.search_index import search_index_messages
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def generation_finish(
         if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
             return None
         reply = Message.objects.select_related("conversation").get(pk=message_id)
+        search_index_messages(message_ids=[message_id])
         # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
         usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
     conversation_touch(conversation=reply.conversation)
@@ -271,6 +273,7 @@ def replies_interrupt_stale() -> list[Message]:
             )
         )
         if updated:
+            search_index_messages(message_ids=[reply.pk])
             interrupted.append(Message.objects.select_related("conversation").get(pk=reply.pk))
     return interrupted
 

@@ -21,6 +21,7 @@ from chat.services.conversations import (
     text_storable,
     title_from,
 )
+from chat.services.search_index import search_index_conversations, search_index_messages
 from chat.tree import Tree
 
 CLIENT_ID_MAX_CHARS = 64
@@ -88,6 +89,7 @@ def _start_reply(
                     client_id=client_id,
                 )
                 reply = _new_reply(conversation, parent_id=user_message.pk, model=model or conversation.model)
+                search_index_messages(message_ids=[user_message.pk])
             else:
                 reply = _new_reply(
                     conversation, parent_id=parent_id, model=model or conversation.model, client_id=client_id
@@ -95,6 +97,7 @@ def _start_reply(
             if not conversation.title and user_message is not None:
                 conversation.title = title_from(user_content or "")
                 Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+                search_index_conversations(conversation_ids=[conversation.pk])
             conversation_leaf_set(conversation=conversation, leaf_id=reply.pk)
             conversation_touch(conversation=conversation)
     except IntegrityError:

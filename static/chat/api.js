@@ -1,6 +1,6 @@
 // The JSON API under /api/: session cookie plus the CSRF token from the page.
 
-function csrfToken() {
+export function csrfToken() {
   return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
 }
 

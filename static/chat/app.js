@@ -18,7 +18,10 @@
 import { api, urlFor } from "./api.js";
 import { Connection } from "./connection.js";
 import { MessageView, setRenderHooks } from "./messages.js";
+import { Imports } from "./imports.js";
 import { ParameterSettings } from "./parameters.js";
+import { revealFoundMessage, Search } from "./search.js";
+import { Shares } from "./shares.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -77,14 +80,19 @@ class Chat {
     this.sidebar = new Sidebar({
       urls: this.urls,
       currentId: this.conversation?.id,
+      next: page.sidebar_next,
       onDeleted: (id) => this.conversationDeleted(id),
     });
     this.connection = new Connection(this.urls.websocket, {
       onFrame: (frame) => this.onFrame(frame),
       onState: (state, detail) => this.showConnection(state, detail),
     });
+    this.imports = new Imports({ urls: this.urls, onImported: () => this.sidebar.refresh() });
+    this.shares = new Shares({ urls: this.urls, conversationId: this.conversation?.id });
+    this.search = new Search({ urls: this.urls, openSidebar: () => this.sidebar.reveal() });
     this.bind();
     this.replaceAll(page.messages);
+    revealFoundMessage(this.el.messages);
     this.connection.start();
   }
 
@@ -475,6 +483,7 @@ class Chat {
       this.conversation = conversation;
       history.replaceState(null, "", urlFor(this.urls.conversation_page, conversation.id));
       this.sidebar.setCurrent(conversation.id);
+      this.shares.setConversation(conversation.id);
       this.on_conversation({ conversation });
       this.subscribe(false);
       return true;

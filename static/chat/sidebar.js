@@ -2,14 +2,34 @@
 
 import { api, urlFor } from "./api.js";
 
+const PAGE = 50;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The sidebar group of a conversation: pinned ones on top, the rest by their last activity. */
+function groupOf(item, today) {
+  if (item.dataset.pinned) return "Pinned";
+  const updated = new Date(item.dataset.updated);
+  if (updated >= today) return "Today";
+  if (updated >= new Date(today - DAY_MS)) return "Yesterday";
+  if (updated >= new Date(today - 7 * DAY_MS)) return "Previous 7 days";
+  return "Older";
+}
+
+// Newest first, pinned ones before all: the key sorts as text, the greatest first.
+const orderKey = (item) => (item.dataset.pinned ? `1${item.dataset.pinned}` : `0${item.dataset.updated ?? ""}`);
+
 export class Sidebar {
-  constructor({ urls, currentId, onDeleted }) {
+  constructor({ urls, currentId, onDeleted, next }) {
     this.urls = urls;
     this.currentId = currentId;
     this.onDeleted = onDeleted;
+    this.next = next; // the cursor of the next page, null once every conversation is listed
     this.list = document.getElementById("conversation-list");
     // The sidebar shows one source at a time: the chat's conversations, or the API's (its filter links).
     this.source = this.list.dataset.source;
+    this.archived = document.getElementById("archived-list");
+    this.archivedToggle = document.getElementById("archived-toggle");
+    this.more = document.getElementById("list-more");
     this.empty = document.getElementById("empty-list");
     this.template = document.getElementById("conversation-item-template");
     this.app = document.getElementById("app");
@@ -17,15 +37,21 @@ export class Sidebar {
     this.renameDialog = document.getElementById("rename-dialog");
     this.deleteDialog = document.getElementById("delete-dialog");
     this.bind();
+    this.regroup();
   }
 
   bind() {
-    this.list.addEventListener("click", (event) => {
-      const item = event.target.closest("li.conv");
-      if (!item) return;
-      if (event.target.closest(".conv-rename")) this.rename(item);
-      if (event.target.closest(".conv-delete")) this.confirmDelete(item);
-    });
+    for (const list of [this.list, this.archived]) {
+      list.addEventListener("click", (event) => {
+        const item = event.target.closest("li.conv");
+        if (!item) return;
+        if (event.target.closest(".conv-rename")) this.rename(item);
+        if (event.target.closest(".conv-delete")) this.confirmDelete(item);
+        if (event.target.closest(".conv-pin")) this.update(item, { pinned: !item.dataset.pinned });
+        if (event.target.closest(".conv-archive")) this.update(item, { archived: !item.dataset.archived });
+      });
+    }
+    this.archivedToggle.addEventListener("click", () => this.showArchived(this.archived.hidden));
     this.toggle.addEventListener("click", () => this.setOpen(!this.app.classList.contains("sidebar-open")));
     document.getElementById("sidebar-close").addEventListener("click", () => this.setOpen(false));
     document.addEventListener("keydown", (event) => {
@@ -34,7 +60,15 @@ export class Sidebar {
     for (const dialog of [this.renameDialog, this.deleteDialog]) {
       dialog.querySelector("[data-close]").addEventListener("click", () => dialog.close("cancel"));
     }
-    for (const item of this.list.children) this.label(item);
+    for (const item of this.items()) this.label(item);
+    // Load the next page when the end of the list scrolls into view.
+    new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) this.loadMore();
+    }).observe(this.more);
+  }
+
+  items(list = this.list) {
+    return [...list.querySelectorAll("li.conv")];
   }
 
   setOpen(open) {
@@ -44,62 +78,159 @@ export class Sidebar {
     else this.toggle.focus();
   }
 
-  item(id) {
-    return this.list.querySelector(`li.conv[data-id="${Number(id)}"]`);
+  /** Show the sidebar (on a narrow screen it is hidden until asked for) without moving the focus. */
+  reveal() {
+    this.app.classList.add("sidebar-open");
+    this.toggle.setAttribute("aria-expanded", "true");
   }
 
-  // Buttons say which conversation they act on.
+  item(id, list = this.list) {
+    return list.querySelector(`li.conv[data-id="${Number(id)}"]`);
+  }
+
+  // Buttons say which conversation they act on, and what they would do.
   label(item) {
     const title = item.querySelector(".conv-title").textContent;
+    const pinned = Boolean(item.dataset.pinned);
+    const pin = item.querySelector(".conv-pin");
+    pin.setAttribute("aria-label", `${pinned ? "Unpin" : "Pin"} “${title}”`);
+    pin.setAttribute("aria-pressed", String(pinned));
+    pin.firstElementChild.textContent = pinned ? "★" : "☆";
+    pin.hidden = Boolean(item.dataset.archived);
+    item.querySelector(".conv-archive").setAttribute("aria-label", `${item.dataset.archived ? "Unarchive" : "Archive"} “${title}”`);
     item.querySelector(".conv-rename").setAttribute("aria-label", `Rename “${title}”`);
     item.querySelector(".conv-delete").setAttribute("aria-label", `Delete “${title}”`);
+  }
+
+  build(conversation) {
+    const item = this.template.content.firstElementChild.cloneNode(true);
+    item.dataset.id = conversation.id;
+    item.querySelector("a").href = urlFor(this.urls.conversation_page, conversation.id);
+    if (conversation.id === this.currentId) item.setAttribute("aria-current", "page");
+    return item;
+  }
+
+  fill(item, conversation) {
+    item.querySelector(".conv-title").textContent = conversation.title || "New chat";
+    item.classList.toggle("running", Boolean(conversation.running));
+    item.dataset.pinned = conversation.pinned_at ?? "";
+    item.dataset.archived = conversation.archived_at ?? "";
+    item.dataset.updated = conversation.updated_at;
+    this.label(item);
   }
 
   /** Add or update a conversation from a `conversation` frame or an API answer. */
   upsert(conversation) {
     if (this.source && conversation.source && conversation.source !== this.source) return;
-    let item = this.item(conversation.id);
-    const isNew = !item;
-    if (isNew) {
-      item = this.template.content.firstElementChild.cloneNode(true);
-      item.dataset.id = conversation.id;
-      item.querySelector("a").href = urlFor(this.urls.conversation_page, conversation.id);
-      if (conversation.id === this.currentId) item.setAttribute("aria-current", "page");
+    const archivedItem = this.item(conversation.id, this.archived);
+    if (conversation.archived_at) {
+      this.item(conversation.id)?.remove();
+      if (archivedItem) this.fill(archivedItem, conversation);
+    } else {
+      archivedItem?.remove();
+      const item = this.item(conversation.id) ?? this.build(conversation);
+      const before = orderKey(item);
+      this.fill(item, conversation);
+      if (!item.parentNode || orderKey(item) !== before) this.place(item);
     }
-    item.querySelector(".conv-title").textContent = conversation.title || "New chat";
-    item.classList.toggle("running", Boolean(conversation.running));
-    this.label(item);
-    const moved = item.dataset.updated !== conversation.updated_at;
-    item.dataset.updated = conversation.updated_at;
-    if (isNew || moved) this.place(item);
-    this.empty.hidden = true;
+    this.regroup();
   }
 
-  // Newest first: an item goes before the first one updated earlier than it.
   place(item) {
-    const updated = item.dataset.updated ?? "";
-    const next = [...this.list.children].find((other) => other !== item && (other.dataset.updated ?? "") < updated);
+    const key = orderKey(item);
+    const next = this.items().find((other) => other !== item && orderKey(other) < key);
     if (next) this.list.insertBefore(item, next);
-    else if (item.parentNode !== this.list) this.list.append(item);
+    else this.list.append(item);
+  }
+
+  /** The groups: Pinned, Today, Yesterday, Previous 7 days, Older. The first item of each carries its
+   * name (drawn above it by the stylesheet), so the list stays a list of conversations only. */
+  regroup() {
+    const now = new Date();
+    const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+    let last = null;
+    for (const item of this.items()) {
+      const group = groupOf(item, today);
+      item.classList.toggle("group-start", group !== last);
+      if (group !== last) item.dataset.group = group;
+      else delete item.dataset.group;
+      last = group;
+    }
+    this.empty.hidden = this.items().length > 0 || !this.archived.hidden;
   }
 
   setCurrent(id) {
     this.currentId = id;
-    for (const item of this.list.children) item.toggleAttribute("aria-current", Number(item.dataset.id) === id);
+    for (const item of this.items()) item.toggleAttribute("aria-current", Number(item.dataset.id) === id);
     this.item(id)?.setAttribute("aria-current", "page");
   }
 
   remove(id) {
     this.item(id)?.remove();
-    this.empty.hidden = this.list.children.length > 0;
+    this.item(id, this.archived)?.remove();
+    this.regroup();
   }
 
-  /** Replace the whole list (after a reconnect: something may have changed meanwhile). */
+  async loadMore() {
+    if (!this.next || this.loading) return;
+    this.loading = true;
+    try {
+      const data = await api("GET", `${this.urls.conversations}?${new URLSearchParams({ limit: PAGE, before: this.next, ...(this.source ? { source: this.source } : {}) })}`);
+      for (const conversation of data.conversations) this.upsert(conversation);
+      this.next = data.next;
+    } catch (error) {
+      alertUser(error.message);
+    }
+    this.loading = false;
+    this.more.hidden = !this.next;
+  }
+
+  /** Bring the list up to date (after a reconnect: something may have changed meanwhile). */
   async refresh() {
-    const data = await api("GET", this.urls.conversations);
+    const loaded = this.items().filter((item) => !item.dataset.pinned).length;
+    const data = await api("GET", `${this.urls.conversations}?limit=${Math.min(200, Math.max(PAGE, loaded))}`);
     const ids = new Set(data.conversations.map((c) => c.id));
-    for (const item of [...this.list.children]) if (!ids.has(Number(item.dataset.id))) item.remove();
+    // Only a complete answer says which conversations are gone.
+    if (data.next === null) for (const item of this.items()) if (!ids.has(Number(item.dataset.id))) item.remove();
     for (const conversation of data.conversations) this.upsert(conversation);
+    if (data.next === null) this.next = null;
+    this.more.hidden = !this.next;
+  }
+
+  /** The Archived view (in place of the list) or the list again. */
+  async showArchived(show) {
+    this.archived.hidden = !show;
+    this.list.hidden = show;
+    this.more.hidden = show || !this.next;
+    this.archivedToggle.setAttribute("aria-pressed", String(show));
+    this.archivedToggle.textContent = show ? "All conversations" : "Archived";
+    this.archived.replaceChildren();
+    this.regroup();
+    if (!show) return;
+    try {
+      const data = await api("GET", `${this.urls.conversations}?archived=1&limit=200`);
+      for (const conversation of data.conversations) {
+        const item = this.build(conversation);
+        this.fill(item, conversation);
+        this.archived.append(item);
+      }
+      if (!data.conversations.length) {
+        const empty = document.createElement("li");
+        empty.className = "empty-list";
+        empty.textContent = "No archived conversations.";
+        this.archived.append(empty);
+      }
+    } catch (error) {
+      alertUser(error.message);
+    }
+  }
+
+  async update(item, changes) {
+    try {
+      this.upsert(await api("PATCH", urlFor(this.urls.conversation_api, Number(item.dataset.id)), changes));
+    } catch (error) {
+      alertUser(error.message);
+    }
   }
 
   rename(item) {

@@ -17,6 +17,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message
+from chat.services.search_index import search_index_rebuild
 
 MODELS = [
     "openai:gpt-4o-mini",
@@ -77,6 +78,8 @@ class Command(BaseCommand):
             _write(Message, self._message_rows(plan, next_id=_next_id(Message)))
             _write(Conversation, self._conversation_rows(plan))
             _reset_sequences()
+            # Written past the services (COPY): the search index is filled in one set-based pass.
+            search_index_rebuild()
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
