@@ -1,5 +1,6 @@
 """Pages: the chat UI (a template plus static JS that speaks the WebSocket protocol) and sign-up."""
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -95,16 +96,23 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 services.api_key_revoke(api_key=key)
                 return redirect("chat:api-keys")
             context["form"] = {**request.POST.dict(), "allowed_models": request.POST.getlist("allowed_models")}
-            context["created"] = services.api_key_create(
-                user=request.user,
-                name=request.POST.get("name"),
-                expires_in_days=_days(request.POST.get("expires_in_days", "")),
-                allowed_models=request.POST.getlist("allowed_models"),
-            )
-            context["form"] = {"allowed_models": []}
+            if _form_sent_before(request):
+                context["form"] = {"allowed_models": []}
+                context["error"] = SENT_TWICE
+            else:
+                context["created"] = services.api_key_create(
+                    user=request.user,
+                    name=request.POST.get("name"),
+                    expires_in_days=_days(request.POST.get("expires_in_days", "")),
+                    allowed_models=request.POST.getlist("allowed_models"),
+                )
+                _remember_form(request)
+                context["form"] = {"allowed_models": []}
         except ChatError as error:
             context["error"], status = error.message, 400
     context |= {
+        # Each form carries its own nonce: sent again (a reload of the answer), it makes no second key.
+        "form_nonce": secrets.token_urlsafe(16),
         "keys": selectors.api_keys_for(user=request.user),
         "models": registry.available_models(),
         "base_url": request.build_absolute_uri("/v1"),
@@ -112,6 +120,25 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     response = render(request, "chat/api_keys.html", context, status=status)
     response["Cache-Control"] = "no-store"  # the page may show a new key: no cache may keep it
     return response
+
+
+SENT_TWICE = (
+    "This form was already sent: the key it made is in the list below, and its secret was shown only "
+    "then. If you did not copy it, revoke that key and create another."
+)
+SENT_FORMS_KEPT = 20
+
+
+def _form_sent_before(request: HttpRequest) -> bool:
+    """The create form's nonce was used already (the page that showed a new key, reloaded)."""
+    nonce = request.POST.get("nonce", "")
+    return bool(nonce) and nonce in request.session.get("api_key_forms", [])
+
+
+def _remember_form(request: HttpRequest) -> None:
+    """Keep the nonces of the last forms that made a key (no secret: just which forms were sent)."""
+    if nonce := request.POST.get("nonce", ""):
+        request.session["api_key_forms"] = [*request.session.get("api_key_forms", []), nonce][-SENT_FORMS_KEPT:]
 
 
 def _days(value: str) -> object:

@@ -56,6 +56,21 @@ def test_a_key_made_on_the_page_is_shown_once_and_listed_by_its_prefix_after(mak
     assert secret not in later and f"{key.prefix}…" in later
 
 
+def test_the_create_form_sent_again_by_a_reload_makes_no_second_key(make_user, engine):
+    browser = logged_in(make_user())
+    nonce = re.search(r'name="nonce" value="([^"]+)"', browser.get(PAGE).content.decode()).group(1)
+    form = {"action": "create", "name": "laptop", "nonce": nonce}
+    first = browser.post(PAGE, form)
+
+    again = browser.post(PAGE, form).content.decode()
+
+    secret = created_key(first.content.decode())
+    assert ApiKey.objects.count() == 1
+    assert "This form was already sent" in again and secret not in again
+    assert browser.post(PAGE, {**form, "nonce": "another form"}).status_code == 200
+    assert ApiKey.objects.count() == 2
+
+
 def test_the_chat_links_to_the_api_keys_page(make_user, engine):
     assert f'href="{PAGE}"' in logged_in(make_user()).get("/").content.decode()
 
