@@ -2,6 +2,7 @@
 
 import { api, urlFor } from "./api.js";
 
+const ARCHIVED_PAGE = 200;
 const PAGE = 50;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -208,13 +209,20 @@ export class Sidebar {
     this.regroup();
     if (!show) return;
     try {
-      const data = await api("GET", `${this.urls.conversations}?archived=1&limit=200`);
-      for (const conversation of data.conversations) {
-        const item = this.build(conversation);
-        this.fill(item, conversation);
-        this.archived.append(item);
-      }
-      if (!data.conversations.length) {
+      // Every archived conversation, a page at a time (the view lists them all, oldest activity last).
+      let before = null;
+      do {
+        const query = { archived: 1, limit: ARCHIVED_PAGE, ...(before ? { before } : {}), ...(this.source ? { source: this.source } : {}) };
+        const data = await api("GET", `${this.urls.conversations}?${new URLSearchParams(query)}`);
+        if (this.archived.hidden) return; // left the view meanwhile
+        for (const conversation of data.conversations) {
+          const item = this.build(conversation);
+          this.fill(item, conversation);
+          this.archived.append(item);
+        }
+        before = data.next;
+      } while (before);
+      if (!this.archived.children.length) {
         const empty = document.createElement("li");
         empty.className = "empty-list";
         empty.textContent = "No archived conversations.";
