@@ -3,11 +3,12 @@
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.harness.servers import start_worker
+from tests.harness.servers import Process, start_worker
 
 
 def database_url_of_test_database() -> str:
@@ -52,13 +53,55 @@ def _no_stray_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
         drop_stray_sessions()
 
 
+class SessionWorker:
+    """The runworker process of the session's cluster-mode engine tests, started when a test needs it.
+
+    Tests that start clusters of their own (tests/test_faults.py, each on its own Redis prefix) stop it
+    first: its reaper shares their database, so it would take up their stale replies (hand a background
+    reply to itself, on its own prefix, where their followers never see it).
+    """
+
+    def __init__(self, log_dir: Path, upstream_url: str) -> None:
+        self.log_dir = log_dir
+        self.upstream_url = upstream_url
+        self.process: Process | None = None
+        self.starts = 0
+
+    def running(self) -> Process:
+        if self.process is None or self.process.popen.poll() is not None:
+            self.starts += 1
+            log = self.log_dir / f"worker-{self.starts}.log"
+            self.process = start_worker(cluster_env(self.upstream_url), log)
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+_session_worker: SessionWorker | None = None
+
+
+def stop_session_worker() -> None:
+    """Stop the session's worker, if one runs (the next test that needs it starts it again)."""
+    if _session_worker is not None:
+        _session_worker.stop()
+
+
 @pytest.fixture(scope="session")
-def cluster_worker(django_db_setup, fake_upstream, tmp_path_factory):
-    """One runworker process for the session's cluster-mode engine tests."""
-    log_dir = tmp_path_factory.mktemp("cluster")
-    worker = start_worker(cluster_env(fake_upstream.base_url_openai), log_dir / "worker.log")
-    yield worker
-    worker.stop()
+def session_worker(django_db_setup, fake_upstream, tmp_path_factory) -> Iterator[SessionWorker]:
+    global _session_worker
+    _session_worker = SessionWorker(tmp_path_factory.mktemp("cluster"), fake_upstream.base_url_openai)
+    yield _session_worker
+    _session_worker.stop()
+    _session_worker = None
+
+
+@pytest.fixture
+def cluster_worker(session_worker: SessionWorker) -> Process:
+    """The runworker process for cluster-mode engine tests (one for the session, started on demand)."""
+    return session_worker.running()
 
 
 def drop_stray_sessions() -> None:

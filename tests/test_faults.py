@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.models import Conversation, Message
-from tests.cluster_fixtures import cluster_env
+from tests.cluster_fixtures import cluster_env, stop_session_worker
 from tests.engine_fixtures import TEST_MODEL, session_cookie_for
 from tests.fake_upstream import FakeUpstream, Scenario
 from tests.harness.follower import Follower
@@ -49,6 +49,7 @@ def cluster(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., Cl
     """`cluster(**env)` makes a Cluster on its own Redis prefix with the short bounds above; every process
     it started is killed at the end of the test."""
     made: list[Cluster] = []
+    stop_session_worker()  # it shares the database: its reaper would take up this cluster's replies
 
     def make(**overrides: str) -> Cluster:
         defaults = {
@@ -286,6 +287,8 @@ async def test_a_background_reply_whose_worker_stops_completes_on_the_other_work
     assert status == saved.status == "complete"
     how = f"gaps {client.gaps}, resyncs {client.resyncs}, reconnects {client.reconnects}; lengths: text {len(text)}, "
     how += f"seen {len(client.seen)}, saved {len(saved.content)}, full {len(full)}"
+    after = [(f["type"], f.get("seq"), f.get("offset")) for f in client.frames if f["type"] != "delta"][-8:]
+    how += f"; last frames but deltas: {after}; deltas: {sum(f['type'] == 'delta' for f in client.frames)}"
     assert text == client.seen == saved.content == full, f"no character lost, none repeated ({how})"
     assert saved.resumes == 1 and " taken up again " in survivor.output()
     if stop == "SIGTERM":
