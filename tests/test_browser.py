@@ -192,6 +192,8 @@ def test_user_logs_in_sends_a_message_and_sees_the_reply_grow_then_its_numbers(
         "Show me a greeting function"
     )
     expect(page.get_by_role("heading", name="Show me a greeting function")).to_be_visible()
+    filters = page.get_by_role("navigation", name="Which conversations").bounding_box()
+    assert filters and filters["height"] < 48, f"the Chats / API calls filter takes room it does not need: {filters}"
     publish_screenshot(screenshot(page, "reply-complete"))
     assert_page_healthy(page, problems)
     context.close()
