@@ -711,3 +711,19 @@ def test_a_reply_stopped_while_thinking_keeps_its_reasoning_and_offers_continue(
     expect(reply_text(page)).to_have_text(ANSWER)
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
     expect(page.locator("details.msg-thinking")).to_have_count(2)  # the stopped reasoning is still shown
+
+
+def test_unsaved_parameters_survive_the_conversation_updates_a_reply_brings(
+    chat_page: Any, upstream: FakeUpstream
+) -> None:
+    page = chat_page
+    upstream.script(Scenario.text("First answer."), Scenario.text("Second answer."))
+    send(page, "Hello")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    page.get_by_text("Parameters", exact=True).click()
+    page.get_by_label("Temperature").fill("0.7")
+
+    send(page, "Again")  # the reply's start and end each bring a `conversation` frame
+    expect(reply_text(page)).to_have_text("Second answer.")
+
+    expect(page.get_by_label("Temperature")).to_have_value("0.7")

@@ -418,7 +418,7 @@ class Chat {
     this.el.title.textContent = title;
     document.title = `${title} · Chat`;
     if (document.activeElement !== this.el.model && conversation.model) this.el.model.value = conversation.model;
-    if (!this.el.parametersForm.contains(document.activeElement)) this.parameters.show(this.el.model.value, conversation.parameters);
+    if (!this.el.parametersForm.contains(document.activeElement)) this.parameters.refresh(this.el.model.value, conversation.parameters);
   }
 
   on_conversation_deleted(frame) {

@@ -14,12 +14,19 @@ export class ParameterSettings {
 
   /** Draws the fields of `modelRef`, filled with `values` (the conversation's parameters). */
   show(modelRef, values = {}) {
+    this.drawn = JSON.stringify([modelRef, values ?? {}]);
     const rules = this.rules.get(modelRef) ?? {};
     this.fields.replaceChildren();
     this.inputs.clear();
     for (const [name, rule] of Object.entries(rules)) this.fields.append(this.field(name, rule, values[name]));
     if (!this.inputs.size) this.fields.textContent = "This model takes no parameters.";
     this.status.textContent = "";
+  }
+
+  /** Draws them again only if the model or the saved values changed (another tab, a model switch):
+   * a `conversation` frame comes with every reply, and must not wipe what the user is typing. */
+  refresh(modelRef, values = {}) {
+    if (JSON.stringify([modelRef, values ?? {}]) !== this.drawn) this.show(modelRef, values);
   }
 
   field(name, rule, value) {
