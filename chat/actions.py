@@ -69,10 +69,10 @@ async def _announce(conversation: Conversation, result: services.SendResult) -> 
 
 # Every way of starting a reply, by the name clients use, with the fields each takes besides `client_id`.
 REPLY_STARTERS: dict[str, tuple[Callable[..., services.SendResult], tuple[str, ...]]] = {
-    "send": (services.message_send, ("content",)),
+    "send": (services.message_send, ("content", "attachments")),
     "regenerate": (services.reply_regenerate, ("message", "model")),
     "retry": (services.reply_regenerate, ("message", "model")),
-    "edit": (services.message_edit, ("content", "message")),
+    "edit": (services.message_edit, ("content", "message", "attachments")),
     "continue": (services.reply_continue, ()),
 }
 

@@ -43,6 +43,11 @@ STATUS_FOR_CODE = {
     "rate_limited": 429,
     "budget_exhausted": 429,
     "unavailable": 503,
+    "file_too_large": 413,
+    "storage_full": 413,
+    "unsupported_file": 415,
+    "attachment_not_found": 404,
+    "attachment_used": 409,
 }
 
 View = Callable[..., Awaitable[HttpResponse]]

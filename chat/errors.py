@@ -30,6 +30,13 @@ class ChatError(Exception):
         "session_ended": "Your session ended. Log in again.",
         "invalid_api_key": "Incorrect API key provided.",
         "model_not_allowed": "This API key may not use that model.",
+        "file_too_large": "The file is larger than this server accepts.",
+        "unsupported_file": "This kind of file cannot be attached.",
+        "storage_full": "Your files use all the storage you have on this server.",
+        "too_many_files": "Too many files for one message.",
+        "attachment_not_found": "No such attachment in this conversation.",
+        "attachment_used": "That file was already sent with a message.",
+        "unsupported_attachment": "This conversation's model cannot take one of these files.",
         "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
 

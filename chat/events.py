@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 from channels.layers import get_channel_layer
+from django.urls import reverse
 
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Conversation, ImportJob, Message, ShareLink, answer_text
+from chat.models import Attachment, Conversation, ImportJob, Message, ShareLink, answer_text
 from chat.providers.base import ModelInfo
 from chat.providers.parameters import ParameterRule
 from chat.search import SearchHit
@@ -108,9 +109,36 @@ def message_payload(message: Message, *, with_content: bool = True, tree: Tree |
     }
     if with_content:
         payload["content"] = message.content
+    if message.role == Message.Role.USER:
+        payload["attachments"] = [attachment_payload(a) for a in _attachments_of(message)]
     if tree is not None and message.pk in tree:
         payload.update(tree.position(message.pk))
     return payload
+
+
+def _attachments_of(message: Message) -> list[Attachment]:
+    """A message's files as its selector prefetched them (chat.selectors.path_for, the send service):
+    frames are built on the event loop, where no query may run; never prefetched, a message has none shown."""
+    prefetched = getattr(message, "_prefetched_objects_cache", {})
+    return list(prefetched["attachments"]) if "attachments" in prefetched else []
+
+
+def attachment_payload(attachment: Attachment) -> Frame:
+    """A file as clients see it: what it is, and where its owner fetches it (and its thumbnail)."""
+    return {
+        "id": attachment.pk,
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "mime": attachment.mime,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
+        "message": attachment.message_id,
+        "url": reverse("chat:api-attachment-file", args=[attachment.pk]),
+        "thumbnail_url": reverse("chat:api-attachment-thumbnail", args=[attachment.pk])
+        if attachment.thumbnail_name
+        else None,
+    }
 
 
 def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
@@ -136,6 +164,8 @@ def model_payload(model: ModelInfo, rules: Mapping[str, ParameterRule]) -> Frame
         "provider": model.provider,
         "label": model.label,
         "context_tokens": model.context_tokens,
+        "vision": model.vision,
+        "pdf": model.pdf,
         "parameters": {name: _rule_payload(rule) for name, rule in rules.items()},
     }
 

@@ -1,8 +1,9 @@
 """HTTP: security headers Django does not set itself, the outage answers, JSON-only API bodies.
-WebSocket (ASGI): the handshake's Origin check and its outage answer."""
+WebSocket (ASGI): the handshake's Origin check and its outage answer. ASGI: the upload size guard."""
 
 import io
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ from django.utils.decorators import sync_and_async_middleware
 
 from chat import api
 from chat.consumers import CLOSE_UNAVAILABLE
+from chat.errors import ChatError
+from chat.services.attachments import file_too_large
 
 logger = logging.getLogger(__name__)
 
@@ -203,3 +206,58 @@ class WebSocketOutageGuard:
             await receive()
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE, "reason": "unavailable, retry"})
+
+
+# --- Upload bodies (ASGI) ---------------------------------------------------------------------
+
+UPLOAD_PATH = re.compile(r"^/api/conversations/\d+/attachments$")
+# The multipart envelope around one file: its headers and boundaries.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+
+
+class UploadSizeGuard:
+    """Refuses an attachment upload larger than one file may be before Django reads it: Django's ASGI
+    handler spools a whole body to disk before any view runs. A body that says its length is refused at
+    once (413); one sent without a length is cut off when it passes the limit."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not UPLOAD_PATH.match(scope["path"]):
+            return await self.application(scope, receive, send)
+        limit = settings.CHAT_ATTACHMENT_MAX_BYTES + UPLOAD_OVERHEAD_BYTES
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await _refuse(send, ChatError("file_too_large", _file_too_large_message()))
+        received = 0
+        over = answered = False
+
+        async def counted_receive() -> dict[str, Any]:
+            nonlocal received, over
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                over = True
+                return {"type": "http.disconnect"}  # Django stops reading and answers nothing
+            return message
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        await self.application(scope, counted_receive, tracked_send)
+        if over and not answered:
+            await _refuse(send, ChatError("file_too_large", _file_too_large_message()))
+
+
+def _file_too_large_message() -> str:
+    return file_too_large(settings.CHAT_ATTACHMENT_MAX_BYTES).message
+
+
+async def _refuse(send: Any, error: ChatError) -> None:
+    response = api.error_response(error)
+    headers = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})

@@ -281,6 +281,7 @@ class TranscriptView(models.Model):
         PAGE = "page", "Transcript page"
         JSON = "json", "JSON export"
         MARKDOWN = "markdown", "Markdown export"
+        ATTACHMENT = "attachment", "Attachment"
 
     # SET_NULL plus the snapshots below: the record outlives a deleted user or conversation.
     viewer = models.ForeignKey(
@@ -380,3 +381,48 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"Import {self.pk} ({self.kind}, {self.status})"
+
+
+# --- Attachments ---
+
+
+class Attachment(models.Model):
+    """A file a user uploaded into a conversation: pending (no message) until a `send` or `edit` names it.
+
+    The bytes live in the `attachments` storage (settings.STORAGES) under `storage_name`, with a
+    thumbnail beside them for an image; the row keeps what prompts and pages need without reading them."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        PDF = "pdf", "PDF"
+        TEXT = "text", "Text"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    mime = models.CharField(max_length=100)  # from the content, never from the name
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)  # the uploaded name, sanitised: shown, never used as a path
+    storage_name = models.CharField(max_length=300)
+    thumbnail_name = models.CharField(max_length=300, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    # A PDF's text, extracted once at upload (a text file's own text is read from storage when needed).
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["owner", "message"], name="attachment_owner_message"),
+            models.Index(fields=["message", "id"], name="attachment_message_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == self.Kind.IMAGE

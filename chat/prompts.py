@@ -9,16 +9,88 @@ any text are never sent; a stopped or interrupted reply is sent with the text it
 follows it, as the next assistant turn).
 A reply whose provider gave it signed thinking blocks (Anthropic) carries them back as they came, in
 order with its answer text (`replay_blocks`); other providers send the answer text alone.
+A user message's files come along as the model takes them (chat.models.Attachment): an image as an
+image to a vision model (else a line saying it is not shown), a PDF as a document to a model that takes
+them, else (and a text file) as its text between clear markers. Files of earlier turns on the path are
+sent again with their message. The newest message's file text is trimmed to fit, with a marker saying
+how much was left out; an older message goes whole or, with everything older, not at all.
 The reply budget is the model's own output limit where one is configured, else CHAT_MAX_OUTPUT_TOKENS,
 and never more than half the model's context; a conversation's `max_output_tokens` parameter lowers it.
 """
 
-from chat.models import Conversation, Message
-from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, estimate_tokens
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from chat.models import Attachment, Conversation, Message
+from chat.providers.base import ChatTurn, GenerationRequest, ModelInfo, TurnFile, estimate_tokens
 from chat.providers.parameters import GenerationParameters
 
 # Room for the chat template's own tokens around each message.
 PER_MESSAGE_OVERHEAD_TOKENS = 4
+# What an image or a PDF document costs, about, besides a PDF's text: providers count them their own way.
+FILE_TOKENS = 1_000
+FILE_START = "[Attached file: {name} ({kind})]"
+FILE_END = "[End of {name}]"
+FILE_TRIMMED = "[… {count:,} more characters of {name} were left out to fit the model's context]"
+MARKER_TOKENS = 40  # a file's start, end and trimmed lines
+IMAGE_UNSEEN = "[Attached image: {name}. This model does not see images.]"
+
+ReadFile = Callable[[Attachment], bytes]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a message's files go: as files (read when the message is sent), or as text."""
+
+    files: tuple[Attachment, ...]
+    texts: tuple[tuple[Attachment | None, str], ...]  # (attachment, text), or (None, a line) for an unseen image
+    cost: int
+    text_cost: int  # of `cost`, what the texts take (the part trimmed to fit)
+
+    def turn_text(self, content: str, room_chars: int | None = None) -> str:
+        """The message's text with its files' text after it, each trimmed to what room is left."""
+        pieces = [content] if content else []
+        for attachment, text in self.texts:
+            if attachment is None:
+                pieces.append(text)
+                continue
+            shown = text if room_chars is None else text[: max(room_chars, 0)]
+            if room_chars is not None:
+                room_chars -= len(shown)
+            block = [FILE_START.format(name=attachment.name, kind=attachment.get_kind_display()), shown]
+            if len(shown) < len(text):
+                block.append(FILE_TRIMMED.format(count=len(text) - len(shown), name=attachment.name))
+            block.append(FILE_END.format(name=attachment.name))
+            pieces.append("\n".join(block))
+        return "\n\n".join(pieces)
+
+
+def _plan(attachments: Sequence[Attachment], model: ModelInfo) -> _Plan:
+    files: list[Attachment] = []
+    texts: list[tuple[Attachment | None, str]] = []
+    cost = 0
+    for attachment in attachments:
+        if attachment.kind == Attachment.Kind.IMAGE:
+            if model.vision:
+                files.append(attachment)
+                cost += FILE_TOKENS
+            else:
+                texts.append((None, IMAGE_UNSEEN.format(name=attachment.name)))
+        elif attachment.kind == Attachment.Kind.PDF and model.pdf:
+            files.append(attachment)
+            cost += FILE_TOKENS + estimate_tokens(attachment.text)
+        else:
+            texts.append((attachment, attachment.text))
+    text_cost = sum(estimate_tokens(text) + MARKER_TOKENS for _, text in texts)
+    return _Plan(tuple(files), tuple(texts), cost + text_cost, text_cost)
+
+
+def _turn_files(plan: _Plan, read: ReadFile | None) -> tuple[TurnFile, ...]:
+    if read is None:
+        return ()
+    return tuple(
+        TurnFile("image" if a.kind == Attachment.Kind.IMAGE else "pdf", a.mime, a.name, read(a)) for a in plan.files
+    )
 
 
 def reply_budget(model: ModelInfo, max_output_tokens: int) -> int:
@@ -35,10 +107,13 @@ def build_request(
     max_output_tokens: int,
     parameters: GenerationParameters | None = None,
     conversation_max_output: int | None = None,
+    attachments: Mapping[int, Sequence[Attachment]] | None = None,
+    read: ReadFile | None = None,
 ) -> GenerationRequest:
     """`history` is the path up to (not including) the reply being generated;
     `max_output_tokens` is the budget of a model with no limit of its own (CHAT_MAX_OUTPUT_TOKENS);
-    `parameters` and `conversation_max_output` what the conversation sets that the model accepts."""
+    `parameters` and `conversation_max_output` what the conversation sets that the model accepts;
+    `attachments` the files of its user messages by message id, `read` what gives a file's bytes."""
     budget = reply_budget(model, max_output_tokens)
     if conversation_max_output:
         budget = min(budget, conversation_max_output)
@@ -47,11 +122,22 @@ def build_request(
     for message in reversed(history):
         if message.role == Message.Role.ASSISTANT and not message.content:
             continue
-        cost = estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD_TOKENS
+        plan = _plan((attachments or {}).get(message.pk, ()), model)
+        cost = estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD_TOKENS + plan.cost
         if turns and cost > available:
             break
+        # The newest message is always sent: its files' text is trimmed to the room there is.
+        room = None if turns or cost <= available else (available - cost + plan.text_cost) * 4
         available -= cost
-        turns.append(ChatTurn(role=message.role, content=message.content, blocks=replay_blocks(message)))
+        content = plan.turn_text(message.content, room) if plan.texts else message.content
+        turns.append(
+            ChatTurn(
+                role=message.role,
+                content=content,
+                blocks=replay_blocks(message),
+                files=_turn_files(plan, read),
+            )
+        )
     turns.reverse()
     return GenerationRequest(
         model=model.name,

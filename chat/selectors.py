@@ -1,15 +1,16 @@
 """Reads: every query the chat features make, each scoped to its owner."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError
-from chat.models import ApiKey, Conversation, ImportJob, Message, ShareLink
+from chat.models import ApiKey, Attachment, Conversation, ImportJob, Message, ShareLink
 from chat.tree import Tree
 
 
@@ -112,11 +113,12 @@ class Path:
 
 
 def path_for(*, conversation: Conversation, leaf: int | None = None) -> Path:
-    """The messages from the root to `leaf` (default: the current leaf), in order; two queries."""
+    """The messages from the root to `leaf` (default: the current leaf), in order, with their files;
+    three queries."""
     tree = tree_for(conversation=conversation)
     leaf = current_leaf_in(conversation, tree) if leaf is None else leaf
     ids = tree.path_to(leaf) if leaf is not None else []
-    found = conversation.messages.in_bulk(ids)
+    found = conversation.messages.prefetch_related("attachments").in_bulk(ids)
     return Path(leaf=leaf, messages=[found[pk] for pk in ids], tree=tree)
 
 
@@ -245,3 +247,24 @@ def import_job_get_for(*, user: AbstractBaseUser, job_id: object) -> ImportJob:
     if job is None or not user.is_authenticated:
         raise ChatError("not_found")
     return job
+
+
+def attachments_by_message(*, message_ids: Iterable[int]) -> dict[int, list[Attachment]]:
+    """The files of these messages, by message id, in upload order; one query."""
+    found: dict[int, list[Attachment]] = {}
+    for attachment in Attachment.objects.filter(message_id__in=list(message_ids)).order_by("id"):
+        found.setdefault(attachment.message_id, []).append(attachment)
+    return found
+
+
+def attachment_get_for(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
+    """The user's own attachment, or `not_found` (another user's answers like a missing one)."""
+    attachment = Attachment.objects.filter(pk=attachment_id, owner_id=user.pk).first()
+    if attachment is None:
+        raise ChatError("not_found", _("No such attachment."))
+    return attachment
+
+
+def attachments_pending_for(*, conversation: Conversation) -> list[Attachment]:
+    """Files uploaded into the conversation that no message has named yet (the composer's tray)."""
+    return list(Attachment.objects.filter(conversation=conversation, message__isnull=True).order_by("id"))

@@ -1,7 +1,7 @@
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import path, re_path
 
-from chat import api, history_api, sse, views
+from chat import api, attachments_api, history_api, sse, views
 from chat.v1 import views as v1
 
 app_name = "chat"
@@ -19,6 +19,14 @@ urlpatterns = [
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
     path("api/conversations/<int:pk>/switch", api.switch, name="api-switch"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
+    path(
+        "api/conversations/<int:pk>/attachments",
+        attachments_api.conversation_attachments,
+        name="api-conversation-attachments",
+    ),
+    path("api/attachments/<int:pk>", attachments_api.attachment, name="api-attachment"),
+    path("api/attachments/<int:pk>/file", attachments_api.attachment_file, name="api-attachment-file"),
+    path("api/attachments/<int:pk>/thumbnail", attachments_api.attachment_thumbnail, name="api-attachment-thumbnail"),
     path("s/<str:token>/", views.share_page, name="share"),
     path("s/<str:token>/continue", views.share_continue, name="share-continue"),
     path("api/search", history_api.search_view, name="api-search"),

@@ -11,13 +11,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.engine.jobs import with_in_process_worker  # noqa: E402
-from chat.middleware import WebSocketOriginValidator, WebSocketOutageGuard  # noqa: E402
+from chat.middleware import UploadSizeGuard, WebSocketOriginValidator, WebSocketOutageGuard  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = with_in_process_worker(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": UploadSizeGuard(django_asgi_app),
             "websocket": WebSocketOriginValidator(
                 WebSocketOutageGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
             ),

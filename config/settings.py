@@ -355,3 +355,48 @@ CHAT_SEARCH_RESULTS = env_int("CHAT_SEARCH_RESULTS", 20)  # results one search a
 CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 50 * 1024 * 1024)  # largest upload (and unpacked JSON)
 # A model ('provider:model') that writes each conversation's title after its first reply; empty: off.
 CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")
+
+# --- Attachments (issue 15): files in a conversation, chat/attachments.py ----------------------
+# Where files live: the local filesystem under CHAT_ATTACHMENTS_DIR (embedded), or any S3-compatible
+# store through django-storages once CHAT_S3_BUCKET is set.
+CHAT_ATTACHMENTS_DIR = env_str("CHAT_ATTACHMENTS_DIR", str(BASE_DIR / "data" / "attachments"))
+CHAT_S3_BUCKET = env_str("CHAT_S3_BUCKET", "")
+CHAT_S3_ENDPOINT_URL = env_str("CHAT_S3_ENDPOINT_URL", "")  # empty: AWS itself
+CHAT_S3_REGION = env_str("CHAT_S3_REGION", "")
+CHAT_S3_ACCESS_KEY_ID = env_str("CHAT_S3_ACCESS_KEY_ID", "")
+CHAT_S3_SECRET_ACCESS_KEY = env_str("CHAT_S3_SECRET_ACCESS_KEY", "")
+CHAT_S3_PREFIX = env_str("CHAT_S3_PREFIX", "attachments")
+CHAT_ATTACHMENT_MAX_BYTES = env_int("CHAT_ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)  # one file
+CHAT_ATTACHMENTS_PER_MESSAGE = env_int("CHAT_ATTACHMENTS_PER_MESSAGE", 10)
+CHAT_ATTACHMENT_STORAGE_PER_USER = env_int("CHAT_ATTACHMENT_STORAGE_PER_USER", 1024 * 1024 * 1024)  # bytes
+# Which kinds of file may be attached: any of image, pdf, text.
+CHAT_ATTACHMENT_KINDS = env_list("CHAT_ATTACHMENT_KINDS", "image,pdf,text")
+# Of a PDF's extracted text, at most this many characters are stored (the prompt trims further).
+CHAT_ATTACHMENT_TEXT_MAX_CHARS = env_int("CHAT_ATTACHMENT_TEXT_MAX_CHARS", 200_000)
+# Models that see images / take PDFs as documents ('provider:model'), besides those their provider
+# declares (chat/providers/registry.py); others get a PDF's text and refuse images.
+CHAT_VISION_MODELS = env_list("CHAT_VISION_MODELS", "")
+CHAT_PDF_MODELS = env_list("CHAT_PDF_MODELS", "")
+if CHAT_S3_BUCKET:
+    _s3_options = {
+        "bucket_name": CHAT_S3_BUCKET,
+        "endpoint_url": CHAT_S3_ENDPOINT_URL or None,
+        "region_name": CHAT_S3_REGION or None,
+        "access_key": CHAT_S3_ACCESS_KEY_ID or None,
+        "secret_key": CHAT_S3_SECRET_ACCESS_KEY or None,
+        "location": CHAT_S3_PREFIX,
+        "default_acl": None,
+        "querystring_auth": True,
+        "file_overwrite": False,
+    }
+    _attachments_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+else:
+    _attachments_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": CHAT_ATTACHMENTS_DIR},
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": _attachments_storage,
+}

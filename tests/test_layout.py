@@ -11,7 +11,7 @@ PACKAGES = ("chat", "config")
 
 # Lowest first. A module may import only from its own layer or a lower one (and never in a loop).
 LAYERS: list[tuple[str, ...]] = [
-    ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "config.env", "config.settings"),
+    ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "chat.files", "config.env", "config.settings"),
     ("chat.providers", "chat.redis_clients"),
     ("chat.live", "chat.selectors", "chat.search", "chat.limits", "chat.prompts"),
     ("chat.events", "chat.services"),
@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "chat.api",
         "chat.history_api",
+        "chat.attachments_api",
         "chat.sse",
         "chat.v1",
         "chat.consumers",

@@ -8,7 +8,16 @@ from typing import Any
 import anthropic
 
 from chat.per_loop import PerLoop
-from chat.providers.base import ChatTurn, Delta, GenerationRequest, ModelInfo, Provider, ProviderError, ReplyStream
+from chat.providers.base import (
+    ChatTurn,
+    Delta,
+    GenerationRequest,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    ReplyStream,
+    TurnFile,
+)
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, STOP, ParameterError, ParameterRule
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.transport import error_for_kind, error_for_status, request_timeout
@@ -71,7 +80,11 @@ class AnthropicProvider(Provider):
         )
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo.of(self.name, model, context_tokens=CONTEXT_TOKENS) for model in self.model_names]
+        # Every current Claude model sees images and reads PDFs as documents.
+        return [
+            ModelInfo.of(self.name, model, context_tokens=CONTEXT_TOKENS, vision=True, pdf=True)
+            for model in self.model_names
+        ]
 
     def stream(self, request: GenerationRequest) -> ReplyStream:
         return AnthropicReplyStream(request, provider=self)
@@ -125,19 +138,29 @@ class AnthropicProvider(Provider):
 
 
 def _message(turn: ChatTurn) -> dict[str, Any]:
-    """A turn as the API takes it: its content blocks, as received, where it has them; else its text."""
-    return {"role": turn.role, "content": [dict(block) for block in turn.blocks] if turn.blocks else turn.content}
+    """A turn as the API takes it: its content blocks, as received, where it has them (its files as
+    `image` and `document` blocks first); else its text."""
+    if not (turn.blocks or turn.files):
+        return {"role": turn.role, "content": turn.content}
+    return {"role": turn.role, "content": [dict(block) for block in _blocks(turn)]}
 
 
-def _blocks(turn: ChatTurn) -> tuple[dict[str, str], ...]:
-    return turn.blocks or ({"type": "text", "text": turn.content},)
+def _file_block(file: TurnFile) -> dict[str, Any]:
+    """An image or a PDF as a content block with a base64 source."""
+    block_type = "image" if file.kind == "image" else "document"
+    return {"type": block_type, "source": {"type": "base64", "media_type": file.mime, "data": file.base64}}
+
+
+def _blocks(turn: ChatTurn) -> tuple[dict[str, Any], ...]:
+    text = turn.blocks or (({"type": "text", "text": turn.content},) if turn.content else ())
+    return (*(_file_block(file) for file in turn.files), *text)
 
 
 def _merged(first: ChatTurn, second: ChatTurn) -> ChatTurn:
     """Two turns of one role as one; a turn with content blocks keeps them (signed blocks must go back
-    unchanged), so the merge is then a list of blocks, not a string."""
+    unchanged), so the merge is then a list of blocks, not a string; so is one with files."""
     content = f"{first.content}\n\n{second.content}"
-    if not (first.blocks or second.blocks):
+    if not (first.blocks or second.blocks or first.files or second.files):
         return ChatTurn(first.role, content)
     return ChatTurn(first.role, content, (*_blocks(first), *_blocks(second)))
 
@@ -150,7 +173,7 @@ def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
     """
     merged: list[ChatTurn] = []
     for turn in turns:
-        if not (turn.content or turn.blocks) or (not merged and turn.role != "user"):
+        if not (turn.content or turn.blocks or turn.files) or (not merged and turn.role != "user"):
             continue
         if merged and merged[-1].role == turn.role:
             merged[-1] = _merged(merged[-1], turn)

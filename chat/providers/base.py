@@ -1,6 +1,7 @@
 """The one interface every provider implements: a stream of deltas (answer text, or a thinking
 model's reasoning), then a final result."""
 
+import base64
 import math
 import time
 from abc import ABC, abstractmethod
@@ -63,14 +64,35 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True)
+class TurnFile:
+    """A file that goes to the model as itself, not as text: an image (vision models) or a PDF (models
+    that take documents). Text files and other PDFs are already in the turn's `content` (chat.prompts)."""
+
+    kind: Literal["image", "pdf"]
+    mime: str
+    name: str
+    data: bytes
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{self.base64}"
+
+
+@dataclass(frozen=True)
 class ChatTurn:
     """One message of the prompt. `content` is its answer text; `blocks`, when a provider needs more
     than the text back (Anthropic's signed thinking blocks), the content blocks to send as they were
-    received. Providers that know no blocks send `content`."""
+    received. Providers that know no blocks send `content`. `files`: a user turn's images and PDFs,
+    each provider sends them in its own format."""
 
     role: Role
     content: str
     blocks: tuple[dict[str, str], ...] = ()
+    files: tuple[TurnFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,11 +147,17 @@ class ModelInfo:
     # The model's own reply budget, configured with its context (settings.MODEL_LIMITS, applied by the
     # registry); None: the server's CHAT_MAX_OUTPUT_TOKENS. Either way at most half the context (chat.prompts).
     max_output_tokens: int | None = None
+    # What it takes besides text, as its provider declares it (or CHAT_VISION_MODELS / CHAT_PDF_MODELS):
+    # images, and PDFs as documents (without, a PDF goes as its extracted text).
+    vision: bool = False
+    pdf: bool = False
 
     @classmethod
-    def of(cls, provider: str, name: str, *, context_tokens: int, label: str = "") -> "ModelInfo":
+    def of(
+        cls, provider: str, name: str, *, context_tokens: int, label: str = "", vision: bool = False, pdf: bool = False
+    ) -> "ModelInfo":
         """The model `name` of `provider`, labelled by its name unless told otherwise."""
-        return cls(f"{provider}:{name}", provider, name, label or name, context_tokens)
+        return cls(f"{provider}:{name}", provider, name, label or name, context_tokens, vision=vision, pdf=pdf)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import openai
 import orjson
 
 from chat.per_loop import PerLoop
-from chat.providers.base import Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
+from chat.providers.base import ChatTurn, Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
 from chat.providers.openai_responses import ResponsesReplyStream, reasoning_efforts
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, GenerationParameters, ParameterRule
 from chat.providers.sdk import SDKReplyStream
@@ -20,6 +20,8 @@ from chat.providers.transport import error_for_kind, request_timeout, sse_data
 # entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
 CONTEXT_TOKENS = {"gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576}
 DEFAULT_CONTEXT_TOKENS = 8_192
+# OpenAI's models that see images (by name prefix); a compatible server's only when CHAT_VISION_MODELS names them.
+VISION_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")
 # Where compatible servers stream reasoning in a delta: vLLM, DeepSeek and llama.cpp say
 # `reasoning_content`, Ollama, OpenRouter and newer vLLM `reasoning`, others `reasoning_text`. Only the
 # first one present counts: vLLM, while renaming its field, sent the same text under both names.
@@ -60,7 +62,12 @@ class OpenAIProvider(Provider):
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo.of(self.name, model, context_tokens=CONTEXT_TOKENS.get(model, DEFAULT_CONTEXT_TOKENS))
+            ModelInfo.of(
+                self.name,
+                model,
+                context_tokens=CONTEXT_TOKENS.get(model, DEFAULT_CONTEXT_TOKENS),
+                vision=self.name == "openai" and model.startswith(VISION_PREFIXES),
+            )
             for model in self.model_names
         ]
 
@@ -97,7 +104,7 @@ class OpenAIProvider(Provider):
     def open_response(self, request: GenerationRequest) -> Any:
         """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
         messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
+        messages += [{"role": turn.role, "content": chat_content(turn)} for turn in request.turns]
         return self.client.chat.completions.with_streaming_response.create(
             model=request.model,
             messages=messages,
@@ -168,6 +175,15 @@ class OpenAIReplyStream(SDKReplyStream):
         if self._think_tags is not None:
             return self._think_tags.feed(content)
         return [Delta(content)] if content else []
+
+
+def chat_content(turn: ChatTurn) -> str | list[dict[str, Any]]:
+    """A turn's content for Chat Completions: its text, or text and `image_url` parts (data URLs)."""
+    if not turn.files:
+        return turn.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn.content}] if turn.content else []
+    parts += [{"type": "image_url", "image_url": {"url": file.data_url}} for file in turn.files if file.kind == "image"]
+    return parts
 
 
 def _parameters(parameters: GenerationParameters) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import orjson
 
-from chat.providers.base import Delta, GenerationRequest, ProviderError
+from chat.providers.base import ChatTurn, Delta, GenerationRequest, ProviderError
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.transport import error_for_kind, request_timeout, sse_data
 
@@ -53,12 +53,21 @@ def reasoning_efforts(name: str) -> tuple[str, ...]:
     return next((efforts for prefix, efforts in REASONING_EFFORTS.items() if name.startswith(prefix)), ())
 
 
+def _input_content(turn: ChatTurn) -> str | list[dict[str, Any]]:
+    """A turn's input for the Responses API: its text, or `input_text` and `input_image` items (data URLs)."""
+    if not turn.files:
+        return turn.content
+    items: list[dict[str, Any]] = [{"type": "input_text", "text": turn.content}] if turn.content else []
+    items += [{"type": "input_image", "image_url": file.data_url} for file in turn.files if file.kind == "image"]
+    return items
+
+
 def request_body(request: GenerationRequest, *, background: bool) -> dict[str, Any]:
     """The create call's arguments. A background response must be stored (that is what lets it be read
     again); any other is not, so OpenAI keeps nothing of it."""
     body: dict[str, Any] = {
         "model": request.model,
-        "input": [{"role": turn.role, "content": turn.content} for turn in request.turns],
+        "input": [{"role": turn.role, "content": _input_content(turn)} for turn in request.turns],
         "max_output_tokens": request.max_output_tokens,
         "stream": True,
         "store": background,

@@ -65,8 +65,17 @@ def providers() -> dict[str, Provider]:
 
 def models_of(provider: Provider) -> list[ModelInfo]:
     """The models `provider` offers, with the limits configured for them (MODEL@CONTEXT/MAX_OUTPUT in the
-    settings' model lists), which win over what the provider assumes."""
-    return [replace(model, **settings.MODEL_LIMITS.get(model.ref, {})) for model in provider.models()]
+    settings' model lists), which win over what the provider assumes, and what each takes besides text
+    (images, PDFs): declared by its provider, or named in CHAT_VISION_MODELS / CHAT_PDF_MODELS."""
+    return [
+        replace(
+            model,
+            vision=model.vision or model.ref in settings.CHAT_VISION_MODELS,
+            pdf=model.pdf or model.ref in settings.CHAT_PDF_MODELS,
+            **settings.MODEL_LIMITS.get(model.ref, {}),
+        )
+        for model in provider.models()
+    ]
 
 
 def available_models() -> list[ModelInfo]:

@@ -13,10 +13,12 @@ from django.utils import timezone
 
 from chat import selectors
 from chat.errors import ChatError
+from chat.files import read_file
 from chat.models import Conversation, DailyUsage, Message, ReplyPart, stored_parts
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
+from chat.services.attachments import attachments_check_model
 from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
 from chat.services.search_index import search_index_messages
@@ -77,6 +79,21 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         )
         return None
     history = selectors.history_for(reply=reply)
+    attachments = selectors.attachments_by_message(message_ids=[m.pk for m in history if m.role == Message.Role.USER])
+    question = next((m for m in reversed(history) if m.role == Message.Role.USER), None)
+    try:
+        # Guards a reply whose model changed since the send (a regenerate with another model, say).
+        attachments_check_model(model_ref=reply.model, attachments=attachments.get(question.pk, []) if question else [])
+    except ChatError as error:
+        generation_finish(
+            message_id=message_id,
+            seq=0,
+            status=Message.Status.FAILED,
+            result=StreamResult(),
+            error=error,
+            lease_holder=lease_holder,
+        )
+        return None
     parameters, conversation_max_output = parameters_for_request(
         provider=provider, model=model, values=conversation.parameters
     )
@@ -87,6 +104,8 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
         parameters=parameters,
         conversation_max_output=conversation_max_output,
+        attachments=attachments,
+        read=lambda attachment: read_file(attachment.storage_name),
     )
     return GenerationContext(
         reply=reply, conversation=conversation, request=request, provider=provider, lease_holder=lease_holder

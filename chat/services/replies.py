@@ -2,18 +2,20 @@
 
 Every new message goes into the conversation's tree (chat/tree.py) and ends the current branch."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from chat import limits, selectors
 from chat.errors import ChatError
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
+from chat.services.attachments import attachments_attach, attachments_check_model, attachments_for_message
 from chat.services.conversations import (
     conversation_leaf_set,
     conversation_touch,
@@ -36,10 +38,12 @@ class SendResult:
     tree: Tree = field(default_factory=lambda: Tree.of(()))
 
 
-def _validate_content(content: object) -> str:
+def _validate_content(content: object, *, with_files: bool = False) -> str:
+    if content is None and with_files:
+        content = ""
     if not isinstance(content, str):
         raise ChatError("invalid", "`content` must be a string.")
-    if not content.strip():
+    if not content.strip() and not with_files:  # a message may be its files alone
         raise ChatError("empty_message")
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
@@ -73,6 +77,7 @@ def _start_reply(
     parent_id: int | None,
     user_content: str | None = None,
     model: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> SendResult:
     """Create (optionally) a user message under `parent_id` and a pending reply under it (else under
     `parent_id` itself), atomically, and make the reply the current leaf; `busy` if one runs."""
@@ -88,6 +93,8 @@ def _start_reply(
                     content=user_content,
                     client_id=client_id,
                 )
+                attachments_attach(message=user_message, attachments=attachments)
+                prefetch_related_objects([user_message], "attachments")  # for the frames
                 reply = _new_reply(conversation, parent_id=user_message.pk, model=model or conversation.model)
                 search_index_messages(message_ids=[user_message.pk])
             else:
@@ -95,7 +102,7 @@ def _start_reply(
                     conversation, parent_id=parent_id, model=model or conversation.model, client_id=client_id
                 )
             if not conversation.title and user_message is not None:
-                conversation.title = title_from(user_content or "")
+                conversation.title = title_from(user_content or (attachments[0].name if attachments else ""))
                 Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
                 search_index_conversations(conversation_ids=[conversation.pk])
             conversation_leaf_set(conversation=conversation, leaf_id=reply.pk)
@@ -154,6 +161,7 @@ def reply_refuse_job(*, message_id: int, code: str) -> Message:
 def _replay(existing: Message) -> SendResult:
     """The result of a send that already happened (same client id): nothing new is created."""
     if existing.role == Message.Role.USER:
+        prefetch_related_objects([existing], "attachments")
         reply = selectors.reply_after(message=existing)
         return SendResult(user_message=existing, reply=reply, created=False)
     return SendResult(user_message=None, reply=existing, created=False)
@@ -179,18 +187,23 @@ def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[...,
 
 
 @_idempotent_and_limited
-def message_send(*, conversation: Conversation, client_id: str, content: object) -> SendResult:
-    """Post the user's message at the end of the current branch, and a pending reply.
-    Idempotent on `client_id`; `busy` while a reply runs (on any branch)."""
-    content = _checked_new_message(conversation, content)
+def message_send(
+    *, conversation: Conversation, client_id: str, content: object, attachments: object = None
+) -> SendResult:
+    """Post the user's message at the end of the current branch, with the uploaded files it names
+    (`attachments`, ids), and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
+    files = attachments_for_message(conversation=conversation, ids=attachments)
+    content = _checked_new_message(conversation, content, files)
     leaf = selectors.current_leaf_in(conversation, selectors.tree_for(conversation=conversation))
-    return _start_reply(conversation, client_id=client_id, parent_id=leaf, user_content=content)
+    return _start_reply(conversation, client_id=client_id, parent_id=leaf, user_content=content, attachments=files)
 
 
-def _checked_new_message(conversation: Conversation, content: object) -> str:
-    """A new user message may be posted: its text is valid, the model offered, no reply running."""
-    content = _validate_content(content)
+def _checked_new_message(conversation: Conversation, content: object, files: Sequence[Attachment] = ()) -> str:
+    """A new user message may be posted: its text is valid, the model offered and able to take its
+    files, no reply running."""
+    content = _validate_content(content, with_files=bool(files))
     model_validate(conversation.model)
+    attachments_check_model(model_ref=conversation.model, attachments=files)
     _check_not_busy(conversation)
     return content
 
@@ -229,17 +242,31 @@ def reply_regenerate(
     _check_not_busy(conversation)
     tree = selectors.tree_for(conversation=conversation)
     head = tree.answer_head(target.pk)
+    question = tree.parents[head]
+    if question is not None:  # the files of the message it answers must suit the model asked
+        attachments_check_model(model_ref=model_ref, attachments=Attachment.objects.filter(message_id=question))
     return _start_reply(conversation, client_id=client_id, parent_id=tree.parents[head], model=model_ref)
 
 
 @_idempotent_and_limited
-def message_edit(*, conversation: Conversation, client_id: str, content: object, message: object = None) -> SendResult:
+def message_edit(
+    *,
+    conversation: Conversation,
+    client_id: str,
+    content: object,
+    message: object = None,
+    attachments: object = None,
+) -> SendResult:
     """An edited copy of a user message (default: the current branch's last), beside it, and its reply;
-    the old message and everything under it stay as the other branch."""
-    content = _checked_new_message(conversation, content)
+    the old message and everything under it stay as the other branch. The copy keeps the message's
+    files, or has those `attachments` names (kept ones of the message, and newly uploaded ones)."""
     nothing = ChatError("nothing_to_regenerate", "There is no message to edit.")
     target = _target(conversation, message, role=Message.Role.USER, nothing=nothing)
-    return _start_reply(conversation, client_id=client_id, parent_id=target.parent_id, user_content=content)
+    files = attachments_for_message(conversation=conversation, ids=attachments, kept_from=target)
+    content = _checked_new_message(conversation, content, files)
+    return _start_reply(
+        conversation, client_id=client_id, parent_id=target.parent_id, user_content=content, attachments=files
+    )
 
 
 @_idempotent_and_limited
