@@ -28,6 +28,10 @@ THUMBNAIL_SIZE = (480, 480)
 # Text files by extension; the content must still be UTF-8. Markup a browser would run is never text.
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv", ".json": "application/json"}
 NEVER_TEXT = {".html", ".htm", ".xhtml", ".svg", ".xml", ".xsl", ".shtml", ".mht", ".mhtml"}
+# Names that claim a binary type: text under such a name is refused (it is not what it says).
+BINARY_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".pdf", ".bmp", ".tif", ".tiff", ".ico"}
+# Content a browser would take for a web page or an SVG image, whatever the name says.
+MARKUP = re.compile(rb"^\s*(<!doctype\s+html|<html|<svg|<\?xml|<script|<head|<body|<iframe)", re.I)
 # Only the head of a file is sniffed for text before it is read whole.
 SNIFF_BYTES = 8192
 
@@ -196,8 +200,12 @@ def _decoded(upload: IO[bytes], max_chars: int) -> str:
 
 def _text(upload: IO[bytes], *, name: str, max_text_chars: int) -> Inspected:
     extension = PurePosixPath(name.lower()).suffix
-    if extension in NEVER_TEXT:
+    upload.seek(0)
+    head = upload.read(SNIFF_BYTES)
+    if extension in NEVER_TEXT or MARKUP.match(head.lstrip(b"\xef\xbb\xbf")):
         raise unsupported(_("web pages and SVG images are not accepted."))
+    if extension in BINARY_EXTENSIONS:
+        raise unsupported(_("its content is text, not the %(type)s its name says.") % {"type": extension[1:].upper()})
     text = _decoded(upload, max_text_chars)
     mime = TEXT_TYPES.get(extension, "text/plain")
     return Inspected(

@@ -10,7 +10,13 @@ from tests.harness import communicators
 
 communicators.install()
 
-pytest_plugins = ["tests.engine_fixtures", "tests.cluster_fixtures", "tests.browser_fixtures", "tests.api_fixtures"]
+pytest_plugins = [
+    "tests.engine_fixtures",
+    "tests.cluster_fixtures",
+    "tests.browser_fixtures",
+    "tests.api_fixtures",
+    "tests.attachment_fixtures",
+]
 
 # --- Providers: the fake upstream HTTP server -----------------------------------------------------
 
