@@ -137,7 +137,7 @@ def attachments_for_message(
 def attachments_check_model(*, model_ref: str, attachments: Iterable[Attachment]) -> None:
     """`unsupported_attachment`, naming the model, when it cannot take one of these files (before any call)."""
     try:
-        _, model = registry.resolve(model_ref)
+        model = registry.resolve(model_ref)[1]
     except registry.UnknownModel:
         return  # model_validate refuses it
     for attachment in attachments:
