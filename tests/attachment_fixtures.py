@@ -52,3 +52,13 @@ def upload(owner_client) -> Callable[..., Any]:
         return (client or owner_client).post(f"/api/conversations/{conversation.pk}/attachments", {"file": file})
 
     return post
+
+
+@pytest.fixture
+def vision(settings, engine) -> None:
+    """The engine's test model sees images; `openai:gpt-other` does not."""
+    from chat.providers import registry
+    from tests.engine_fixtures import TEST_MODEL
+
+    settings.CHAT_VISION_MODELS = [TEST_MODEL]
+    registry.reset()

@@ -12,7 +12,6 @@ from django.test import AsyncClient
 
 from chat import services
 from chat.models import Attachment, Message
-from chat.providers import registry
 from chat.services.attachments import attachment_create
 from tests.attachment_files import png, stored_files
 from tests.engine_fixtures import TEST_MODEL
@@ -20,13 +19,6 @@ from tests.engine_helpers import read_row
 from tests.harness.waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
-
-
-@pytest.fixture
-def vision(settings):
-    """The test model sees images; `openai:gpt-other` does not."""
-    settings.CHAT_VISION_MODELS = [TEST_MODEL]
-    registry.reset()
 
 
 @database_sync_to_async

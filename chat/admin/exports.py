@@ -19,6 +19,11 @@ def _message_record(entry: TranscriptEntry) -> dict[str, object]:
     record["sibling_count"] = entry.count
     record["superseded"] = message.superseded_at is not None
     record["tokens_per_second"] = message.tokens_per_second
+    # Files are referenced, not embedded: staff fetch each through the admin (audited).
+    record["attachments"] = [
+        {"id": a.pk, "name": a.name, "kind": a.kind, "mime": a.mime, "size": a.size, "sha256": a.sha256}
+        for a in message.attachments.all()
+    ]
     return record
 
 

@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -40,7 +40,8 @@ from chat.admin.selectors import (
     usage_summary_for_period,
 )
 from chat.admin.services import transcript_view_record
-from chat.models import Conversation, Message, TranscriptView
+from chat.attachments_api import file_response
+from chat.models import Attachment, Conversation, Message, TranscriptView
 
 
 class ReviewOnlyAdmin(admin.ModelAdmin):
@@ -229,7 +230,23 @@ class ConversationAdmin(ReviewOnlyAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         usage = path("usage/", self.admin_site.admin_view(self.usage_view), name="chat_conversation_usage")
-        return [usage, *super().get_urls()]
+        file = path(
+            "attachments/<int:pk>/", self.admin_site.admin_view(self.attachment_view), name="chat_attachment_file"
+        )
+        return [usage, file, *super().get_urls()]
+
+    def attachment_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """A file of a transcript, to staff who may view its conversation; recorded like opening the
+        transcript (via `attachment`). Served as the owner gets it: inline only for images and thumbnails."""
+        attachment = Attachment.objects.select_related("conversation").filter(pk=pk).first()
+        if attachment is None or not self.has_view_permission(request, attachment.conversation):
+            raise Http404
+        thumbnail = request.GET.get("thumbnail") == "1" and bool(attachment.thumbnail_name)
+        if not thumbnail:  # thumbnails are part of the page already recorded
+            transcript_view_record(
+                viewer=request.user, conversations=[attachment.conversation], via=TranscriptView.Via.ATTACHMENT
+            )
+        return file_response(attachment, thumbnail=thumbnail, inline=request.GET.get("inline") == "1")
 
     def usage_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):

@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat.models import ApiKey, Conversation, Message
+from chat.models import ApiKey, Attachment, Conversation, Message
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
@@ -119,7 +119,7 @@ def message_distinct_values(*, fields: list[str]) -> list[tuple[str, ...]]:
 
 def transcript_messages(*, conversation: Conversation) -> list[Message]:
     """Every message of a conversation in id order, every branch included (history is evidence)."""
-    return list(Message.objects.filter(conversation=conversation).order_by("id"))
+    return list(Message.objects.filter(conversation=conversation).prefetch_related("attachments").order_by("id"))
 
 
 MAX_TRANSCRIPT_INDENT = 6  # deeper branches are drawn at this depth: a page, not a staircase
@@ -160,7 +160,9 @@ def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> l
 
 def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:
     """The chosen conversations with owner and ordered messages loaded: two queries in all."""
-    ordered_messages = Prefetch("messages", queryset=Message.objects.order_by("id"), to_attr="transcript")
+    ordered_messages = Prefetch(
+        "messages", queryset=Message.objects.prefetch_related("attachments").order_by("id"), to_attr="transcript"
+    )
     return list(
         Conversation.objects.filter(pk__in=conversations.values("pk"))
         .select_related("owner")
@@ -178,6 +180,7 @@ class UsageRow:
     tokens_in: int
     tokens_out: int
     failures: int
+    storage_bytes: int = 0  # attachments stored now (not only in the period)
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
         tokens_in=sum(row.tokens_in for row in rows),
         tokens_out=sum(row.tokens_out for row in rows),
         failures=sum(row.failures for row in rows),
+        storage_bytes=sum(row.storage_bytes for row in rows),
     )
 
 
@@ -225,10 +229,12 @@ def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
         )
         .order_by("conversation__owner__username")
     )
+    stored = dict(Attachment.objects.values("owner_id").annotate(total=Sum("size")).values_list("owner_id", "total"))
     rows = [
         UsageRow(
-            user_id=row.pop("conversation__owner_id"),
+            user_id=(owner_id := row.pop("conversation__owner_id")),
             username=row.pop("conversation__owner__username"),
+            storage_bytes=stored.get(owner_id, 0),
             **row,
         )
         for row in grouped
