@@ -57,6 +57,8 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "imports": reverse("chat:api-imports"),
             "import_job": reverse("chat:api-import", args=[0]),
             "share_api": reverse("chat:api-share", args=[0]),
+            "conversation_attachments": reverse("chat:api-conversation-attachments", args=[0]),
+            "attachment_api": reverse("chat:api-attachment", args=[0]),
         },
     }
     return {

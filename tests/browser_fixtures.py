@@ -65,6 +65,9 @@ def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPa
         # Every browser test chats as one user: the per-minute rate (tests/test_limits.py) must not
         # depend on how many of them ran within the last minute.
         "CHAT_MESSAGES_PER_MINUTE": "1000",
+        # Attachments: the test model sees images; files go under the server's own folder.
+        "CHAT_VISION_MODELS": "openai:gpt-test",
+        "CHAT_ATTACHMENTS_DIR": str(folder / "attachments"),
     }
     for name in ("DATABASE_URL", "REDIS_URL", "ANTHROPIC_API_KEY", "OPENAI_COMPATIBLE_SERVERS"):
         env.pop(name, None)

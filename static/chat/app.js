@@ -16,6 +16,7 @@
 // id (`activeReplyId`) so its frames are not mistaken for lost history, and Stop still reaches it.
 
 import { api, urlFor } from "./api.js";
+import { AttachmentTray } from "./attachments.js";
 import { Connection } from "./connection.js";
 import { MessageView, setRenderHooks } from "./messages.js";
 import { Imports } from "./imports.js";
@@ -90,6 +91,18 @@ class Chat {
     this.imports = new Imports({ urls: this.urls, onImported: () => this.sidebar.refresh() });
     this.shares = new Shares({ urls: this.urls, conversationId: this.conversation?.id });
     this.search = new Search({ urls: this.urls, openSidebar: () => this.sidebar.reveal() });
+    this.tray = new AttachmentTray({
+      urls: this.urls,
+      tray: $("composer-files"),
+      button: $("attach-button"),
+      input: $("attach-input"),
+      dropZone: this.el.form,
+      composer: this.el.form,
+      ensureConversation: async () => (this.conversation || (await this.createConversation()) ? this.conversation.id : null),
+      onChange: () => this.updateComposer(),
+      showError: (message) => this.showError(message),
+    });
+    this.tray.restore(this.conversation?.id).catch(() => {});
     this.bind();
     this.replaceAll(page.messages);
     revealFoundMessage(this.el.messages);
@@ -195,7 +208,7 @@ class Chat {
     const running = this.running;
     this.el.send.hidden = running;
     this.el.stop.hidden = !running;
-    this.el.send.disabled = this.busy || !this.el.model.value;
+    this.el.send.disabled = this.busy || !this.el.model.value || Boolean(this.tray?.uploading);
     this.el.form.setAttribute("aria-busy", String(this.busy));
   }
 
@@ -345,6 +358,7 @@ class Chat {
       this.el.input.value = "";
       this.fitComposer();
     }
+    if (action.kind === "send" && action.frame.attachments) this.tray.sent(action.frame.attachments);
     if (!this.isCurrent(frame)) return;
     if (frame.user_message) this.receiveMessage(frame.user_message);
     this.receiveMessage(frame.message);
@@ -443,9 +457,10 @@ class Chat {
 
   async send() {
     const content = this.el.input.value;
-    if (!content.trim() || this.busy) return;
+    const attachments = this.tray.ids();
+    if ((!content.trim() && !attachments.length) || this.busy || this.tray.uploading) return;
     if (!this.conversation && !(await this.createConversation())) return;
-    this.startAction("send", { content });
+    this.startAction("send", attachments.length ? { content, attachments } : { content });
   }
 
   /** Start a send, edit, regenerate, retry or continue. Sent again after a reconnect until answered. */

@@ -10,6 +10,7 @@
 // branch through the sibling next to it. Every user message can be edited and every reply regenerated
 // (with the model picked beside the button); the server answers with the new branch.
 
+import { renderFiles } from "./attachments.js";
 import { MarkdownView } from "./markdown.js";
 
 const ACTIVE = new Set(["pending", "streaming"]);
@@ -173,7 +174,14 @@ export class MessageView {
       this.reasoningMarkdown = new MarkdownView(this.thoughtsBody);
       article.append(this.thoughts);
     }
-    article.append(this.body, this.state, this.error, this.meta, this.buttons);
+    article.append(this.body);
+    if (this.role === "user") {
+      this.files = document.createElement("div");
+      this.files.className = "msg-files";
+      this.files.hidden = true;
+      article.append(this.files);
+    }
+    article.append(this.state, this.error, this.meta, this.buttons);
     if (this.role === "assistant") {
       this.markdown = new MarkdownView(this.body);
       this.body.setAttribute("aria-live", "polite");
@@ -319,6 +327,10 @@ export class MessageView {
   }
 
   renderUserBody() {
+    if (this.data.attachments !== this.shownFiles) {
+      this.shownFiles = this.data.attachments;
+      renderFiles(this.files, this.data.attachments);
+    }
     if (this.editing || !this.contentDirty) return;
     this.body.textContent = this.data.content;
     this.contentDirty = false;
