@@ -200,3 +200,80 @@ async def test_a_reply_that_crosses_the_budget_stops_within_a_checkpoint_interva
     per_interval = round(settings.CHAT_CHECKPOINT_SECONDS / every)
     assert crossed_at <= len(saved.content) // 5 <= crossed_at + per_interval + 1
     assert saved.cost is not None and saved.cost_estimated
+
+
+# --- across Daphne processes ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_servers(upstream, tmp_path):
+    """Two Daphne servers and a worker on their own Redis prefix, with a daily budget of 60 (USD)."""
+    from tests.cluster_fixtures import cluster_env, stop_session_worker
+    from tests.harness.servers import Cluster
+
+    stop_session_worker()  # it shares the database: its reaper must not take this cluster's replies
+    env = cluster_env(
+        upstream.base_url_openai,
+        CHAT_REDIS_PREFIX=f"budget-{uuid.uuid4().hex[:8]}",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        CHAT_CHECKPOINT_SECONDS="1",
+        CHAT_DAILY_COST_BUDGET="60",
+    )
+    cluster = Cluster(env, tmp_path)
+    cluster.worker()
+    yield cluster.server(), cluster.server()
+    cluster.stop_all()
+
+
+@pytest.mark.cluster_only
+@pytest.mark.timeout(120)
+async def test_a_budget_crossed_mid_stream_stops_the_reply_on_any_server_and_the_next_send_is_refused(
+    two_servers, upstream, make_user
+):
+    from tests.engine_fixtures import session_cookie_for
+    from tests.fake_upstream import Scenario
+    from tests.harness.follower import Follower
+
+    server_a, server_b = two_servers
+    await database_sync_to_async(ModelPrice.objects.create)(
+        model=TEST_MODEL,
+        effective_from=timezone.now() - timedelta(days=1),
+        input_per_million=Decimal(0),
+        output_per_million=Decimal(1_000_000),  # one unit a token
+    )
+    user = await database_sync_to_async(make_user)()
+    cookie = await session_cookie_for(user)
+
+    async def follower(server, conversation) -> Follower:
+        client = await Follower(server.port, cookie, conversation.pk).connect()
+        await client.subscribe()
+        await client.next_matching(lambda f: f["type"] == "snapshot")
+        return client
+
+    create = database_sync_to_async(services.conversation_create)
+    first = await follower(server_a, await create(owner=user, model=TEST_MODEL))
+    upstream.script(Scenario.reply("one", " two", " three"))
+    assert (await first.ask("send", content="hi"))["type"] == "accepted"
+    assert await first.follow() == ("one two three", "complete")  # 3 output tokens: 3 spent, 57 left
+
+    tokens = Scenario.slow(600, delay=0.03).tokens
+    upstream.script(Scenario.slow(600, delay=0.03))
+    second = await follower(server_b, await create(owner=user, model=TEST_MODEL))
+    accepted = await second.ask("send", content="a long story")
+    assert accepted["type"] == "accepted"
+    text, status = await second.follow(timeout=60)
+    saved = await database_sync_to_async(Message.objects.get)(pk=accepted["message"]["id"])
+    assert (status, saved.status, saved.error_code) == ("cancelled", "cancelled", "budget_exceeded")
+    assert text == saved.content and "".join(tokens).startswith(saved.content), "the text is kept, as sent"
+    # Crossed once 57 estimated tokens (four characters each) were written: after 59 of the model's tokens.
+    written = [len("".join(tokens[:count])) for count in range(len(tokens) + 1)]
+    crossed = next(count for count, chars in enumerate(written) if math.ceil(chars / 4) >= 57)
+    streamed = written.index(len(saved.content))
+    per_interval = math.ceil(1 / 0.03)
+    assert crossed <= streamed <= crossed + 3 * per_interval, (crossed, streamed)
+
+    third = await follower(server_a, await create(owner=user, model=TEST_MODEL))
+    refused = await third.ask("send", content="more")
+    assert refused["type"] == "error" and refused["code"] == "budget_exceeded"
+    for client in (first, second, third):
+        await client.close()
