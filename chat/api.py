@@ -19,7 +19,6 @@ from django.views.decorators.http import require_http_methods
 from chat import actions, events, selectors, services
 from chat.errors import ChatError
 from chat.models import Conversation
-from chat.providers import registry
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,7 @@ OUTAGE_RETRY_SECONDS = 2
 STATUS_FOR_CODE = {
     "unauthenticated": 401,
     "csrf_failed": 403,
+    "model_not_allowed": 403,
     "not_found": 404,
     "busy": 409,
     "not_running": 409,
@@ -42,6 +42,7 @@ STATUS_FOR_CODE = {
     "queue_full": 429,
     "rate_limited": 429,
     "budget_exhausted": 429,
+    "budget_exceeded": 429,
     "unavailable": 503,
     "file_too_large": 413,
     "storage_full": 413,
@@ -236,8 +237,15 @@ async def cancel(request: HttpRequest, user: Any, body: dict[str, Any], pk: int)
 @api_view
 async def models(request: HttpRequest, user: Any, body: dict[str, Any]) -> HttpResponse:
     """The models offered, with the parameters each accepts (for a conversation's `parameters`)."""
-    offered = [events.model_payload(model, rules) for model, rules in services.parameters_by_model()]
-    return JsonResponse({"models": offered, "default": registry.default_model_ref()})
+    offered, default = await _models_for(user.pk)
+    return JsonResponse({"models": offered, "default": default})
+
+
+@database_sync_to_async
+def _models_for(user_id: int) -> tuple[list[dict[str, Any]], str]:
+    """The models the user's groups allow, with the parameters each accepts, and their default."""
+    offered = [events.model_payload(model, rules) for model, rules in services.parameters_by_model(user_id=user_id)]
+    return offered, services.default_model_for(user_id=user_id)
 
 
 async def unknown_route(request: HttpRequest, path: str = "") -> JsonResponse:

@@ -29,7 +29,6 @@ class ChatError(Exception):
         "too_many_frames": "Too many frames in too little time. Slow down.",
         "session_ended": "Your session ended. Log in again.",
         "invalid_api_key": "Incorrect API key provided.",
-        "model_not_allowed": "This API key may not use that model.",
         "file_too_large": "The file is larger than this server accepts.",
         "unsupported_file": "This kind of file cannot be attached.",
         "storage_full": "Your files use all the storage you have on this server.",
@@ -37,6 +36,8 @@ class ChatError(Exception):
         "attachment_not_found": "No such attachment in this conversation.",
         "attachment_used": "That file was already sent with a message.",
         "unsupported_attachment": "This conversation's model cannot take one of these files.",
+        "model_not_allowed": "You may not use that model (your API key or your groups do not allow it).",
+        "budget_exceeded": "Your money budget is spent. It renews at midnight UTC (daily) or on the 1st (monthly).",
         "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
 

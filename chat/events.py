@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from channels.layers import get_channel_layer
 from django.urls import reverse
+from django.conf import settings
 
 from chat.errors import ChatError
 from chat.live import live_log
@@ -97,6 +98,16 @@ def message_payload(message: Message, *, with_content: bool = True, tree: Tree |
             "cache_write_tokens": message.cache_write_tokens,
             "reasoning_tokens": message.reasoning_tokens,
             "estimated": message.tokens_estimated,
+        },
+        # What the reply cost (a decimal string, in CHAT_CURRENCY), null with no price known; `estimated`
+        # when its token counts are, `partial` when it ended before its answer did (stopped, failed...).
+        "cost": None
+        if message.cost is None
+        else {
+            "amount": str(message.cost),
+            "currency": settings.CHAT_CURRENCY,
+            "estimated": message.cost_estimated,
+            "partial": message.status != Message.Status.COMPLETE,
         },
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "send_to_first_token_ms": message.send_to_first_token_ms,

@@ -1,4 +1,5 @@
-"""Abuse limits: replies running at once, replies started per minute, tokens per day, frames per second.
+"""Abuse limits: replies running at once, replies started per minute, tokens per day, money per day and
+month, frames per second. Each user's figures are the most generous of their groups' (chat/teams.py).
 
 The per-user limits are counted in the database at the moment a reply would start, so every server
 process sees the same counts. Two requests at the very same instant may both pass: a limit can be
@@ -7,15 +8,20 @@ exceeded by the number of requests racing it, never more. Frame rate is per sock
 
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from chat import costs, teams
 from chat.errors import ChatError
 from chat.models import Conversation, DailyUsage, Message
+from chat.teams import EffectiveLimits
 
 MINUTE = timedelta(minutes=1)
+ZERO = Decimal(0)
 # When to try again after a refusal that waits for a slot: replies usually end, or start, within seconds.
 SLOT_RETRY_AFTER_SECONDS = 5
 
@@ -34,15 +40,13 @@ def _running_count(*, user_id: int) -> int:
     return active.count()
 
 
-def _check_running(*, user_id: int) -> None:
-    limit = settings.CHAT_MAX_CONCURRENT_PER_USER
+def _check_running(*, user_id: int, limit: int) -> None:
     if limit > 0 and _running_count(user_id=user_id) >= limit:
         message = f"{limit} of your replies are already running. Wait for one to finish or stop one, then try again."
         raise ChatError("too_many_running", message, retry_after=SLOT_RETRY_AFTER_SECONDS)
 
 
-def _check_rate(*, user_id: int, now: datetime) -> None:
-    limit = settings.CHAT_MESSAGES_PER_MINUTE
+def _check_rate(*, user_id: int, now: datetime, limit: int) -> None:
     if limit <= 0:
         return
     since = now - MINUTE
@@ -69,8 +73,7 @@ def tokens_used_today(*, user_id: int, now: datetime | None = None) -> int:
     return DailyUsage.objects.filter(user_id=user_id, day=day).values_list("tokens", flat=True).first() or 0
 
 
-def _check_budget(*, user_id: int, now: datetime) -> None:
-    budget = settings.CHAT_DAILY_TOKEN_BUDGET
+def _check_budget(*, user_id: int, now: datetime, budget: int) -> None:
     if budget <= 0 or tokens_used_today(user_id=user_id, now=now) < budget:
         return
     retry_after = max(1, int((_midnight(now) + timedelta(days=1) - now).total_seconds() + 0.999))
@@ -85,11 +88,64 @@ def _midnight(now: datetime) -> datetime:
 
 
 def reply_start_check(*, user_id: int) -> None:
-    """Refuse a new reply with `too_many_running`, `rate_limited` or `budget_exhausted` (with retry_after)."""
+    """Refuse a new reply with `too_many_running`, `rate_limited`, `budget_exhausted` (tokens) or
+    `budget_exceeded` (money), with retry_after, by the user's effective limits."""
     now = timezone.now()
-    _check_running(user_id=user_id)
-    _check_rate(user_id=user_id, now=now)
-    _check_budget(user_id=user_id, now=now)
+    limits = teams.limits_for(user_id=user_id)
+    _check_running(user_id=user_id, limit=limits.max_running)
+    _check_rate(user_id=user_id, now=now, limit=limits.messages_per_minute)
+    _check_budget(user_id=user_id, now=now, budget=limits.daily_token_budget)
+    money_check(user_id=user_id, limits=limits, now=now)
+
+
+def _next_month(now: datetime) -> datetime:
+    midnight = _midnight(now)
+    return (midnight.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def money_check(
+    *, user_id: int, limits: EffectiveLimits | None = None, now: datetime | None = None, running: Decimal = ZERO
+) -> None:
+    """`budget_exceeded` when the user's spend today or this month, plus `running` (a reply still
+    streaming), reaches their money budget, or when every group of theirs with a shared budget has
+    spent it. Read from the usage ledger, which every process shares."""
+    now = now or timezone.now()
+    limits = limits or teams.limits_for(user_id=user_id)
+    if limits.daily_cost_budget or limits.monthly_cost_budget:
+        spend = costs.spend_of(user_ids=[user_id], now=now)
+        _check_money(spend, running, limits.daily_cost_budget, limits.monthly_cost_budget, now, _("Your"))
+    pools = [pool for pool in limits.pooled if pool.daily or pool.monthly]
+    if not pools or len(pools) < len(limits.pooled):
+        return  # a group of theirs has no shared budget: it never runs out
+    refusals = []
+    for pool in pools:
+        try:
+            spend = costs.spend_of(group_id=pool.group_id, now=now)
+            _check_money(spend, running, pool.daily or ZERO, pool.monthly or ZERO, now, _("Your group's"))
+        except ChatError as error:
+            refusals.append(error)
+            continue
+        return
+    raise min(refusals, key=lambda error: error.retry_after or 0)
+
+
+def _check_money(
+    spend: costs.Spend, running: Decimal, daily: Decimal, monthly: Decimal, now: datetime, whose: str
+) -> None:
+    currency = settings.CHAT_CURRENCY
+    if daily and spend.today + running >= daily:
+        renews = _midnight(now) + timedelta(days=1)
+        message = _("%(whose)s budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
+        amount = daily
+    elif monthly and spend.month + running >= monthly:
+        renews = _next_month(now)
+        message = _("%(whose)s budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
+        amount = monthly
+    else:
+        return
+    retry_after = max(1, int((renews - now).total_seconds() + 0.999))
+    text = message % {"whose": whose, "amount": amount.normalize(), "currency": currency}
+    raise ChatError("budget_exceeded", text, retry_after=retry_after)
 
 
 class FrameRate:

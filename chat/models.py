@@ -143,6 +143,10 @@ class Message(models.Model):
     cache_write_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False, help_text="Token counts estimated, not reported.")
+    # What the reply cost, from its token counts at the price of its model when it started (chat/costs.py);
+    # null: no price known. Estimated when its token counts are (a reply that ended early, or unreported).
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cost_estimated = models.BooleanField(default=False)
     # From the moment the worker first asked the provider (retries included) to the first token.
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     # From the send (the reply's creation) to the first token: the wait for a worker included.
@@ -314,6 +318,7 @@ class DailyUsage(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
     day = models.DateField()
     tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)  # replies and titles, in CHAT_CURRENCY
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_usage_row_per_user_and_day")]
@@ -426,3 +431,50 @@ class Attachment(models.Model):
     @property
     def is_image(self) -> bool:
         return self.kind == self.Kind.IMAGE
+# --- teams: groups' model access and limits, prices ---
+
+
+class GroupPolicy(models.Model):
+    """What a group's members may use: models, and limits. A user's effective limits are the most
+    generous of their groups' (chat/teams.py); a field left empty means the global default."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="policy")
+    # Empty: every model the server offers; else only these `provider:model` references.
+    allowed_models = models.JSONField(default=list, blank=True)
+    messages_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="0: no limit.")
+    max_running = models.PositiveIntegerField(null=True, blank=True, help_text="Replies at once; 0: no limit.")
+    daily_token_budget = models.PositiveBigIntegerField(null=True, blank=True, help_text="0: no limit.")
+    # Money budgets of each member (their own spend), in CHAT_CURRENCY; 0: no limit.
+    daily_cost_budget = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    monthly_cost_budget = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # Money budgets of the whole group (every member's spend together); empty: none.
+    group_daily_cost_budget = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    group_monthly_cost_budget = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "group policy"
+        verbose_name_plural = "group policies"
+
+    def __str__(self) -> str:
+        return f"Policy of {self.group_id}"
+
+
+class ModelPrice(models.Model):
+    """A model's price per million tokens from `effective_from` on: a reply is costed at the price of
+    the moment it started, so a new price never changes the cost of old replies."""
+
+    model = models.CharField(max_length=200, help_text="Model reference, 'provider:model'.")
+    effective_from = models.DateTimeField()
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=4)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=4)
+    # Empty: the input price (cached read, cache write) or the output price (reasoning).
+    cached_read_per_million = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    cache_write_per_million = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    reasoning_per_million = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_moment")]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d}"

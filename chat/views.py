@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from chat import api, events, selectors, services
+from chat import api, events, selectors, services, teams
 from chat.errors import ChatError
 from chat.models import Conversation, ShareLink
 from chat.providers import registry
@@ -31,7 +31,7 @@ def _sidebar_source(request: HttpRequest, conversation: Conversation | None) -> 
 
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
     """Everything the chat template and its script need; the script reads `page_data` as JSON."""
-    default_model = registry.default_model_ref()
+    default_model = services.default_model_for(user_id=request.user.pk)
     messages = []
     if conversation is not None:
         path = selectors.path_for(conversation=conversation)
@@ -44,7 +44,9 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "messages": messages,
         "default_model": default_model,
         # Each model's parameters, so the settings show the fields the chosen model accepts.
-        "models": [events.model_payload(model, rules) for model, rules in services.parameters_by_model()],
+        "models": [
+            events.model_payload(model, rules) for model, rules in services.parameters_by_model(user_id=request.user.pk)
+        ],
         "urls": {
             "websocket": "/ws/chat/",
             "home": reverse("chat:home"),
@@ -65,7 +67,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "sidebar": sidebar,
         "source": source,
         "conversation": conversation,
-        "models": registry.available_models(),
+        "models": teams.models_allowed(user_id=request.user.pk, offered=registry.available_models()),
         "selected_model": conversation.model if conversation else default_model,
         "page_data": page_data,
     }
@@ -116,7 +118,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         # Each form carries its own nonce: sent again (a reload of the answer), it makes no second key.
         "form_nonce": secrets.token_urlsafe(16),
         "keys": selectors.api_keys_for(user=request.user),
-        "models": registry.available_models(),
+        "models": teams.models_allowed(user_id=request.user.pk, offered=registry.available_models()),
         "base_url": request.build_absolute_uri("/v1"),
     }
     response = render(request, "chat/api_keys.html", context, status=status)

@@ -3,6 +3,7 @@
 import os
 import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -70,3 +71,15 @@ def env_models(name: str, default: str = "") -> dict[str, dict[str, int]]:
             limits["max_output_tokens"] = int(match["max_output"])
         models[match["model"].strip()] = limits
     return models
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    """An exact amount (money): `12.50`; never a float, so sums stay exact."""
+    raw = env_str(name, default) or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name} must be a decimal number such as 12.50, got {raw!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or more, got {raw!r}")
+    return value

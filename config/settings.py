@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_models, env_str
+from config.env import env_bool, env_decimal, env_float, env_int, env_list, env_models, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -400,3 +400,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "attachments": _attachments_storage,
 }
+# --- Teams: groups' limits, prices and money budgets (chat/teams.py, chat/costs.py) -------------
+# A user in no group with a policy has these; a group's policy may be more generous. 0: no limit.
+CHAT_CURRENCY = env_str("CHAT_CURRENCY", "USD")  # the currency of ModelPrice and every budget (a label)
+CHAT_DAILY_COST_BUDGET = env_decimal("CHAT_DAILY_COST_BUDGET", "0")  # per user per UTC day
+CHAT_MONTHLY_COST_BUDGET = env_decimal("CHAT_MONTHLY_COST_BUDGET", "0")  # per user per UTC month

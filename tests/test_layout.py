@@ -13,7 +13,7 @@ PACKAGES = ("chat", "config")
 LAYERS: list[tuple[str, ...]] = [
     ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "chat.files", "config.env", "config.settings"),
     ("chat.providers", "chat.redis_clients"),
-    ("chat.live", "chat.selectors", "chat.search", "chat.limits", "chat.prompts"),
+    ("chat.live", "chat.selectors", "chat.search", "chat.limits", "chat.prompts", "chat.teams", "chat.costs"),
     ("chat.events", "chat.services"),
     ("chat.engine",),
     ("chat.actions", "chat.sessions", "chat.health"),

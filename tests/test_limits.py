@@ -224,14 +224,14 @@ def test_a_zero_setting_switches_a_limit_off(user, settings):
 # --- cost of the checks --------------------------------------------------------------------------
 
 
-def test_the_checks_are_three_indexed_queries(user, make_user):
+def test_the_checks_are_four_indexed_queries_the_users_group_policies_one_of_them(user, make_user):
     for other in [make_user() for _ in range(3)]:
         for _ in range(5):
             past_reply(other, tokens=(10, 10))
     past_reply(user, tokens=(10, 10))
     with CaptureQueriesContext(connection) as queries:
         limits.reply_start_check(user_id=user.pk)
-    assert len(queries) == 3
+    assert len(queries) == 4
     with connection.cursor() as cursor:
         for query in queries.captured_queries:
             cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")

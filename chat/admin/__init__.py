@@ -7,6 +7,7 @@ selectors.py     reads: review lists, search, transcripts, usage
 services.py      writes: the audit trail of who opened which transcript
 exports.py       JSON and Markdown transcript exports
 history_admins.py  share links and import jobs
+groups.py        groups with their policy (models, limits, budgets) inline, and the price table
 """
 
-from chat.admin import api_keys, history_admins, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site
+from chat.admin import api_keys, groups, history_admins, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site

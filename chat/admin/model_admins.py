@@ -4,11 +4,14 @@ Access: any active staff member may review; nobody may add or change history fro
 superusers may delete; only superusers see who opened which transcript.
 """
 
+import csv
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -17,8 +20,11 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
+from chat.admin import charts
 from chat.admin.exports import transcript_export_json, transcript_export_markdown
 from chat.admin.filters import (
     ConversationApiKeyFilter,
@@ -32,6 +38,7 @@ from chat.admin.filters import (
     SupersededFilter,
 )
 from chat.admin.selectors import (
+    UsageSummary,
     conversation_review_queryset,
     conversation_search,
     transcript_messages,
@@ -248,20 +255,83 @@ class ConversationAdmin(ReviewOnlyAdmin):
             )
         return file_response(attachment, thumbnail=thumbnail, inline=request.GET.get("inline") == "1")
 
-    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+    def usage_view(self, request: HttpRequest) -> HttpResponse:
+        """The usage dashboard (`?format=csv`: its rows as CSV)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = UsagePeriodForm.for_request(request)
         summary = usage_summary_for_period(**form.cleaned_data) if form.is_valid() else None
+        if summary is not None and request.GET.get("format") == "csv":
+            return usage_csv(summary)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Usage summary",
+            "title": _("Usage dashboard"),
             "form": form,
             "summary": summary,
+            "charts": usage_charts(summary) if summary is not None else None,
+            "currency": settings.CHAT_CURRENCY,
+            "csv_query": f"{request.GET.urlencode()}&format=csv" if request.GET else "format=csv",
             "media": self.media,
         }
         return TemplateResponse(request, "admin/chat/usage_summary.html", context)
+
+
+def usage_charts(summary: UsageSummary) -> dict[str, SafeString]:
+    """The dashboard's SVG charts: cost and tokens by day, tokens by model, cost of the top users."""
+    currency = settings.CHAT_CURRENCY
+    return {
+        "cost_by_day": charts.columns(
+            [(f"{row.day:%Y-%m-%d}", row.cost) for row in summary.by_day], title=_("Cost by day"), unit=currency
+        ),
+        "tokens_by_day": charts.columns(
+            [(f"{row.day:%Y-%m-%d}", row.tokens_in + row.tokens_out) for row in summary.by_day],
+            title=_("Tokens by day"),
+            unit=_("tokens"),
+        ),
+        "tokens_by_model": charts.rows(
+            [(row.model, row.tokens_in + row.tokens_out) for row in summary.by_model],
+            title=_("Tokens by model"),
+            unit=_("tokens"),
+        ),
+        "cost_by_user": charts.rows(
+            [(row.username, row.cost) for row in summary.top_users], title=_("Top users by cost"), unit=currency
+        ),
+    }
+
+
+COST_PLACES = Decimal("0.00000001")  # as stored: SQLite's sums drop trailing zeros, PostgreSQL's keep them
+CSV_HEADER = ["day", "user", "groups", "model", "messages", "replies", "tokens_in", "tokens_out", "cost", "failures"]
+
+
+def usage_csv(summary: UsageSummary) -> HttpResponse:
+    """The dashboard's grouped rows, one a day, user and model (the model empty for users' own messages)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{summary.start}-{summary.end}.csv"'
+    groups = {row.user_id: ";".join(row.groups) for row in summary.rows}
+    writer = csv.writer(response)
+    writer.writerow(CSV_HEADER)
+    for cell in sorted(summary.cells, key=lambda cell: (cell.day, cell.username, cell.model)):
+        writer.writerow(
+            [
+                cell.day.isoformat(),
+                _csv_safe(cell.username),
+                _csv_safe(groups.get(cell.user_id, "")),
+                _csv_safe(cell.model),
+                cell.messages,
+                cell.assistant_replies,
+                cell.tokens_in,
+                cell.tokens_out,
+                cell.cost.quantize(COST_PLACES),
+                cell.failures,
+            ]
+        )
+    return response
+
+
+def _csv_safe(text: str) -> str:
+    """A name a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) is quoted with an apostrophe."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @admin.register(Message)

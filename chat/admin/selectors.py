@@ -4,13 +4,28 @@ Every function here runs a fixed number of queries however many rows it touches:
 correlated subqueries or database aggregates, never Python loops over related managers.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
@@ -19,6 +34,7 @@ from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
 FAILED_STATUSES = (Message.Status.FAILED, Message.Status.INTERRUPTED)
+ZERO = Decimal(0)
 
 
 def _per_conversation(aggregate: Count | Sum) -> Coalesce:
@@ -173,6 +189,8 @@ def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Con
 
 @dataclass(frozen=True)
 class UsageRow:
+    """One user's figures over the period (the totals row has user_id 0)."""
+
     user_id: int
     username: str
     messages: int
@@ -181,14 +199,85 @@ class UsageRow:
     tokens_out: int
     failures: int
     storage_bytes: int = 0  # attachments stored now (not only in the period)
+    cost: Decimal = ZERO
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """A group's members' figures together (a member of two groups counts in both)."""
+
+    name: str
+    members: int
+    assistant_replies: int
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A model's replies, how many failed or were interrupted, and their median time to first token."""
+
+    model: str
+    assistant_replies: int
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal
+    failures: int
+    median_ttft_ms: int | None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.assistant_replies if self.assistant_replies else 0.0
+
+
+@dataclass(frozen=True)
+class DayRow:
+    day: date
+    assistant_replies: int
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class UsageCell:
+    """The database's grouping: one day, one user, one model (empty for the user's own messages)."""
+
+    day: date
+    user_id: int
+    username: str
+    model: str
+    messages: int
+    assistant_replies: int
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal
+    failures: int
 
 
 @dataclass(frozen=True)
 class UsageSummary:
+    """The usage dashboard: one section a dataclass, each read from the same grouped rows (`cells`)."""
+
     start: date
     end: date
-    rows: list[UsageRow]
+    rows: list[UsageRow]  # by user, by name
     totals: UsageRow
+    by_group: list[GroupRow] = field(default_factory=list)
+    by_model: list[ModelRow] = field(default_factory=list)
+    by_day: list[DayRow] = field(default_factory=list)  # every day of the period, empty ones too
+    cells: list[UsageCell] = field(default_factory=list)
+
+    @property
+    def top_users(self) -> list[UsageRow]:
+        """The ten users who spent most (by cost, then tokens)."""
+        ranked = sorted(self.rows, key=lambda row: (row.cost, row.tokens_in + row.tokens_out), reverse=True)
+        return ranked[:TOP_USERS]
+
+
+TOP_USERS = 10
 
 
 def _period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
@@ -198,6 +287,62 @@ def _period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
         datetime.combine(start, time.min, tzinfo=tz),
         datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz),
     )
+
+
+def _model_ref(provider: str, model: str) -> str:
+    """'provider:model' as Message.model_reference spells it."""
+    return Message(provider=provider, model=model).model_reference
+
+
+def _usage_cells(since: datetime, until: datetime) -> list[UsageCell]:
+    """The period's messages grouped by day, owner and model, in one query."""
+    grouped = (
+        Message.objects.filter(created_at__gte=since, created_at__lt=until)
+        .values(
+            "provider",
+            "model",
+            day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()),
+            user_id=F("conversation__owner_id"),
+            username=F("conversation__owner__username"),
+        )
+        .annotate(
+            messages=Count("id", filter=Q(role=Message.Role.USER)),
+            assistant_replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),
+            tokens_in=Coalesce(Sum("input_tokens"), 0),
+            tokens_out=Coalesce(Sum("output_tokens"), 0),
+            cost=Coalesce(Sum("cost"), ZERO, output_field=DecimalField()),
+            failures=Count("id", filter=Q(status__in=FAILED_STATUSES)),
+        )
+        .order_by()
+    )
+    return [UsageCell(model=_model_ref(row.pop("provider"), row.pop("model")), **row) for row in grouped]
+
+
+def _median_ttft(since: datetime, until: datetime) -> dict[str, int]:
+    """Each model's median time to first token over the period's replies, in one query (window
+    functions, on SQLite and PostgreSQL alike: the middle row, or the mean of the middle two)."""
+    table = connection.ops.quote_name(Message._meta.db_table)
+    sql = (
+        "SELECT provider, model, AVG(ttft) FROM ("
+        " SELECT provider, model, time_to_first_token_ms AS ttft,"
+        " ROW_NUMBER() OVER (PARTITION BY provider, model ORDER BY time_to_first_token_ms) AS n,"
+        " COUNT(*) OVER (PARTITION BY provider, model) AS c"
+        f" FROM {table} WHERE role = %s AND time_to_first_token_ms IS NOT NULL"
+        " AND created_at >= %s AND created_at < %s"
+        ") AS ranked WHERE n IN ((c + 1) / 2, (c + 2) / 2) GROUP BY provider, model"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Message.Role.ASSISTANT, since, until])
+        return {_model_ref(provider, model): round(median) for provider, model, median in cursor.fetchall()}
+
+
+def _groups_of(user_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each user's group names, in one query."""
+    found: dict[int, list[str]] = {}
+    memberships = get_user_model().groups.through.objects.filter(user_id__in=list(user_ids))
+    for user_id, name in memberships.order_by("group__name").values_list("user_id", "group__name"):
+        found.setdefault(user_id, []).append(name)
+    return found
 
 
 def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
@@ -211,32 +356,81 @@ def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
         tokens_out=sum(row.tokens_out for row in rows),
         failures=sum(row.failures for row in rows),
         storage_bytes=sum(row.storage_bytes for row in rows),
+        cost=sum((row.cost for row in rows), ZERO),
     )
+
+
+def _totals_by(cells: Iterable[UsageCell], key: Callable[[UsageCell], Any]) -> dict[Any, dict[str, Any]]:
+    """The cells' figures summed by `key`."""
+    totals: dict[Any, dict[str, Any]] = {}
+    for cell in cells:
+        into = totals.setdefault(key(cell), dict.fromkeys(SUMMED, 0) | {"cost": ZERO})
+        for name in SUMMED:
+            into[name] += getattr(cell, name)
+        into["cost"] += cell.cost
+    return totals
+
+
+SUMMED = ("messages", "assistant_replies", "tokens_in", "tokens_out", "failures")
 
 
 def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
-    """Per user, messages created from `start` to `end` inclusive, aggregated in one query."""
+    """The usage dashboard for `start` to `end` inclusive: by user, group, model and day, aggregated by
+    the database in three queries however many messages, users and days."""
     since, until = _period_bounds(start, end)
-    grouped = (
-        Message.objects.filter(created_at__gte=since, created_at__lt=until)
-        .values("conversation__owner_id", "conversation__owner__username")
-        .annotate(
-            messages=Count("id", filter=Q(role=Message.Role.USER)),
-            assistant_replies=Count("id", filter=Q(role=Message.Role.ASSISTANT)),
-            tokens_in=Coalesce(Sum("input_tokens"), 0),
-            tokens_out=Coalesce(Sum("output_tokens"), 0),
-            failures=Count("id", filter=Q(status__in=FAILED_STATUSES)),
-        )
-        .order_by("conversation__owner__username")
-    )
+    cells = _usage_cells(since, until)
+    names = {cell.user_id: cell.username for cell in cells}
+    groups = _groups_of(names)
     stored = dict(Attachment.objects.values("owner_id").annotate(total=Sum("size")).values_list("owner_id", "total"))
     rows = [
         UsageRow(
-            user_id=(owner_id := row.pop("conversation__owner_id")),
-            username=row.pop("conversation__owner__username"),
-            storage_bytes=stored.get(owner_id, 0),
-            **row,
+            user_id=user_id,
+            username=names[user_id],
+            groups=tuple(groups.get(user_id, ())),
+            storage_bytes=stored.get(user_id, 0),
+            **figures,
         )
-        for row in grouped
+        for user_id, figures in _totals_by(cells, lambda cell: cell.user_id).items()
     ]
-    return UsageSummary(start=start, end=end, rows=rows, totals=_sum_rows(rows))
+    rows.sort(key=lambda row: row.username)
+    medians = _median_ttft(since, until)
+    by_model = [
+        ModelRow(model=model, median_ttft_ms=medians.get(model), **_without(figures, "messages"))
+        for model, figures in sorted(_totals_by(cells, lambda cell: cell.model).items())
+        if model
+    ]
+    by_day = _totals_by(cells, lambda cell: cell.day)
+    empty = dict.fromkeys(SUMMED, 0) | {"cost": ZERO}
+    days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+    return UsageSummary(
+        start=start,
+        end=end,
+        rows=rows,
+        totals=_sum_rows(rows),
+        by_group=_group_rows(rows),
+        by_model=by_model,
+        by_day=[DayRow(day=day, **_without(by_day.get(day, empty), "messages", "failures")) for day in days],
+        cells=cells,
+    )
+
+
+def _without(figures: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: value for name, value in figures.items() if name not in names}
+
+
+def _group_rows(rows: list[UsageRow]) -> list[GroupRow]:
+    by_name: dict[str, list[UsageRow]] = {}
+    for row in rows:
+        for name in row.groups:
+            by_name.setdefault(name, []).append(row)
+    return [
+        GroupRow(
+            name=name,
+            members=len(members),
+            assistant_replies=sum(row.assistant_replies for row in members),
+            tokens_in=sum(row.tokens_in for row in members),
+            tokens_out=sum(row.tokens_out for row in members),
+            cost=sum((row.cost for row in members), ZERO),
+        )
+        for name, members in sorted(by_name.items())
+    ]

@@ -27,6 +27,10 @@ from chat.providers.base import ProviderError, ReplyStream, StreamResult
 logger = logging.getLogger(__name__)
 
 # A reply handed over by the reaper whose provider response could not be streamed again.
+# A reply stopped at a checkpoint because its owner's money budget is spent: its text is kept.
+BUDGET_STOP = ChatError(
+    "budget_exceeded", "The reply was stopped: your money budget is spent. It renews at midnight UTC or on the 1st."
+)
 TAKE_UP_FAILED = ChatError(
     "interrupted", "The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."
 )
@@ -54,6 +58,7 @@ class Generation:
         self.worker_id = worker_id
         self.lease_holder: str | None = None  # set by the claim
         self.stop_requested = False
+        self.over_budget = False  # stopped at a checkpoint: the owner's money budget is spent
         self.shutting_down = False
         self.lease_lost = False
         self.send_to_first_token_ms: int | None = None
@@ -64,6 +69,7 @@ class Generation:
         self._clock = clock
         self.task: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
+        self._context: services.GenerationContext | None = None
 
     def stop(self) -> None:
         self.stop_requested = True
@@ -110,7 +116,10 @@ class Generation:
             self.response_id = resume.response_id
             frames = resume.frames(reply, clock=self._clock)
         await events.publish_conversation_of(reply)
+        self._context = context
         status, result, error = await self._stream(context, frames, resume)
+        if self.over_budget and status == Message.Status.CANCELLED:
+            error = BUDGET_STOP
         if self._checkpointing is not None:
             await self._checkpointing  # the final save must come after it
         if self.lease_lost:
@@ -258,14 +267,27 @@ class Generation:
             "cursor": frames.cursor,
         }
 
+    def _budget_probe(self, frames: FrameCoalescer) -> services.BudgetProbe | None:
+        """The money budget check of this checkpoint, when the owner has a money budget and the model a price."""
+        context = self._context
+        if context is None or context.limits is None or context.price is None or not context.limits.has_money_budget:
+            return None
+        running = context.running_cost(frames.parts)
+        return services.BudgetProbe(user_id=context.conversation.owner_id, limits=context.limits, running=running)
+
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
+        progress = {**self._progress(frames), "budget": self._budget_probe(frames)}
         try:
-            outcome = await database_sync_to_async(services.generation_checkpoint)(**self._progress(frames))
+            outcome = await database_sync_to_async(services.generation_checkpoint)(**progress)
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return
         if outcome == services.Checkpoint.STOP_REQUESTED:
             # The stop signal over the channel layer was lost; the database says stop.
+            self.stop()
+        elif outcome == services.Checkpoint.BUDGET_EXCEEDED:
+            logger.info("reply %s stopped: its owner's money budget is spent", self.message_id)
+            self.over_budget = True
             self.stop()
         elif outcome == services.Checkpoint.LEASE_LOST:
             self.lose_lease()

@@ -7,7 +7,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import events, services
+from chat import costs, events, services
 from chat.models import Message
 from chat.providers.base import ProviderError
 from chat.services import titles
@@ -45,11 +45,20 @@ async def title_after_reply(reply: Message) -> None:
         )
         return
     result = stream.result
-    tokens = (result.input_tokens or 0) + (result.output_tokens or 0)
-    if not tokens:  # not reported: estimated, as replies are, at four characters a token
-        tokens = (len(request.system) + sum(len(turn.content) for turn in request.turns) + len("".join(text))) // 4
+    # Counts not reported are estimated, as replies' are, at four characters a token.
+    result.estimate_missing(request, output_chars=len("".join(text)), reasoning_chars=0)
+    usage = costs.Usage(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_input_tokens=result.cached_input_tokens,
+        cache_write_tokens=result.cache_write_tokens,
+        reasoning_tokens=result.reasoning_tokens,
+    )
     conversation = await database_sync_to_async(services.conversation_title_by_model)(
-        conversation_id=reply.conversation_id, title="".join(text), tokens=tokens
+        conversation_id=reply.conversation_id,
+        title="".join(text),
+        tokens=(result.input_tokens or 0) + (result.output_tokens or 0),
+        usage=usage,
     )
     if conversation is not None:
         await events.publish_to_user(conversation.owner_id, events.conversation_frame(conversation, running=False))

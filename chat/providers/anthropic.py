@@ -52,6 +52,7 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
     label = "Anthropic"
+    input_includes_cache = False
 
     def __init__(
         self,

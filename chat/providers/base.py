@@ -254,6 +254,9 @@ class Provider(ABC):
 
     name: str
     label: str
+    # Whether the reported input tokens include those read from and written to the prompt cache
+    # (OpenAI's do; Anthropic's `input_tokens` are the uncached ones only): chat/costs.py prices them.
+    input_includes_cache: bool = True
 
     @abstractmethod
     def models(self) -> list[ModelInfo]: ...

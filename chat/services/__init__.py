@@ -25,9 +25,11 @@ from chat.services.conversations import (
     conversation_delete,
     conversation_switch,
     conversation_update,
+    default_model_for,
     title_from,
 )
 from chat.services.generations import (
+    BudgetProbe,
     Checkpoint,
     GenerationContext,
     generation_begin,
@@ -67,6 +69,7 @@ __all__ = [
     "api_key_model_check",
     "api_key_revoke",
     "completion_start",
+    "BudgetProbe",
     "Checkpoint",
     "GenerationContext",
     "SendResult",
@@ -75,6 +78,7 @@ __all__ = [
     "conversation_switch",
     "conversation_title_by_model",
     "conversation_update",
+    "default_model_for",
     "generation_begin",
     "generation_cancel",
     "generation_checkpoint",

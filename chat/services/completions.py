@@ -69,7 +69,7 @@ def _checked_turns(call: ApiCall) -> list[tuple[str, str]]:
 
 def completion_start(*, api_key: ApiKey, call: ApiCall) -> CallStarted:
     """Store the call's conversation and start its reply, or refuse it with nothing written."""
-    model = model_validate(call.model)
+    model = model_validate(call.model, user_id=api_key.user_id)
     api_key_model_check(api_key=api_key, model_ref=model)
     turns = _checked_turns(call)
     parameters = parameters_validate(model_ref=model, given=dict(call.parameters), current={})

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from chat import selectors
+from chat import selectors, teams
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
@@ -27,15 +27,28 @@ def text_storable(text: str, *, field: str) -> str:
     return text
 
 
-def model_validate(model_ref: object) -> str:
-    """The model reference if this server offers it, else ChatError('unknown_model')."""
+def model_validate(model_ref: object, *, user_id: int | None = None) -> str:
+    """The model reference if this server offers it (else `unknown_model`) and, for a user, their groups
+    allow it (else `model_not_allowed`)."""
     if not isinstance(model_ref, str):
         raise ChatError("invalid", "`model` must be a string such as `openai:gpt-4o-mini`.")
     try:
         registry.resolve(model_ref)
     except registry.UnknownModel:
         raise ChatError("unknown_model") from None
+    if user_id is not None:
+        teams.model_check(user_id=user_id, model_ref=model_ref)
     return model_ref
+
+
+def default_model_for(*, user_id: int) -> str:
+    """The server's default model if the user may use it, else the first they may (else the default,
+    which a send then refuses with `model_not_allowed`)."""
+    default = registry.default_model_ref()
+    allowed = teams.models_allowed(user_id=user_id, offered=registry.available_models())
+    if not allowed or any(model.ref == default for model in allowed):
+        return default
+    return allowed[0].ref
 
 
 def conversation_create(
@@ -48,7 +61,7 @@ def conversation_create(
 ) -> Conversation:
     """A new, empty conversation; the model defaults to the server's default."""
     # Only the empty string means "the default": a falsy non-string ({}, [], 0, False) is refused like any other.
-    model_ref = model_validate(registry.default_model_ref() if model == "" else model)
+    model_ref = model_validate(default_model_for(user_id=owner.pk) if model == "" else model, user_id=owner.pk)
     with transaction.atomic():
         conversation = Conversation.objects.create(
             owner=owner,
@@ -108,7 +121,7 @@ def conversation_update(
         changes["title"] = _clean_title(title)
         changes["title_by_user"] = True  # the owner's name: a model's title never replaces it
     if model is not None:
-        changes["model"] = model_validate(model)
+        changes["model"] = model_validate(model, user_id=conversation.owner_id)
     if system_prompt is not None:
         changes["system_prompt"] = _checked_system_prompt(system_prompt)
     model_ref = changes.get("model", conversation.model)

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from django.conf import settings
@@ -11,10 +12,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from chat import selectors
+from chat import costs, limits, selectors, teams
 from chat.errors import ChatError
 from chat.files import read_file
-from chat.models import Conversation, DailyUsage, Message, ReplyPart, stored_parts
+from chat.models import Conversation, DailyUsage, Message, ModelPrice, ReplyPart, stored_parts
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
@@ -22,6 +23,7 @@ from chat.services.attachments import attachments_check_model
 from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
 from chat.services.search_index import search_index_messages
+from chat.teams import EffectiveLimits
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,20 @@ class GenerationContext:
     request: GenerationRequest
     provider: Provider
     lease_holder: str
+    # For the money budget's checkpoints: the owner's limits and the price of the reply's model.
+    limits: EffectiveLimits | None = None
+    price: ModelPrice | None = None
+
+    def running_cost(self, parts: Sequence[tuple[str, str]]) -> Decimal:
+        """The estimated cost so far of the reply: its prompt and the parts it has written."""
+        request = self.request
+        return costs.running_cost(
+            price=self.price,
+            provider=self.reply.provider,
+            prompt_chars=len(request.system) + sum(len(turn.content) for turn in request.turns),
+            output_chars=sum(len(text) for _, text in parts),
+            reasoning_chars=sum(len(text) for kind, text in parts if kind == "reasoning"),
+        )
 
 
 class Checkpoint(StrEnum):
@@ -42,6 +58,23 @@ class Checkpoint(StrEnum):
     SAVED = "saved"
     STOP_REQUESTED = "stop_requested"
     LEASE_LOST = "lease_lost"
+    BUDGET_EXCEEDED = "budget_exceeded"  # saved, but the owner's money budget is spent: stop
+
+
+@dataclass(frozen=True)
+class BudgetProbe:
+    """What a checkpoint needs to check a running reply against its owner's money budgets."""
+
+    user_id: int
+    limits: EffectiveLimits
+    running: Decimal
+
+    def exceeded(self) -> bool:
+        try:
+            limits.money_check(user_id=self.user_id, limits=self.limits, running=self.running)
+        except ChatError:
+            return True
+        return False
 
 
 def _lease_deadline() -> datetime:
@@ -108,7 +141,13 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         read=lambda attachment: read_file(attachment.storage_name),
     )
     return GenerationContext(
-        reply=reply, conversation=conversation, request=request, provider=provider, lease_holder=lease_holder
+        reply=reply,
+        conversation=conversation,
+        request=request,
+        provider=provider,
+        lease_holder=lease_holder,
+        limits=teams.limits_for(user_id=conversation.owner_id),
+        price=costs.price_at(model_ref=reply.model_reference, moment=reply.created_at),
     )
 
 
@@ -130,16 +169,18 @@ def generation_checkpoint(
     part_ms: Sequence[int] | None = None,
     response_id: str = "",
     cursor: int | None = None,
+    budget: "BudgetProbe | None" = None,
 ) -> Checkpoint:
     """Save the parts so far (with how long each took, if known) and renew the lease, if the reply is
     still this worker's and no stop was asked. A reply streaming from a response its provider keeps saves
-    that response's id and the cursor its parts reach, for another worker to take it up from there."""
+    that response's id and the cursor its parts reach, for another worker to take it up from there.
+    With a `budget`, BUDGET_EXCEEDED once the owner's spend and this reply's so far reach a money budget."""
     held = _held(message_id=message_id, lease_holder=lease_holder)
     fields = {**stored_parts(parts, part_ms), "seq": seq, "lease_expires_at": _lease_deadline()}
     if response_id:
         fields.update(upstream_response_id=response_id, upstream_cursor=cursor)
     if held.filter(cancel_requested=False).update(**fields):
-        return Checkpoint.SAVED
+        return Checkpoint.BUDGET_EXCEEDED if budget is not None and budget.exceeded() else Checkpoint.SAVED
     # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
     return Checkpoint.STOP_REQUESTED if held.exists() else Checkpoint.LEASE_LOST
 
@@ -183,25 +224,43 @@ def generation_finish(
         if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
             return None
         reply = Message.objects.select_related("conversation").get(pk=message_id)
+        reply.cost, reply.cost_estimated = _cost_of(reply, result), result.tokens_estimated
+        Message.objects.filter(pk=message_id).update(cost=reply.cost, cost_estimated=reply.cost_estimated)
         search_index_messages(message_ids=[message_id])
         # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
-        usage_add(user_id=reply.conversation.owner_id, tokens=(result.input_tokens or 0) + (result.output_tokens or 0))
+        tokens = (result.input_tokens or 0) + (result.output_tokens or 0)
+        usage_add(user_id=reply.conversation.owner_id, tokens=tokens, cost=reply.cost)
     conversation_touch(conversation=reply.conversation)
     return reply
 
 
-def usage_add(*, user_id: int, tokens: int, day: date | None = None) -> None:
-    """Add a reply's tokens to the user's ledger for the day (UTC), atomically across processes."""
-    if tokens <= 0:
+def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decimal | None = None) -> None:
+    """Add a reply's tokens and cost to the user's ledger for the day (UTC), atomically across processes."""
+    cost = cost or Decimal(0)
+    if tokens <= 0 and cost <= 0:
         return
+    tokens = max(tokens, 0)
     day = day or timezone.now().astimezone(UTC).date()
-    if DailyUsage.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens):
+    added = {"tokens": F("tokens") + tokens, "cost": F("cost") + cost}
+    if DailyUsage.objects.filter(user_id=user_id, day=day).update(**added):
         return
     try:
         with transaction.atomic():
-            DailyUsage.objects.create(user_id=user_id, day=day, tokens=tokens)
+            DailyUsage.objects.create(user_id=user_id, day=day, tokens=tokens, cost=cost)
     except IntegrityError:  # another process created the row first
-        DailyUsage.objects.filter(user_id=user_id, day=day).update(tokens=F("tokens") + tokens)
+        DailyUsage.objects.filter(user_id=user_id, day=day).update(**added)
+
+
+def _cost_of(reply: Message, result: StreamResult) -> Decimal | None:
+    """The reply's cost at the price of its model when it was sent (None: no price known)."""
+    usage = costs.Usage(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_input_tokens=result.cached_input_tokens,
+        cache_write_tokens=result.cache_write_tokens,
+        reasoning_tokens=result.reasoning_tokens,
+    )
+    return costs.reply_cost(model_ref=reply.model_reference, usage=usage, moment=reply.created_at)
 
 
 def _lost_worker(now: datetime) -> Q:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from chat import teams
 from chat.errors import ChatError
 from chat.prompts import reply_budget
 from chat.providers import registry
@@ -96,10 +97,13 @@ def parameters_for_request(
     return GenerationParameters.of(accepted), accepted.get("max_output_tokens")
 
 
-def parameters_by_model() -> list[tuple[ModelInfo, dict[str, ParameterRule]]]:
-    """Every model offered, with the parameters it accepts (the chat's settings, `GET /api/models`)."""
+def parameters_by_model(*, user_id: int | None = None) -> list[tuple[ModelInfo, dict[str, ParameterRule]]]:
+    """Every model offered (to a user: those their groups allow), with the parameters it accepts (the
+    chat's settings, `GET /api/models`)."""
+    allowed = teams.limits_for(user_id=user_id) if user_id is not None else None
     return [
         (model, parameters_rules(provider=provider, model=model))
         for provider in registry.providers().values()
         for model in registry.models_of(provider)
+        if allowed is None or allowed.allows(model.ref)
     ]

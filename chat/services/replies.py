@@ -202,7 +202,7 @@ def _checked_new_message(conversation: Conversation, content: object, files: Seq
     """A new user message may be posted: its text is valid, the model offered and able to take its
     files, no reply running."""
     content = _validate_content(content, with_files=bool(files))
-    model_validate(conversation.model)
+    model_validate(conversation.model, user_id=conversation.owner_id)
     attachments_check_model(model_ref=conversation.model, attachments=files)
     _check_not_busy(conversation)
     return content
@@ -237,7 +237,7 @@ def reply_regenerate(
     """A new answer beside a reply (default: the current branch's last), the old one kept as its
     sibling; with `model`, from that model (the conversation's stays as it is). A reply that was
     continued is regenerated as a whole: the new answer is a sibling of its first part."""
-    model_ref = model_validate(conversation.model if model is None else model)
+    model_ref = model_validate(conversation.model if model is None else model, user_id=conversation.owner_id)
     target = _target(conversation, message, role=Message.Role.ASSISTANT, nothing=ChatError("nothing_to_regenerate"))
     _check_not_busy(conversation)
     tree = selectors.tree_for(conversation=conversation)
@@ -284,7 +284,7 @@ def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     kept = last is not None and bool(last.content or last.reasoning)
     if not kept or last.role != Message.Role.ASSISTANT or last.status not in resumable:
         raise ChatError("nothing_to_continue")
-    model_ref = model_validate(last.model_reference or conversation.model)
+    model_ref = model_validate(last.model_reference or conversation.model, user_id=conversation.owner_id)
     return _start_reply(conversation, client_id=client_id, parent_id=last.pk, model=model_ref)
 
 

@@ -4,7 +4,7 @@ the title derived from the first message; a title the owner gave (a rename) is n
 
 from django.conf import settings
 
-from chat import limits
+from chat import costs, limits, teams
 from chat.models import Conversation, Message
 from chat.providers import registry
 from chat.providers.base import ChatTurn, GenerationRequest, Provider
@@ -28,7 +28,7 @@ def title_request_for(*, reply: Message) -> tuple[Provider, GenerationRequest] |
     conversation = Conversation.objects.get(pk=reply.conversation_id)  # as it is now, not as the reply saw it
     if conversation.title_by_user or conversation.messages.filter(role=Message.Role.ASSISTANT).count() != 1:
         return None
-    budget = settings.CHAT_DAILY_TOKEN_BUDGET
+    budget = teams.limits_for(user_id=conversation.owner_id).daily_token_budget
     if budget and limits.tokens_used_today(user_id=conversation.owner_id) >= budget:
         return None
     try:
@@ -46,13 +46,16 @@ def title_request_for(*, reply: Message) -> tuple[Provider, GenerationRequest] |
     return provider, request
 
 
-def conversation_title_by_model(*, conversation_id: int, title: str, tokens: int) -> Conversation | None:
-    """Set the model's title unless the owner named the conversation meanwhile (then None); the tokens
-    count in the owner's budget either way."""
+def conversation_title_by_model(
+    *, conversation_id: int, title: str, tokens: int, usage: costs.Usage | None = None
+) -> Conversation | None:
+    """Set the model's title unless the owner named the conversation meanwhile (then None); the tokens,
+    and their cost at CHAT_TITLE_MODEL's price (from `usage`), count in the owner's budgets either way."""
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None:
         return None
-    usage_add(user_id=conversation.owner_id, tokens=tokens)
+    cost = costs.reply_cost(model_ref=settings.CHAT_TITLE_MODEL, usage=usage) if usage is not None else None
+    usage_add(user_id=conversation.owner_id, tokens=tokens, cost=cost)
     cleaned = title_from(title.strip().strip("\"'“”«»").rstrip("."))
     if not cleaned or "\x00" in cleaned:
         return None

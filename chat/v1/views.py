@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chat import actions, services
+from chat import actions, services, teams
 from chat.api import json_body, unavailable
 from chat.errors import ChatError
 from chat.models import ApiKey, Message
@@ -73,19 +73,21 @@ def v1_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
+@database_sync_to_async
 def _models_for(api_key: ApiKey) -> list[Any]:
-    offered = registry.available_models()
+    """The models both the key and its owner's groups allow."""
+    offered = teams.models_allowed(user_id=api_key.user_id, offered=registry.available_models())
     return [model for model in offered if not api_key.allowed_models or model.ref in api_key.allowed_models]
 
 
 @v1_view("GET")
 async def models(request: HttpRequest, api_key: ApiKey, body: dict[str, Any]) -> HttpResponse:
-    return JsonResponse(wire.model_list(_models_for(api_key)))
+    return JsonResponse(wire.model_list(await _models_for(api_key)))
 
 
 @v1_view("GET")
 async def model(request: HttpRequest, api_key: ApiKey, body: dict[str, Any], ref: str) -> HttpResponse:
-    for offered in _models_for(api_key):
+    for offered in await _models_for(api_key):
         if offered.ref == ref:
             return JsonResponse(wire.model_object(offered))
     raise ChatError("unknown_model", f"The model `{ref}` does not exist or this key may not use it.")

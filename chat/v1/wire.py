@@ -62,7 +62,7 @@ STATUS_FOR_CODE = {
 }
 # OpenAI's error `type` by status (others: invalid_request_error) and by code, and its names for two codes.
 TYPE_FOR_STATUS = {403: "permission_error", 429: "rate_limit_error", 503: "server_error"}
-TYPE_FOR_CODE = {"budget_exhausted": "insufficient_quota"}
+TYPE_FOR_CODE = {"budget_exhausted": "insufficient_quota", "budget_exceeded": "insufficient_quota"}
 OPENAI_CODES = {"unknown_model": "model_not_found", "frame_too_large": "request_too_large"}
 # A reply that failed after the call was accepted (the provider, a timeout, a lost worker).
 REPLY_FAILED = (503, "server_error")

@@ -4,9 +4,11 @@ Rows are written as raw column tuples: COPY on PostgreSQL, executemany inside on
 (bulk_create would overwrite the timestamps the data needs: they are auto_now_add fields.)
 """
 
+import json
 import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -153,6 +155,7 @@ class Command(BaseCommand):
 
     def _reply(self, moment: datetime, provider: str, model: str, context: int) -> dict[str, Any]:
         content = self._text(30, 160)
+        input_tokens, output_tokens = context + self.rng.randint(10, 80), int(len(content) / 4)
         ttft = self.rng.randint(150, 3000)
         duration = ttft + self.rng.randint(500, 20_000)
         roll = self.rng.random()
@@ -168,8 +171,10 @@ class Command(BaseCommand):
             "finish_reason": {"complete": "stop", "cancelled": "cancelled"}.get(status, ""),
             "error_code": self.rng.choice(ERRORS) if status == "failed" else "",
             "error_message": "The provider did not answer in time." if status == "failed" else "",
-            "input_tokens": context + self.rng.randint(10, 80),
-            "output_tokens": int(len(content) / 4),
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            # At a price of 1 per million input tokens and 4 per million output tokens.
+            "cost": (Decimal(input_tokens) + 4 * Decimal(output_tokens)) / 1_000_000,
             "tokens_estimated": provider == "local",
             "time_to_first_token_ms": ttft,
             "duration_ms": duration,
@@ -187,7 +192,11 @@ def _next_id(model: type[models.Model]) -> int:
 def _write(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> None:
     """Insert rows (attname -> value); fields a row leaves out take their default."""
     fields = model._meta.concrete_fields
-    defaults = {field.attname: field.get_default() for field in fields}
+    # JSON fields (a conversation's parameters, a reply's parts) go in as JSON text, as Django would write them.
+    defaults = {
+        field.attname: json.dumps(field.get_default()) if isinstance(field, models.JSONField) else field.get_default()
+        for field in fields
+    }
     tuples = (tuple(row.get(field.attname, defaults[field.attname]) for field in fields) for row in rows)
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     table = connection.ops.quote_name(model._meta.db_table)
