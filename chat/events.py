@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 from channels.layers import get_channel_layer
-from django.urls import reverse
 from django.conf import settings
+from django.urls import reverse
 
 from chat.errors import ChatError
 from chat.live import live_log

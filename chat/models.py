@@ -431,6 +431,8 @@ class Attachment(models.Model):
     @property
     def is_image(self) -> bool:
         return self.kind == self.Kind.IMAGE
+
+
 # --- teams: groups' model access and limits, prices ---
 
 
