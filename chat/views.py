@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from chat import api, events, selectors, services
+from chat import api, events, review, selectors, services
 from chat.errors import ChatError
 from chat.models import Conversation, ShareLink
 from chat.providers import registry
@@ -139,6 +139,16 @@ def _remember_form(request: HttpRequest) -> None:
     """Keep the nonces of the last forms that made a key (no secret: just which forms were sent)."""
     if nonce := request.POST.get("nonce", ""):
         request.session["api_key_forms"] = [*request.session.get("api_key_forms", []), nonce][-SENT_FORMS_KEPT:]
+
+
+@login_required
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The user's settings: whether their transcripts can be reviewed, by which groups, and how long they are kept."""
+    context = {
+        "review": review.review_exposure_for(user=request.user),
+        "keep_days": services.retention_days_for(user=request.user),
+    }
+    return render(request, "chat/settings.html", context)
 
 
 def _days(value: str) -> object:

@@ -355,3 +355,14 @@ CHAT_SEARCH_RESULTS = env_int("CHAT_SEARCH_RESULTS", 20)  # results one search a
 CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 50 * 1024 * 1024)  # largest upload (and unpacked JSON)
 # A model ('provider:model') that writes each conversation's title after its first reply; empty: off.
 CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")
+
+# --- Review scopes, retention (issue 18) ----------------------------------------------------
+# Shown to every user on their settings page, beside which of their groups have reviewers.
+CHAT_REVIEW_POLICY = env_str(
+    "CHAT_REVIEW_POLICY",
+    "Staff with a review scope on one of your groups may read your conversations to keep the service "
+    "safe; every reading is recorded.",
+)
+# The worker's maintenance deletes expired conversations this often, a batch per round until none is left.
+CHAT_RETENTION_INTERVAL_SECONDS = env_float("CHAT_RETENTION_INTERVAL_SECONDS", 3600.0)
+CHAT_RETENTION_BATCH_SIZE = env_int("CHAT_RETENTION_BATCH_SIZE", 200)  # conversations deleted per transaction

@@ -13,7 +13,7 @@ PACKAGES = ("chat", "config")
 LAYERS: list[tuple[str, ...]] = [
     ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "config.env", "config.settings"),
     ("chat.providers", "chat.redis_clients"),
-    ("chat.live", "chat.selectors", "chat.search", "chat.limits", "chat.prompts"),
+    ("chat.live", "chat.selectors", "chat.search", "chat.limits", "chat.prompts", "chat.review"),
     ("chat.events", "chat.services"),
     ("chat.engine",),
     ("chat.actions", "chat.sessions", "chat.health"),

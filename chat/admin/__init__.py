@@ -7,6 +7,9 @@ selectors.py     reads: review lists, search, transcripts, usage
 services.py      writes: the audit trail of who opened which transcript
 exports.py       JSON and Markdown transcript exports
 history_admins.py  share links and import jobs
+groups.py        Django's groups, with this app's inlines: review scopes, retention
+reviewing.py     review scopes (who may review which group's members)
+retention.py     a group's retention, legal holds, purge records
 """
 
-from chat.admin import api_keys, history_admins, model_admins  # noqa: F401 - registers the ModelAdmins with the admin site
+from chat.admin import api_keys, groups, history_admins, model_admins, retention  # noqa: F401 - registers the ModelAdmins

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat.models import ApiKey, Conversation, Message
+from chat.review import reviewable
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
@@ -36,7 +38,7 @@ def _per_conversation(aggregate: Count | Sum) -> Coalesce:
 def conversation_review_queryset() -> QuerySet[Conversation]:
     """Conversations with the figures the review list shows and sorts by."""
     messages = Message.objects.filter(conversation=OuterRef("pk"))
-    return Conversation.objects.select_related("owner").annotate(
+    return Conversation.all_objects.select_related("owner").annotate(
         message_count=_per_conversation(Count("id")),
         tokens_in=_per_conversation(Sum("input_tokens")),
         tokens_out=_per_conversation(Sum("output_tokens")),
@@ -73,16 +75,19 @@ def _conversations_with_message_containing(term: str) -> QuerySet | list[int]:
 
 
 def conversation_search(*, conversations: QuerySet[Conversation], query: str) -> QuerySet[Conversation]:
-    """Conversations whose title or any message contains every term (no join, so no DISTINCT)."""
+    """Conversations whose title or any message contains every term (no join, so no DISTINCT). One its
+    owner deleted under a legal hold is a record only: its content is never searched."""
     for term in search_terms(query):
         matching = _conversations_with_message_containing(term)
         conversations = conversations.filter(Q(title__icontains=term) | Q(pk__in=matching))
-    return conversations
+    return conversations.filter(deleted_by_owner_at__isnull=True) if search_terms(query) else conversations
 
 
-def conversation_api_keys() -> list[ApiKey]:
-    """Every API key, with its user: the keys calls may have come through (keys are few, conversations many)."""
-    return list(ApiKey.objects.select_related("user").order_by("name", "pk"))
+def conversation_api_keys(*, reviewer: AbstractBaseUser) -> list[ApiKey]:
+    """The API keys of the users `reviewer` may review, with their user: the keys calls may have come
+    through (keys are few, conversations many)."""
+    keys = reviewable(ApiKey.objects.select_related("user"), reviewer=reviewer, owner_field="user")
+    return list(keys.order_by("name", "pk"))
 
 
 def conversation_models() -> list[str]:
@@ -159,10 +164,12 @@ def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> l
 
 
 def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:
-    """The chosen conversations with owner and ordered messages loaded: two queries in all."""
-    ordered_messages = Prefetch("messages", queryset=Message.objects.order_by("id"), to_attr="transcript")
+    """The chosen conversations with owner and ordered messages loaded: two queries in all. One its owner
+    deleted under a legal hold is a record only: no message."""
+    shown = Message.objects.filter(conversation__deleted_by_owner_at__isnull=True).order_by("id")
+    ordered_messages = Prefetch("messages", queryset=shown, to_attr="transcript")
     return list(
-        Conversation.objects.filter(pk__in=conversations.values("pk"))
+        Conversation.all_objects.filter(pk__in=conversations.values("pk"))
         .select_related("owner")
         .prefetch_related(ordered_messages)
         .order_by("id")
@@ -210,11 +217,12 @@ def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
     )
 
 
-def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
-    """Per user, messages created from `start` to `end` inclusive, aggregated in one query."""
+def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUser) -> UsageSummary:
+    """Per user `reviewer` may review, messages created from `start` to `end` inclusive, in one query."""
     since, until = _period_bounds(start, end)
+    in_period = Message.objects.filter(created_at__gte=since, created_at__lt=until)
     grouped = (
-        Message.objects.filter(created_at__gte=since, created_at__lt=until)
+        reviewable(in_period, reviewer=reviewer, owner_field="conversation__owner")
         .values("conversation__owner_id", "conversation__owner__username")
         .annotate(
             messages=Count("id", filter=Q(role=Message.Role.USER)),
