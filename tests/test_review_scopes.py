@@ -13,7 +13,7 @@ from chat import services
 from chat.models import Conversation, ImportJob, Message, ShareLink, TranscriptView
 from tests.review_helpers import join_groups, make_reviewer
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.cluster]  # also on PostgreSQL
 
 User = get_user_model()
 CONVERSATIONS = reverse("admin:chat_conversation_changelist")

@@ -201,6 +201,11 @@ class ConversationAdmin(ReviewOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return self.in_scope(request, conversation_review_queryset())
 
+    def get_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
+        if obj is not None and obj.deleted_by_owner_at:  # a record: who, when, how much; no content
+            return [name for name in self.fields if name not in ("title", "parameters_set")]
+        return self.fields
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
