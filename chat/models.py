@@ -487,3 +487,24 @@ class PurgeRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Purge {self.purged_at:%Y-%m-%d %H:%M}: {self.conversations} conversations"
+
+
+# --- single sign-on (issue 18, item 6) ---
+
+
+class OidcIdentity(models.Model):
+    """The OpenID Connect subject an account signs in as (chat/sso.py): an account is matched by its
+    provider's stable `sub`, never by a username or email that a local account might share."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("single sign-on identity")
+        verbose_name_plural = _("single sign-on identities")
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_oidc_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

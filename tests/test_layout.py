@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "chat.v1",
         "chat.consumers",
         "chat.views",
+        "chat.sso",
         "chat.middleware",
         "chat.admin",
         "chat.export",
