@@ -6,7 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import Manager, Q
+from django.utils.translation import gettext_lazy as _
 
 
 class ApiKey(models.Model):
@@ -31,6 +32,14 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class VisibleConversations(models.Manager):
+    """The conversations their owners see: one its owner deleted while it was held (chat.services.retention)
+    is kept for the hold, and gone for everyone but review."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(deleted_by_owner_at__isnull=True)
 
 
 class Conversation(models.Model):
@@ -68,8 +77,14 @@ class Conversation(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)  # out of the sidebar, still in search
     # Where an imported conversation came from (its export's id): importing it again creates nothing.
     imported_from = models.CharField(max_length=200, blank=True)
+    # Its owner deleted it while a legal hold stood: kept, out of every owner's view (review: a record only).
+    deleted_by_owner_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    all_objects = Manager()  # review and retention see every conversation
+    objects = VisibleConversations()
 
     class Meta:
+        default_manager_name = "objects"
         indexes = [
             models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
             # The calls of one key, newest first: where a growing conversation is looked for (de-duplication).
@@ -86,6 +101,8 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.deleted_by_owner_at:  # kept for a legal hold: review sees a record, not even the title
+            return f"Conversation {self.pk} (deleted by its owner)"
         return self.title or f"Conversation {self.pk}"
 
     @property
@@ -480,3 +497,114 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d}"
+
+
+# --- review scopes and retention (issue 18, items 4-5) ---
+
+
+class ReviewScope(models.Model):
+    """A grant to review transcripts: `reviewer` may read the conversations of `group`'s members."""
+
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_scopes")
+    group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="review_scopes")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("review scope")
+        verbose_name_plural = _("review scopes")
+        constraints = [models.UniqueConstraint(fields=["reviewer", "group"], name="one_review_scope_per_group")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} reviews {self.group}"
+
+
+class GroupRetention(models.Model):
+    """How long a group's members' conversations are kept after their last activity (empty: forever)."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="retention")
+    keep_days = models.PositiveIntegerField(
+        _("keep for (days)"), null=True, blank=True, help_text=_("Empty: kept forever.")
+    )
+
+    class Meta:
+        verbose_name = _("retention")
+        verbose_name_plural = _("retention")
+
+    def __str__(self) -> str:
+        return f"{self.group}: {self.keep_days or 'forever'}"
+
+
+class LegalHold(models.Model):
+    """Suspends every deletion of a user's conversations, or of one conversation. PROTECT: a held user or
+    conversation cannot be deleted at all while the hold stands (deleting the hold lifts it)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="legal_holds"
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.PROTECT, related_name="legal_holds"
+    )
+    reason = models.CharField(_("reason"), max_length=200)
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    placed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("legal hold")
+        verbose_name_plural = _("legal holds")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, conversation__isnull=True)
+                | Q(user__isnull=True, conversation__isnull=False),
+                name="legal_hold_on_a_user_or_a_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Hold on {self.user or self.conversation}: {self.reason}"
+
+
+class PurgeRecord(models.Model):
+    """One purge of expired conversations: what was deleted, as counts (never content)."""
+
+    class Via(models.TextChoices):
+        WORKER = "worker", _("worker maintenance")
+        COMMAND = "command", _("purge_expired command")
+
+    via = models.CharField(max_length=16, choices=Via.choices)
+    purged_at = models.DateTimeField()
+    conversations = models.PositiveIntegerField(default=0)
+    messages = models.PositiveIntegerField(default=0)
+    shares = models.PositiveIntegerField(default=0)
+    # Counts from the purge hooks of other features (attachments, files), by name.
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-purged_at", "-id"]
+        verbose_name = _("purge record")
+        verbose_name_plural = _("purge records")
+
+    def __str__(self) -> str:
+        return f"Purge {self.purged_at:%Y-%m-%d %H:%M}: {self.conversations} conversations"
+
+
+# --- single sign-on (issue 18, item 6) ---
+
+
+class OidcIdentity(models.Model):
+    """The OpenID Connect subject an account signs in as (chat/sso.py): an account is matched by its
+    provider's stable `sub`, never by a username or email that a local account might share."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("single sign-on identity")
+        verbose_name_plural = _("single sign-on identities")
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_oidc_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -109,14 +109,14 @@ def _sqlite(words: list[str], owner_id: int, reasoning: bool, limit: int) -> tup
         " snippet(chat_message_fts, -1, %s, %s, '…', %s)"
         " FROM chat_message_fts JOIN chat_message m ON m.id = chat_message_fts.rowid"
         " JOIN chat_conversation c ON c.id = m.conversation_id"
-        " WHERE chat_message_fts MATCH %s AND c.owner_id = %s ORDER BY bm25(chat_message_fts, 1.0, 0.5) LIMIT %s",
+        " WHERE chat_message_fts MATCH %s AND c.owner_id = %s AND c.deleted_by_owner_at IS NULL ORDER BY bm25(chat_message_fts, 1.0, 0.5) LIMIT %s",
         [START, STOP, SNIPPET_WORDS, match, owner_id, limit],
     )
     titles = _fetch(
         "SELECT c.id, c.title, NULL, NULL, -bm25(chat_conversation_fts) * 2,"
         " highlight(chat_conversation_fts, 0, %s, %s)"
         " FROM chat_conversation_fts JOIN chat_conversation c ON c.id = chat_conversation_fts.rowid"
-        " WHERE chat_conversation_fts MATCH %s AND c.owner_id = %s ORDER BY bm25(chat_conversation_fts) LIMIT %s",
+        " WHERE chat_conversation_fts MATCH %s AND c.owner_id = %s AND c.deleted_by_owner_at IS NULL ORDER BY bm25(chat_conversation_fts) LIMIT %s",
         [START, STOP, f"({terms})", owner_id, limit],
     )
     return messages, titles
@@ -145,7 +145,7 @@ def _postgresql(words: list[str], owner_id: int, reasoning: bool, limit: int) ->
         f" {REASONING_TEXT} AS reasoning, m.search_vector @@ q.query AS in_answer,"
         f" ts_rank({vector}, q.query) AS score"
         " FROM q, chat_message m JOIN chat_conversation c ON c.id = m.conversation_id"
-        f" WHERE c.owner_id = %s AND {matches} ORDER BY score DESC, m.id DESC LIMIT %s) hit"
+        f" WHERE c.owner_id = %s AND c.deleted_by_owner_at IS NULL AND {matches} ORDER BY score DESC, m.id DESC LIMIT %s) hit"
         " ORDER BY hit.score DESC, hit.id DESC",
         [config, tsquery, config, LESS_THAN, HEADLINE, owner_id, limit],
     )
@@ -153,7 +153,7 @@ def _postgresql(words: list[str], owner_id: int, reasoning: bool, limit: int) ->
         "WITH q AS (SELECT to_tsquery(%s::regconfig, %s) AS query)"
         " SELECT c.id, c.title, NULL, NULL, ts_rank(c.search_vector, q.query) * 2,"
         " ts_headline(%s::regconfig, replace(c.title, '<', %s), q.query, %s)"
-        " FROM q, chat_conversation c WHERE c.owner_id = %s AND c.search_vector @@ q.query"
+        " FROM q, chat_conversation c WHERE c.owner_id = %s AND c.deleted_by_owner_at IS NULL AND c.search_vector @@ q.query"
         " ORDER BY 5 DESC LIMIT %s",
         [config, tsquery, config, LESS_THAN, f"StartSel={START}, StopSel={STOP}, HighlightAll=true", owner_id, limit],
     )

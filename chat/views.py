@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from chat import api, events, selectors, services, teams
+from chat import api, events, review, selectors, services, sso, teams
 from chat.errors import ChatError
 from chat.models import Conversation, ShareLink
 from chat.providers import registry
@@ -145,6 +145,16 @@ def _remember_form(request: HttpRequest) -> None:
         request.session["api_key_forms"] = [*request.session.get("api_key_forms", []), nonce][-SENT_FORMS_KEPT:]
 
 
+@login_required
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The user's settings: whether their transcripts can be reviewed, by which groups, and how long they are kept."""
+    context = {
+        "review": review.review_exposure_for(user=request.user),
+        "keep_days": services.retention_days_for(user=request.user),
+    }
+    return render(request, "chat/settings.html", context)
+
+
 def _days(value: str) -> object:
     """The expiry field: empty is none; a number of days; anything else is passed on to be refused."""
     value = value.strip()
@@ -197,19 +207,30 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return {**super().get_context_data(**kwargs), "signup_enabled": settings.CHAT_SIGNUP_ENABLED}
+        return {
+            **super().get_context_data(**kwargs),
+            "signup_enabled": settings.CHAT_SIGNUP_ENABLED and settings.CHAT_PASSWORD_LOGIN,
+            "password_login": settings.CHAT_PASSWORD_LOGIN,
+            "sso_name": settings.CHAT_OIDC_NAME if sso.sso_enabled() else None,
+            "sso_failed": self.request.GET.get("sso") == "failed",
+        }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.CHAT_PASSWORD_LOGIN:
+            raise Http404("Password login is off on this server: sign in with single sign-on.")
+        return super().post(request, *args, **kwargs)
 
 
 def signup(request: HttpRequest) -> HttpResponse:
     """Create an account and log in; a 404 when CHAT_SIGNUP_ENABLED is off."""
-    if not settings.CHAT_SIGNUP_ENABLED:
+    if not (settings.CHAT_SIGNUP_ENABLED and settings.CHAT_PASSWORD_LOGIN):
         raise Http404("Sign-up is closed on this server.")
     if request.user.is_authenticated:
         return redirect(settings.LOGIN_REDIRECT_URL)
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="chat.sso.PasswordBackend")
         return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "registration/signup.html", {"form": form})
 

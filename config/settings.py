@@ -405,3 +405,35 @@ STORAGES = {
 CHAT_CURRENCY = env_str("CHAT_CURRENCY", "USD")  # the currency of ModelPrice and every budget (a label)
 CHAT_DAILY_COST_BUDGET = env_decimal("CHAT_DAILY_COST_BUDGET", "0")  # per user per UTC day
 CHAT_MONTHLY_COST_BUDGET = env_decimal("CHAT_MONTHLY_COST_BUDGET", "0")  # per user per UTC month
+# --- Review scopes, retention (issue 18) ----------------------------------------------------
+# Shown to every user on their settings page, beside which of their groups have reviewers.
+CHAT_REVIEW_POLICY = env_str(
+    "CHAT_REVIEW_POLICY",
+    "Staff with a review scope on one of your groups may read your conversations to keep the service "
+    "safe; every reading is recorded.",
+)
+# The worker's maintenance deletes expired conversations this often, a batch per round until none is left.
+CHAT_RETENTION_INTERVAL_SECONDS = env_float("CHAT_RETENTION_INTERVAL_SECONDS", 3600.0)
+CHAT_RETENTION_BATCH_SIZE = env_int("CHAT_RETENTION_BATCH_SIZE", 200)  # conversations deleted per transaction
+
+# --- Single sign-on: OpenID Connect (chat/sso.py, mozilla-django-oidc) ------------------------
+# On when a client id is set, with the issuer (its discovery document gives the endpoints) or the
+# endpoints themselves; each endpoint variable overrides discovery.
+CHAT_OIDC_CLIENT_ID = env_str("CHAT_OIDC_CLIENT_ID", "")
+CHAT_OIDC_CLIENT_SECRET = env_str("CHAT_OIDC_CLIENT_SECRET", "")
+CHAT_OIDC_ISSUER = env_str("CHAT_OIDC_ISSUER", "").rstrip("/")
+CHAT_OIDC_AUTHORIZATION_ENDPOINT = env_str("CHAT_OIDC_AUTHORIZATION_ENDPOINT", "")
+CHAT_OIDC_TOKEN_ENDPOINT = env_str("CHAT_OIDC_TOKEN_ENDPOINT", "")
+CHAT_OIDC_USERINFO_ENDPOINT = env_str("CHAT_OIDC_USERINFO_ENDPOINT", "")
+CHAT_OIDC_JWKS_ENDPOINT = env_str("CHAT_OIDC_JWKS_ENDPOINT", "")
+CHAT_OIDC_LOGOUT_ENDPOINT = env_str("CHAT_OIDC_LOGOUT_ENDPOINT", "")  # RP-initiated logout (end_session_endpoint)
+CHAT_OIDC_SCOPES = env_str("CHAT_OIDC_SCOPES", "openid email profile")
+CHAT_OIDC_SIGN_ALGO = env_str("CHAT_OIDC_SIGN_ALGO", "RS256")
+# The claim listing the user's groups: their groups here are set to exactly these at every login
+# (created if missing). Empty: groups are managed here only.
+CHAT_OIDC_GROUPS_CLAIM = env_str("CHAT_OIDC_GROUPS_CLAIM", "groups")
+CHAT_OIDC_NAME = env_str("CHAT_OIDC_NAME", "single sign-on")  # the login button: "Sign in with <name>"
+CHAT_OIDC_TIMEOUT = env_float("CHAT_OIDC_TIMEOUT", 10.0)  # seconds for each call to the provider
+# Local username/password login (and sign-up). Off: accounts sign in through the provider only.
+CHAT_PASSWORD_LOGIN = env_bool("CHAT_PASSWORD_LOGIN", True)
+AUTHENTICATION_BACKENDS = ["chat.sso.PasswordBackend", "chat.sso.OidcBackend"]

@@ -17,6 +17,7 @@ from django.utils.html import strip_tags
 from django.utils.text import capfirst
 
 from chat.models import Conversation, Message, TranscriptView
+from tests.review_helpers import join_groups, make_reviewer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.cluster]  # also on PostgreSQL (query counts, search)
 
@@ -26,6 +27,7 @@ CONVERSATIONS = reverse("admin:chat_conversation_changelist")
 MESSAGES = reverse("admin:chat_message_changelist")
 AUDIT = reverse("admin:chat_transcriptview_changelist")
 USAGE = reverse("admin:chat_conversation_usage")
+REVIEWED = "Reviewed"
 
 
 # --- Fixtures and factories -------------------------------------------------------------------
@@ -44,7 +46,8 @@ def superuser() -> User:
 
 @pytest.fixture
 def staff() -> User:
-    return User.objects.create_user("reviewer", password="x", is_staff=True)
+    """A reviewer of the group every conversation owner of these tests is in (make_conversation)."""
+    return make_reviewer(User.objects.create_user("reviewer", password="x"), [REVIEWED])
 
 
 @pytest.fixture
@@ -73,6 +76,7 @@ def bob() -> User:
 
 
 def make_conversation(owner: User, *, title: str = "Chat", model: str = "openai:gpt-4o", **fields) -> Conversation:
+    join_groups(owner, [REVIEWED])
     conversation = Conversation.objects.create(owner=owner, title=title, model=model)
     if fields:
         Conversation.objects.filter(pk=conversation.pk).update(**fields)

@@ -19,8 +19,9 @@ CONVERSATIONS = reverse("admin:chat_conversation_changelist")
 
 @pytest.fixture
 def staff_client() -> Client:
+    """A superuser: they review every user (a scoped reviewer's view is tests/test_review_scopes.py)."""
     client = Client()
-    client.force_login(User.objects.create_user("staff", password="pw", is_staff=True))
+    client.force_login(User.objects.create_superuser("staff", password="pw"))
     return client
 
 

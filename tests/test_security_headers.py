@@ -16,6 +16,7 @@ from chat import services
 from chat.middleware import CONTENT_SECURITY_POLICY
 from chat.models import Conversation, Message
 from tests.engine_fixtures import TEST_MODEL
+from tests.review_helpers import join_groups, make_reviewer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,8 +29,10 @@ def user(make_user):
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("staff-member", password="pw", is_staff=True)
+def staff(django_user_model, user):
+    """A reviewer of `user`'s group."""
+    join_groups(user, ["Reviewed"])
+    return make_reviewer(django_user_model.objects.create_user("staff-member", password="pw"), ["Reviewed"])
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.utils import timezone
 from chat import services
 from chat.models import Conversation, Message, ShareLink
 from tests.engine_fixtures import TEST_MODEL
+from tests.review_helpers import join_groups, make_reviewer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
 
@@ -195,7 +196,8 @@ def test_deleting_the_conversation_deletes_its_links(alice, conversation):
 
 def test_staff_see_shares_in_the_admin(alice, conversation, django_user_model):
     shared(logged_in(alice), conversation)
-    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    staff = make_reviewer(django_user_model.objects.create_user("staff", password="pw"), ["Travel"])
+    join_groups(alice, ["Travel"])
 
     response = logged_in(staff).get("/admin/chat/sharelink/")
 

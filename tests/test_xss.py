@@ -19,6 +19,7 @@ from chat.models import Message
 from tests.browser_fixtures import ROOT, TIMEOUT_MS, PageProblems, assert_page_healthy, wait_connected
 from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import FakeUpstream, Scenario
+from tests.review_helpers import join_groups, make_reviewer
 from tests.xss_payloads import PAYLOADS, all_payloads
 
 STAFF, STAFF_PASSWORD = "xss-staff", "xss-staff-pass-1234"
@@ -155,10 +156,10 @@ def _live_server_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def staff_state(browser: Any, live_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A staff member of the live server, logged in through the admin's own login form."""
+    """A superuser of the live server (who reviews everyone), logged in through the admin's own login form."""
     create = (
         "from django.contrib.auth import get_user_model; "
-        f"get_user_model().objects.create_user({STAFF!r}, password={STAFF_PASSWORD!r}, is_staff=True)"
+        f"get_user_model().objects.create_superuser({STAFF!r}, password={STAFF_PASSWORD!r})"
     )
     env = {"SQLITE_PATH": str(_live_server_database(tmp_path_factory)), "DJANGO_SETTINGS_MODULE": "config.settings"}
     subprocess.run(
@@ -295,7 +296,8 @@ def test_the_markdown_export_stays_inert_even_under_a_renderer_that_allows_raw_h
     conversation = services.conversation_create(owner=user, model=TEST_MODEL, title=PAYLOADS[0][1])
     question = Message.objects.create(conversation=conversation, role="user", content=all_payloads())
     Message.objects.create(conversation=conversation, parent=question, role="assistant", content=all_payloads())
-    staff = django_user_model.objects.create_user("exporter", password="pw", is_staff=True)
+    staff = make_reviewer(django_user_model.objects.create_user("exporter", password="pw"), ["Exported"])
+    join_groups(user, ["Exported"])
     client = Client()
     client.force_login(staff)
     data = {"action": "export_markdown", "_selected_action": [conversation.pk]}

@@ -13,6 +13,7 @@ from chat.services import api_key_revoke
 class ApiKeyAdmin(ReviewOnlyAdmin):
     """Staff see every user's API keys (never the key: only its first characters) and may revoke them."""
 
+    owner_field = "user"
     list_display = ["name", "user", "key_prefix", "models", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("user", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user"]

@@ -70,7 +70,10 @@ class ConversationApiKeyFilter(admin.SimpleListFilter):
     parameter_name = "api_key"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(str(key.pk), f"{key.name} ({key.prefix}…, {key.user})") for key in conversation_api_keys()]
+        return [
+            (str(key.pk), f"{key.name} ({key.prefix}…, {key.user})")
+            for key in conversation_api_keys(reviewer=request.user)
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()

@@ -1,5 +1,5 @@
 """Groups and what they allow: Django's Group admin with the group's policy (models, limits, money
-budgets) inline, and the price table. Other features add their inlines to GroupAdmin.inlines."""
+budgets), who reviews its members and how long their conversations are kept, inline; and the price table."""
 
 from typing import Any
 
@@ -9,6 +9,8 @@ from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.models import Group
 from django.utils.translation import gettext_lazy as _
 
+from chat.admin.retention import GroupRetentionInline
+from chat.admin.reviewing import ReviewScopeInline
 from chat.models import GroupPolicy, ModelPrice
 from chat.providers import registry
 
@@ -77,7 +79,7 @@ admin.site.unregister(Group)
 
 @admin.register(Group)
 class GroupAdmin(DjangoGroupAdmin):
-    inlines = [GroupPolicyInline]
+    inlines = [GroupPolicyInline, ReviewScopeInline, GroupRetentionInline]
 
 
 @admin.register(ModelPrice)

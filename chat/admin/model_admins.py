@@ -1,7 +1,8 @@
 """Transcript review for staff: read-only conversations and messages, exports, usage, and an audit trail.
 
-Access: any active staff member may review; nobody may add or change history from here; only
-superusers may delete; only superusers see who opened which transcript.
+Access: superusers review everyone; other active staff review only the members of the groups they hold a
+review scope on (chat.review), every other row answering 404 as if it did not exist; nobody may add or
+change history from here; only superusers may delete; only superusers see who opened which transcript.
 """
 
 import csv
@@ -13,6 +14,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin import charts
@@ -49,11 +53,14 @@ from chat.admin.selectors import (
 from chat.admin.services import transcript_view_record
 from chat.attachments_api import file_response
 from chat.models import Attachment, Conversation, Message, TranscriptView
+from chat.review import reviewable
 
 
 class ReviewOnlyAdmin(admin.ModelAdmin):
-    """Staff may look; history cannot be added to or changed here; deleting is for superusers."""
+    """Staff may look at the rows of the users they may review (`owner_field`); history cannot be added to
+    or changed here; deleting is for superusers. A row out of scope is a 404 on every route."""
 
+    owner_field: str | None = "owner"  # the path to the user whose row it is; None: no owner (superusers only)
     show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice: too dear at scale
     show_full_result_count = False  # spares a COUNT(*) over the whole table on every filtered page
 
@@ -78,8 +85,52 @@ class ReviewOnlyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.may_delete(request.user)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return self.in_scope(request, super().get_queryset(request))
+
+    def in_scope(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.owner_field is None:
+            return queryset if request.user.is_superuser else queryset.none()
+        return reviewable(queryset, reviewer=request.user, owner_field=self.owner_field)
+
+    def _in_scope_or_404(self, request: HttpRequest, object_ids: list[str]) -> None:
+        """Out of scope answers exactly like missing (the admin's own answer would be a redirect)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        wanted = {unquote(object_id) for object_id in object_ids}
+        try:
+            found = self.get_queryset(request).filter(pk__in=wanted).count()
+        except (ValueError, TypeError):  # not an id at all
+            found = -1
+        if found != len(wanted):
+            raise Http404("No such object.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        self._in_scope_or_404(request, [object_id])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        self._in_scope_or_404(request, [object_id])
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        self._in_scope_or_404(request, [object_id])
+        return super().history_view(request, object_id, extra_context)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """An action (an export) naming any row out of scope is a 404, not an export of the rest."""
+        self._in_scope_or_404(request, request.POST.getlist(ACTION_CHECKBOX_NAME))
+        return super().response_action(request, queryset)
+
     class Media:
         css = {"all": ["admin_transcript.css"]}
+
+
+def _deleted_by_owner(conversation: Conversation) -> str:
+    moment = timezone.localtime(conversation.deleted_by_owner_at)
+    return gettext("Deleted by its owner on %(date)s (kept for a legal hold)") % {"date": f"{moment:%Y-%m-%d %H:%M}"}
 
 
 def _tokens(count: int | None, estimated: bool) -> str:
@@ -156,7 +207,12 @@ class ConversationAdmin(ReviewOnlyAdmin):
     actions = ["export_json", "export_markdown"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
-        return conversation_review_queryset()
+        return self.in_scope(request, conversation_review_queryset())
+
+    def get_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
+        if obj is not None and obj.deleted_by_owner_at:  # a record: who, when, how much; no content
+            return [name for name in self.fields if name not in ("title", "parameters_set")]
+        return self.fields
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
@@ -165,6 +221,8 @@ class ConversationAdmin(ReviewOnlyAdmin):
 
     @admin.display(description="Title", ordering="title")
     def conversation_title(self, conversation: Conversation) -> str:
+        if conversation.deleted_by_owner_at:
+            return _deleted_by_owner(conversation)
         return str(conversation)
 
     @admin.display(description="Source", ordering="source")
@@ -206,7 +264,10 @@ class ConversationAdmin(ReviewOnlyAdmin):
         form_url: str = "",
         obj: Conversation | None = None,
     ) -> HttpResponse:
-        if obj is not None:
+        if obj is not None and obj.deleted_by_owner_at:  # kept for a legal hold: a record, not the content
+            transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
+            context["deleted_by_owner"] = _deleted_by_owner(obj)
+        elif obj is not None:
             transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
             context["transcript"] = transcript_tree(conversation=obj, messages=transcript_messages(conversation=obj))
             context["audit_url"] = self._audit_url(request, obj)
@@ -260,7 +321,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = UsagePeriodForm.for_request(request)
-        summary = usage_summary_for_period(**form.cleaned_data) if form.is_valid() else None
+        summary = usage_summary_for_period(**form.cleaned_data, reviewer=request.user) if form.is_valid() else None
         if summary is not None and request.GET.get("format") == "csv":
             return usage_csv(summary)
         context = {
@@ -359,11 +420,16 @@ class MessageAdmin(ReviewOnlyAdmin):
         SupersededFilter,
         ("created_at", admin.DateFieldListFilter),
     ]
+    owner_field = "conversation__owner"
     list_select_related = ["conversation__owner"]
     search_fields = ["content"]
     search_help_text = "Message content. Several words must all match; quote a phrase."
     ordering = ["-id"]
     list_per_page = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        # A conversation its owner deleted under a legal hold is a record only: none of its messages is shown.
+        return super().get_queryset(request).filter(conversation__deleted_by_owner_at__isnull=True)
 
     @admin.display(description="Conversation", ordering="conversation")
     def conversation_link(self, message: Message) -> str:
@@ -395,6 +461,7 @@ class TranscriptViewAdmin(ReviewOnlyAdmin):
     list_display = ["viewed_at", "viewer_username", "conversation_link", "via"]
     list_filter = ["via", ("viewer", admin.RelatedOnlyFieldListFilter), ("viewed_at", admin.DateFieldListFilter)]
     search_fields = ["viewer_username", "conversation_label"]
+    owner_field = None
 
     def may_view(self, user: Any) -> bool:
         return user.is_active and user.is_superuser

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import (
     Count,
@@ -30,6 +31,7 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat.models import ApiKey, Attachment, Conversation, Message
+from chat.review import reviewable
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
@@ -52,7 +54,7 @@ def _per_conversation(aggregate: Count | Sum) -> Coalesce:
 def conversation_review_queryset() -> QuerySet[Conversation]:
     """Conversations with the figures the review list shows and sorts by."""
     messages = Message.objects.filter(conversation=OuterRef("pk"))
-    return Conversation.objects.select_related("owner").annotate(
+    return Conversation.all_objects.select_related("owner").annotate(
         message_count=_per_conversation(Count("id")),
         tokens_in=_per_conversation(Sum("input_tokens")),
         tokens_out=_per_conversation(Sum("output_tokens")),
@@ -89,16 +91,19 @@ def _conversations_with_message_containing(term: str) -> QuerySet | list[int]:
 
 
 def conversation_search(*, conversations: QuerySet[Conversation], query: str) -> QuerySet[Conversation]:
-    """Conversations whose title or any message contains every term (no join, so no DISTINCT)."""
+    """Conversations whose title or any message contains every term (no join, so no DISTINCT). One its
+    owner deleted under a legal hold is a record only: its content is never searched."""
     for term in search_terms(query):
         matching = _conversations_with_message_containing(term)
         conversations = conversations.filter(Q(title__icontains=term) | Q(pk__in=matching))
-    return conversations
+    return conversations.filter(deleted_by_owner_at__isnull=True) if search_terms(query) else conversations
 
 
-def conversation_api_keys() -> list[ApiKey]:
-    """Every API key, with its user: the keys calls may have come through (keys are few, conversations many)."""
-    return list(ApiKey.objects.select_related("user").order_by("name", "pk"))
+def conversation_api_keys(*, reviewer: AbstractBaseUser) -> list[ApiKey]:
+    """The API keys of the users `reviewer` may review, with their user: the keys calls may have come
+    through (keys are few, conversations many)."""
+    keys = reviewable(ApiKey.objects.select_related("user"), reviewer=reviewer, owner_field="user")
+    return list(keys.order_by("name", "pk"))
 
 
 def conversation_models() -> list[str]:
@@ -175,12 +180,13 @@ def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> l
 
 
 def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:
-    """The chosen conversations with owner and ordered messages loaded: two queries in all."""
-    ordered_messages = Prefetch(
-        "messages", queryset=Message.objects.prefetch_related("attachments").order_by("id"), to_attr="transcript"
-    )
+    """The chosen conversations with owner and ordered messages loaded: two queries in all. One its owner
+    deleted under a legal hold is a record only: no message."""
+    shown = Message.objects.filter(conversation__deleted_by_owner_at__isnull=True).prefetch_related("attachments")
+    shown = shown.order_by("id")
+    ordered_messages = Prefetch("messages", queryset=shown, to_attr="transcript")
     return list(
-        Conversation.objects.filter(pk__in=conversations.values("pk"))
+        Conversation.all_objects.filter(pk__in=conversations.values("pk"))
         .select_related("owner")
         .prefetch_related(ordered_messages)
         .order_by("id")
@@ -294,10 +300,11 @@ def _model_ref(provider: str, model: str) -> str:
     return Message(provider=provider, model=model).model_reference
 
 
-def _usage_cells(since: datetime, until: datetime) -> list[UsageCell]:
-    """The period's messages grouped by day, owner and model, in one query."""
+def _usage_cells(since: datetime, until: datetime, reviewer: AbstractBaseUser) -> list[UsageCell]:
+    """The period's messages of the users `reviewer` may review, grouped by day, owner and model, in one query."""
+    in_period = Message.objects.filter(created_at__gte=since, created_at__lt=until)
     grouped = (
-        Message.objects.filter(created_at__gte=since, created_at__lt=until)
+        reviewable(in_period, reviewer=reviewer, owner_field="conversation__owner")
         .values(
             "provider",
             "model",
@@ -318,21 +325,27 @@ def _usage_cells(since: datetime, until: datetime) -> list[UsageCell]:
     return [UsageCell(model=_model_ref(row.pop("provider"), row.pop("model")), **row) for row in grouped]
 
 
-def _median_ttft(since: datetime, until: datetime) -> dict[str, int]:
-    """Each model's median time to first token over the period's replies, in one query (window
-    functions, on SQLite and PostgreSQL alike: the middle row, or the mean of the middle two)."""
-    table = connection.ops.quote_name(Message._meta.db_table)
+def _median_ttft(since: datetime, until: datetime, reviewer: AbstractBaseUser) -> dict[str, int]:
+    """Each model's median time to first token over the period's replies (of the users `reviewer` may
+    review), in one query (window functions, on SQLite and PostgreSQL alike: the middle row, or the
+    mean of the middle two)."""
+    replies = Message.objects.filter(
+        role=Message.Role.ASSISTANT, time_to_first_token_ms__isnull=False, created_at__gte=since, created_at__lt=until
+    )
+    scoped = reviewable(replies, reviewer=reviewer, owner_field="conversation__owner").values(
+        "provider", "model", "time_to_first_token_ms"
+    )
+    inner, params = scoped.order_by().query.sql_with_params()
     sql = (
         "SELECT provider, model, AVG(ttft) FROM ("
         " SELECT provider, model, time_to_first_token_ms AS ttft,"
         " ROW_NUMBER() OVER (PARTITION BY provider, model ORDER BY time_to_first_token_ms) AS n,"
         " COUNT(*) OVER (PARTITION BY provider, model) AS c"
-        f" FROM {table} WHERE role = %s AND time_to_first_token_ms IS NOT NULL"
-        " AND created_at >= %s AND created_at < %s"
+        f" FROM ({inner}) AS replies"
         ") AS ranked WHERE n IN ((c + 1) / 2, (c + 2) / 2) GROUP BY provider, model"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Message.Role.ASSISTANT, since, until])
+        cursor.execute(sql, params)
         return {_model_ref(provider, model): round(median) for provider, model, median in cursor.fetchall()}
 
 
@@ -374,11 +387,12 @@ def _totals_by(cells: Iterable[UsageCell], key: Callable[[UsageCell], Any]) -> d
 SUMMED = ("messages", "assistant_replies", "tokens_in", "tokens_out", "failures")
 
 
-def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
+def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUser) -> UsageSummary:
     """The usage dashboard for `start` to `end` inclusive: by user, group, model and day, aggregated by
-    the database in three queries however many messages, users and days."""
+    the database in four queries however many messages, users and days. Only the users `reviewer` may
+    review are counted (chat/review.py)."""
     since, until = _period_bounds(start, end)
-    cells = _usage_cells(since, until)
+    cells = _usage_cells(since, until, reviewer)
     names = {cell.user_id: cell.username for cell in cells}
     groups = _groups_of(names)
     stored = dict(Attachment.objects.values("owner_id").annotate(total=Sum("size")).values_list("owner_id", "total"))
@@ -393,7 +407,7 @@ def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
         for user_id, figures in _totals_by(cells, lambda cell: cell.user_id).items()
     ]
     rows.sort(key=lambda row: row.username)
-    medians = _median_ttft(since, until)
+    medians = _median_ttft(since, until, reviewer)
     by_model = [
         ModelRow(model=model, median_ttft_ms=medians.get(model), **_without(figures, "messages"))
         for model, figures in sorted(_totals_by(cells, lambda cell: cell.model).items())

@@ -21,11 +21,13 @@ from channels.routing import ChannelNameRouter
 from channels.utils import await_many_dispatch
 from channels.worker import Worker
 from django.conf import settings
+from django.utils import timezone
 
 from chat import events, services
 from chat.engine import heartbeat
 from chat.engine.generation import Generation
 from chat.engine.resilience import Backoff, best_effort
+from chat.models import PurgeRecord
 from chat.providers import registry
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,7 @@ class ChatWorker(Worker):
         self.runner = Runner(settings.CHAT_WORKER_CONCURRENCY, worker_id=self.worker_id)
         self.stopping = asyncio.Event()
         self._requeue_before: datetime | None = None
+        self._purge_due_at: float | None = None  # the event loop's time of the next retention purge
 
     async def arun(self) -> None:
         checker = asyncio.ensure_future(self.application_checker())
@@ -266,6 +269,7 @@ class ChatWorker(Worker):
             await self.requeue_lost_jobs()
             try:
                 await self.reap_stale()
+                await self.purge_expired()
             except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
                 logger.warning("worker maintenance failed", exc_info=True)
             await asyncio.sleep(self.maintenance_interval)
@@ -281,6 +285,20 @@ class ChatWorker(Worker):
                 await registry.cancel_response(reply.model, reply.upstream_response_id)
             await events.publish_done(reply)
             await events.publish_conversation_of(reply)
+
+    async def purge_expired(self) -> None:
+        """Delete one batch of expired conversations when due (chat.services.retention): a full batch means
+        more wait, so the next round goes on; otherwise the next purge is CHAT_RETENTION_INTERVAL_SECONDS away."""
+        loop = asyncio.get_running_loop()
+        if self._purge_due_at is not None and loop.time() < self._purge_due_at:
+            return
+        batch_size = settings.CHAT_RETENTION_BATCH_SIZE
+        purge = database_sync_to_async(services.purge_expired_batch)
+        counts = await purge(now=timezone.now(), batch_size=batch_size, via=PurgeRecord.Via.WORKER)
+        if counts.conversations:
+            logger.info("retention: purged %s expired conversations", counts.conversations)
+        more = counts.conversations >= batch_size
+        self._purge_due_at = loop.time() + (0 if more else settings.CHAT_RETENTION_INTERVAL_SECONDS)
 
     async def requeue_lost_jobs(self) -> None:
         """When the job queue is new (Redis or the embedded server restarted, its jobs lost), send again the

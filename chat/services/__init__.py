@@ -10,6 +10,7 @@ search_index.py   the search index, kept in step by the writes above
 shares.py         share links: create, revoke, copy a snapshot into one's own conversation
 titles.py         titles written by a model (CHAT_TITLE_MODEL)
 imports.py        importing an export or a ChatGPT conversations.json (import_formats.py reads them)
+retention.py      how long conversations are kept, legal holds, and the purge of expired ones
 """
 
 from chat.services.api_keys import (
@@ -56,6 +57,15 @@ from chat.services.replies import (
     reply_refuse_job,
     reply_regenerate,
 )
+from chat.services.retention import (
+    PurgeCounts,
+    conversation_purge,
+    conversations_expired,
+    conversations_purging,
+    purge_expired,
+    purge_expired_batch,
+    retention_days_for,
+)
 from chat.services.search_index import search_index_rebuild
 from chat.services.shares import share_copy, share_create, share_revoke
 from chat.services.titles import conversation_title_by_model
@@ -63,7 +73,11 @@ from chat.services.titles import conversation_title_by_model
 __all__ = [
     "ApiCall",
     "CallStarted",
+    "Checkpoint",
+    "GenerationContext",
     "NewApiKey",
+    "PurgeCounts",
+    "SendResult",
     "api_key_authenticate",
     "api_key_create",
     "api_key_model_check",
@@ -75,10 +89,13 @@ __all__ = [
     "SendResult",
     "conversation_create",
     "conversation_delete",
+    "conversation_purge",
     "conversation_switch",
     "conversation_title_by_model",
     "conversation_update",
     "default_model_for",
+    "conversations_expired",
+    "conversations_purging",
     "generation_begin",
     "generation_cancel",
     "generation_checkpoint",
@@ -90,6 +107,8 @@ __all__ = [
     "message_edit",
     "message_send",
     "parameters_by_model",
+    "purge_expired",
+    "purge_expired_batch",
     "replies_hand_off_stale",
     "replies_interrupt_stale",
     "replies_requeue_lost",
@@ -100,6 +119,7 @@ __all__ = [
     "reply_queue_position",
     "reply_refuse_job",
     "reply_regenerate",
+    "retention_days_for",
     "search_index_rebuild",
     "share_copy",
     "share_create",

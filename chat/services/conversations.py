@@ -14,6 +14,7 @@ from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
 from chat.services.parameters import parameters_accepted, parameters_validate
+from chat.services.retention import conversation_hide_held, conversation_is_held
 from chat.services.search_index import search_index_conversations, search_index_forget
 
 TITLE_MAX_CHARS = 60
@@ -152,9 +153,13 @@ def conversation_update(
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete the conversation and its messages; `busy` while a reply runs in it."""
+    """Delete the conversation and its messages; `busy` while a reply runs in it. Under a legal hold it is
+    only hidden from its owner, and kept (chat.services.retention)."""
     if selectors.active_reply_for(conversation_id=conversation.pk):
         raise ChatError("busy", "Stop the running reply before deleting this conversation.")
+    if conversation_is_held(conversation=conversation):
+        conversation_hide_held(conversation=conversation)
+        return
     with transaction.atomic():
         search_index_forget(conversation=conversation)
         conversation.delete()
