@@ -14,6 +14,7 @@ import orjson
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from chat.errors import ChatError
 from chat.live import live_log
@@ -118,6 +119,10 @@ def message_payload(message: Message, *, with_content: bool = True, tree: Tree |
         "parts": parts_payload(parts, with_text=with_content),
         "created_at": message.created_at.isoformat() if message.created_at else None,
     }
+    if message.status == Message.Status.STREAMING and message.started_at is not None:
+        # How long the reply has streamed, by the server's clock: a tab that joins late (a reload, a
+        # second tab) tells the live speed from it, not from when it happened to join.
+        payload["elapsed_ms"] = max(0, int((timezone.now() - message.started_at).total_seconds() * 1000))
     if with_content:
         payload["content"] = message.content
     if message.role == Message.Role.USER:
@@ -332,12 +337,19 @@ def snapshot_frame(
     """The state of the conversation's latest reply; `parts`/`seq` come from the live log when it runs."""
     payload = None
     if reply is not None:
-        payload = message_payload(reply)
-        if parts is not None:
-            content = answer_text(parts)
-            live = [{"kind": kind, "text": text} for kind, text in parts]
-            payload.update(content=content, seq=seq, length=len(content), parts=parts_payload(live))
+        payload = message_payload(reply) if parts is None else live_message_payload(reply, parts=parts, seq=seq)
     return {"type": "snapshot", "conversation": conversation_id, "message": payload}
+
+
+def live_message_payload(
+    message: Message, *, parts: list[tuple[str, str]], seq: int, tree: Tree | None = None
+) -> Frame:
+    """A running reply's payload with the live log's text (newer than the last checkpoint) and `seq`."""
+    payload = message_payload(message, tree=tree)
+    content = answer_text(parts)
+    live = [{"kind": kind, "text": text} for kind, text in parts]
+    payload.update(content=content, seq=seq, length=len(content), parts=parts_payload(live))
+    return payload
 
 
 def conversation_frame(conversation: Conversation, *, running: bool) -> Frame:

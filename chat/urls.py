@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/<int:pk>/", views.conversation_page, name="conversation"),
     path("api-keys/", views.api_keys, name="api-keys"),
     path("settings/", views.account_settings, name="settings"),
+    path("manifest.webmanifest", views.web_app_manifest, name="manifest"),
     path("api/models", api.models, name="api-models"),
     path("api/conversations", api.conversations, name="api-conversations"),
     path("api/conversations/<int:pk>", api.conversation, name="api-conversation"),

@@ -3,22 +3,27 @@
 import secrets
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
 from chat import api, events, review, selectors, services, sso, teams
 from chat.errors import ChatError
-from chat.models import Conversation, ShareLink
+from chat.live import live_log
+from chat.models import Conversation, Message, ShareLink
 from chat.providers import registry
+from chat.tree import Tree
 
 
 def _sidebar_source(request: HttpRequest, conversation: Conversation | None) -> str:
@@ -29,13 +34,23 @@ def _sidebar_source(request: HttpRequest, conversation: Conversation | None) -> 
     return conversation.source if conversation is not None else Conversation.Source.CHAT
 
 
+def _history_payload(message: Message, *, tree: Tree) -> dict[str, Any]:
+    """A message as the page first shows it: a running reply with its text so far (from the live log,
+    newer than its last checkpoint), so a reload never paints less than the page showed before."""
+    if message.is_active:
+        state = async_to_sync(live_log().state)(message.pk)
+        if state is not None:
+            return events.live_message_payload(message, parts=state.parts, seq=state.seq, tree=tree)
+    return events.message_payload(message, tree=tree)
+
+
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
     """Everything the chat template and its script need; the script reads `page_data` as JSON."""
     default_model = services.default_model_for(user_id=request.user.pk)
     messages = []
     if conversation is not None:
         path = selectors.path_for(conversation=conversation)
-        messages = [events.message_payload(m, tree=path.tree) for m in path.messages]
+        messages = [_history_payload(m, tree=path.tree) for m in path.messages]
     source = _sidebar_source(request, conversation)
     sidebar = selectors.conversation_sidebar_for(user=request.user, source=source)
     page_data = {
@@ -71,6 +86,34 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "selected_model": conversation.model if conversation else default_model,
         "page_data": page_data,
     }
+
+
+def web_app_manifest(request: HttpRequest) -> HttpResponse:
+    """The web app manifest, so a phone can add the chat to its home screen. No service worker: no
+    conversation is ever cached for offline use. Public: browsers fetch it without cookies."""
+    icons = [
+        {"src": static("chat/icons/icon-192.png"), "sizes": "192x192", "type": "image/png", "purpose": "any"},
+        {"src": static("chat/icons/icon-512.png"), "sizes": "512x512", "type": "image/png", "purpose": "any"},
+        {
+            "src": static("chat/icons/icon-maskable-512.png"),
+            "sizes": "512x512",
+            "type": "image/png",
+            "purpose": "maskable",
+        },
+    ]
+    manifest = {
+        "name": _("Streamchat"),
+        "short_name": _("Chat"),
+        "description": _("Chat with language models; replies stream in as they are written."),
+        "id": reverse("chat:home"),
+        "start_url": reverse("chat:home"),
+        "scope": reverse("chat:home"),
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": "#2563eb",
+        "icons": icons,
+    }
+    return JsonResponse(manifest, content_type="application/manifest+json")
 
 
 @login_required

@@ -21,11 +21,16 @@ import { Connection } from "./connection.js";
 import { MessageView, setRenderHooks } from "./messages.js";
 import { Imports } from "./imports.js";
 import { ParameterSettings } from "./parameters.js";
+import { Shortcuts } from "./keys.js";
+import { Scroller } from "./scroll.js";
 import { revealFoundMessage, Search } from "./search.js";
 import { Shares } from "./shares.js";
 import { Sidebar } from "./sidebar.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
 const $ = (id) => document.getElementById(id);
+// A phone or tablet: its keyboard's Enter key adds a line, the Send button sends.
+const touchKeyboard = () => window.matchMedia("(pointer: coarse)").matches;
 const newClientId = () =>
   crypto.randomUUID ? crypto.randomUUID() : [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
 const CONNECTION_TEXT = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
@@ -66,7 +71,10 @@ class Chat {
       parametersForm: $("parameters-form"),
       parametersReset: $("parameters-reset"),
       announcer: $("announcer"),
+      status: $("composer-status"),
+      hint: $("composer-hint"),
     };
+    this.scroller = new Scroller(this.el.messages, $("jump-latest"));
     this.parameters = new ParameterSettings({ models: page.models, fields: $("parameters-fields"), status: $("parameters-status") });
     this.parameters.show(this.el.model.value, this.conversation?.parameters);
     this.messageActions = {
@@ -103,9 +111,14 @@ class Chat {
       showError: (message) => this.showError(message),
     });
     this.tray.restore(this.conversation?.id).catch(() => {});
+    this.shortcuts = new Shortcuts({ chat: this, sidebar: this.sidebar });
     this.bind();
     this.replaceAll(page.messages);
-    revealFoundMessage(this.el.messages);
+    // A conversation opens at its latest message, unless a search result asked for another one.
+    if (!revealFoundMessage(this.el.messages)) {
+      this.scroller.toLatest();
+      this.focusComposer();
+    }
     this.connection.start();
   }
 
@@ -118,11 +131,12 @@ class Chat {
       this.send();
     });
     input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !touchKeyboard()) {
         event.preventDefault();
         this.send();
       }
     });
+    if (touchKeyboard()) this.el.hint.textContent = this.el.hint.dataset.touch;
     input.addEventListener("input", () => this.fitComposer());
     stop.addEventListener("click", () => this.stop());
     messages.addEventListener("click", (event) => {
@@ -143,12 +157,10 @@ class Chat {
       this.saveParameters(cleared);
     });
     promptSave.addEventListener("click", () => this.saveSettings({ system_prompt: this.el.prompt.value }));
-    // Follow the newest text only while the reader is at the bottom.
+    // Follow the newest text while the reader stays at the bottom (scroll.js).
     setRenderHooks(
-      () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80,
-      (atBottom) => {
-        if (atBottom) messages.scrollTop = messages.scrollHeight;
-      },
+      () => null,
+      () => this.scroller.settle(),
     );
   }
 
@@ -181,6 +193,11 @@ class Chat {
     this.el.error.hidden = true;
   }
 
+  /** A short, polite note under the composer (why Enter did nothing, say); empty clears it. */
+  showStatus(text) {
+    this.el.status.textContent = text;
+  }
+
   async copy(text, button) {
     try {
       await navigator.clipboard.writeText(text);
@@ -206,6 +223,7 @@ class Chat {
 
   updateComposer() {
     const running = this.running;
+    if (!this.busy) this.showStatus("");
     this.el.send.hidden = running;
     this.el.stop.hidden = !running;
     this.el.send.disabled = this.busy || !this.el.model.value || Boolean(this.tray?.uploading);
@@ -362,6 +380,7 @@ class Chat {
     if (!this.isCurrent(frame)) return;
     if (frame.user_message) this.receiveMessage(frame.user_message);
     this.receiveMessage(frame.message);
+    this.scroller.revealOwn(); // what the reader just asked for, and the reply under it
   }
 
   on_message(frame) {
@@ -458,7 +477,17 @@ class Chat {
   async send() {
     const content = this.el.input.value;
     const attachments = this.tray.ids();
-    if ((!content.trim() && !attachments.length) || this.busy || this.tray.uploading) return;
+    if (!content.trim() && !attachments.length) return;
+    if (this.busy) {
+      this.showStatus(
+        this.running ? t("A reply is being written: wait for it to finish, or press Esc to stop it.") : t("Sending… one moment."),
+      );
+      return;
+    }
+    if (this.tray.uploading) {
+      this.showStatus(t("Files are still uploading: send once they are done."));
+      return;
+    }
     if (!this.conversation && !(await this.createConversation())) return;
     this.startAction("send", attachments.length ? { content, attachments } : { content });
   }
@@ -471,6 +500,8 @@ class Chat {
     this.hideError();
     this.connection.send(frame);
     this.refreshPlaces();
+    // The button pressed (Regenerate, Continue, Retry) is gone with the new reply: keep the focus.
+    if (kind !== "edit") this.focusComposer();
   }
 
   /** Show the branch through this message (a sibling's "‹ ›"); the `path` frame that answers redraws. */
@@ -481,9 +512,46 @@ class Chat {
   }
 
   stop() {
+    if (!this.conversation) return;
     if (!this.connection.send({ type: "cancel", conversation: this.conversation.id })) {
       this.showError("Not connected: the reply cannot be stopped until the connection is back.");
     }
+    this.focusComposer(); // the Stop button hides: the focus must not fall to the page
+  }
+
+  // --- Shortcuts (keys.js) ----------------------------------------------------------------------
+
+  focusComposer() {
+    this.el.input.focus({ preventScroll: true });
+  }
+
+  newChat() {
+    location.assign(this.urls.home);
+  }
+
+  lastReply() {
+    return this.views.findLast((view) => view.role === "assistant");
+  }
+
+  regenerateLast() {
+    const reply = this.lastReply();
+    if (!reply || this.busy || reply.active) return this.showStatus(t("There is no reply to regenerate now."));
+    this.startAction("regenerate", { message: reply.id });
+  }
+
+  copyLast() {
+    const reply = this.lastReply();
+    if (reply?.data.content) this.copy(reply.data.content);
+    else this.announce(t("There is no reply to copy yet."));
+  }
+
+  canEditLast() {
+    return !this.busy && this.views.some((view) => view.role === "user");
+  }
+
+  editLast() {
+    const message = this.views.findLast((view) => view.role === "user");
+    if (message) this.messageActions.edit(message);
   }
 
   async createConversation() {

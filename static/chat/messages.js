@@ -101,6 +101,8 @@ export class MessageView {
     this.parts = [];
     this.seenAt = performance.now();
     this.firstTokenAt = null;
+    // When the reply began streaming, by the server's clock (`elapsed_ms`), for a tab that joined late.
+    this.serverStart = null;
     // When we saw the reasoning begin and end; null when we did not see it (a reload): no duration then.
     this.thoughtStart = null;
     this.thoughtEnd = null;
@@ -155,7 +157,11 @@ export class MessageView {
     this.error.setAttribute("role", "alert");
     this.meta = document.createElement("footer");
     this.meta.className = "msg-meta";
-    this.meta.setAttribute("aria-label", "Reply statistics");
+    if (this.role === "assistant") {
+      // A footer in an article has no role of its own: a named group may carry the label.
+      this.meta.setAttribute("role", "group");
+      this.meta.setAttribute("aria-label", "Reply statistics");
+    }
     this.buttons = document.createElement("div");
     this.buttons.className = "msg-actions";
     article.append(label);
@@ -203,9 +209,17 @@ export class MessageView {
       });
     }
     Object.assign(this.data, rest);
+    this.noteElapsed(payload);
     this.endThought();
     this.chromeKey = null;
     scheduleRender(this);
+  }
+
+  /** A payload of a running reply says how long it has streamed (the server's clock): the live speed
+   * of a reply we did not watch from its first token is measured from that, not from our joining. */
+  noteElapsed(payload) {
+    if (payload.elapsed_ms == null || this.sawFirstToken) return;
+    this.serverStart = performance.now() - payload.elapsed_ms;
   }
 
   /** Replace every part with the payload's (a snapshot or the page's history). */
@@ -225,6 +239,7 @@ export class MessageView {
     this.parts = parts;
     this.data.content = content;
     if (parts.length && this.firstTokenAt === null) this.firstTokenAt = performance.now();
+    this.noteElapsed(payload);
     this.endThought();
     scheduleRender(this);
   }
@@ -418,7 +433,8 @@ export class MessageView {
       const now = performance.now();
       if (this.firstTokenAt !== null) {
         const tokens = Math.ceil(this.parts.reduce((sum, part) => sum + part.text.length, 0) / 4);
-        const elapsed = (now - this.firstTokenAt) / 1000;
+        const since = this.sawFirstToken || this.serverStart === null ? this.firstTokenAt : this.serverStart;
+        const elapsed = (now - since) / 1000;
         if (this.sawFirstToken) parts.push(metric("ttft", `first token ${seconds(this.firstTokenAt - this.seenAt)}`, true));
         if (elapsed > 0.2) parts.push(metric("tps", `≈${(tokens / elapsed).toFixed(1)} tok/s`, true));
         parts.push(metric("tokens", `≈${tokens} tokens so far`, true));

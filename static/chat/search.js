@@ -153,11 +153,12 @@ export class Search {
   }
 }
 
-/** After a search opened this page (`?m=<id>`): bring the message into view and mark it. */
+/** After a search opened this page (`?m=<id>`): bring the message into view and mark it; true when
+ * it was found. */
 export function revealFoundMessage(container) {
   const params = new URLSearchParams(window.location.search);
   const id = Number(params.get("m"));
-  if (!id) return;
+  if (!id) return false;
   const article = container.querySelector(`article.msg[data-id="${id}"]`);
   if (article) {
     article.classList.add("found");
@@ -168,4 +169,5 @@ export function revealFoundMessage(container) {
   params.delete("m");
   const rest = params.toString();
   window.history.replaceState(null, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+  return Boolean(article);
 }

@@ -35,6 +35,7 @@ export class Sidebar {
     this.template = document.getElementById("conversation-item-template");
     this.app = document.getElementById("app");
     this.toggle = document.getElementById("sidebar-toggle");
+    this.backdrop = document.getElementById("sidebar-backdrop");
     this.renameDialog = document.getElementById("rename-dialog");
     this.deleteDialog = document.getElementById("delete-dialog");
     this.bind();
@@ -55,6 +56,8 @@ export class Sidebar {
     this.archivedToggle.addEventListener("click", () => this.showArchived(this.archived.hidden));
     this.toggle.addEventListener("click", () => this.setOpen(!this.app.classList.contains("sidebar-open")));
     document.getElementById("sidebar-close").addEventListener("click", () => this.setOpen(false));
+    // On a phone the open drawer dims the chat behind it; a tap there closes it.
+    this.backdrop.addEventListener("click", () => this.setOpen(false));
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.app.classList.contains("sidebar-open")) this.setOpen(false);
     });
@@ -75,6 +78,7 @@ export class Sidebar {
   setOpen(open) {
     this.app.classList.toggle("sidebar-open", open);
     this.toggle.setAttribute("aria-expanded", String(open));
+    this.backdrop.hidden = !open;
     if (open) this.list.querySelector("a")?.focus();
     else this.toggle.focus();
   }
@@ -83,6 +87,12 @@ export class Sidebar {
   reveal() {
     this.app.classList.add("sidebar-open");
     this.toggle.setAttribute("aria-expanded", "true");
+    this.backdrop.hidden = false;
+  }
+
+  /** The conversation links in the list, in order (for the previous / next shortcuts). */
+  links() {
+    return this.items().map((item) => item.querySelector("a.conv-link") ?? item.querySelector("a"));
   }
 
   item(id, list = this.list) {
