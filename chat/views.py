@@ -12,6 +12,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
@@ -122,7 +123,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     return response
 
 
-SENT_TWICE = (
+SENT_TWICE = _(
     "This form was already sent: the key it made is in the list below, and its secret was shown only "
     "then. If you did not copy it, revoke that key and create another."
 )

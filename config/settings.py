@@ -46,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Django's, plus the 503 answer to a database outage (chat/middleware.py).
     "chat.middleware.SessionMiddleware",
+    # The language: the set_language cookie, else the browser's Accept-Language (Languages below).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "chat.middleware.json_api_bodies",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -173,7 +175,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"  # the fallback; see Languages at the end
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -355,3 +357,11 @@ CHAT_SEARCH_RESULTS = env_int("CHAT_SEARCH_RESULTS", 20)  # results one search a
 CHAT_IMPORT_MAX_BYTES = env_int("CHAT_IMPORT_MAX_BYTES", 50 * 1024 * 1024)  # largest upload (and unpacked JSON)
 # A model ('provider:model') that writes each conversation's title after its first reply; empty: off.
 CHAT_TITLE_MODEL = env_str("CHAT_TITLE_MODEL", "")
+
+# --- Languages (Django i18n) ------------------------------------------------------------------
+# English and Spanish. A person gets the language their browser asks for (Accept-Language) until they
+# pick one in the user menu (the django_language cookie). The catalog is locale/es/LC_MESSAGES/django.po,
+# compiled by scripts/bootstrap.sh (`compilemessages`); no .mo file is committed.
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_SAMESITE = "Lax"

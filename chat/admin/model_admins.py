@@ -18,6 +18,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from chat.admin.exports import transcript_export_json, transcript_export_markdown
 from chat.admin.filters import (
@@ -79,8 +80,8 @@ def _tokens(count: int | None, estimated: bool) -> str:
 
 
 class UsagePeriodForm(forms.Form):
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     @classmethod
     def for_request(cls, request: HttpRequest) -> "UsagePeriodForm":
@@ -155,37 +156,37 @@ class ConversationAdmin(ReviewOnlyAdmin):
     ) -> tuple[QuerySet[Conversation], bool]:
         return conversation_search(conversations=queryset, query=search_term), False
 
-    @admin.display(description="Title", ordering="title")
+    @admin.display(description=_("Title"), ordering="title")
     def conversation_title(self, conversation: Conversation) -> str:
         return str(conversation)
 
-    @admin.display(description="Source", ordering="source")
+    @admin.display(description=_("Source"), ordering="source")
     def source_label(self, conversation: Conversation) -> str:
         if conversation.source == Conversation.Source.API:
             return f"API · {conversation.api_key_name or 'deleted key'}"
         return conversation.get_source_display()
 
-    @admin.display(description="Parameters")
+    @admin.display(description=_("Parameters"))
     def parameters_set(self, conversation: Conversation) -> str:
         return conversation.parameter_summary or "defaults"
 
-    @admin.display(description="Messages", ordering="message_count")
+    @admin.display(description=_("Messages"), ordering="message_count")
     def message_count(self, conversation: Conversation) -> int:
         return conversation.message_count
 
-    @admin.display(description="Tokens in", ordering="tokens_in")
+    @admin.display(description=_("Tokens in"), ordering="tokens_in")
     def tokens_in(self, conversation: Conversation) -> str:
         return _tokens(conversation.tokens_in, conversation.tokens_estimated)
 
-    @admin.display(description="Tokens out", ordering="tokens_out")
+    @admin.display(description=_("Tokens out"), ordering="tokens_out")
     def tokens_out(self, conversation: Conversation) -> str:
         return _tokens(conversation.tokens_out, conversation.tokens_estimated)
 
-    @admin.display(description="Last status", ordering="last_status")
+    @admin.display(description=_("Last status"), ordering="last_status")
     def last_status(self, conversation: Conversation) -> str:
         return Message.Status(conversation.last_status).label if conversation.last_status else "-"
 
-    @admin.display(description="Last activity", ordering="updated_at")
+    @admin.display(description=_("Last activity"), ordering="updated_at")
     def last_activity(self, conversation: Conversation) -> datetime:
         return conversation.updated_at
 
@@ -209,11 +210,11 @@ class ConversationAdmin(ReviewOnlyAdmin):
             return None
         return reverse("admin:chat_transcriptview_changelist") + f"?conversation__id__exact={conversation.pk}"
 
-    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         return self._export(request, queryset, TranscriptView.Via.JSON)
 
-    @admin.action(description="Export selected conversations as Markdown", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as Markdown"), permissions=["view"])
     def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         return self._export(request, queryset, TranscriptView.Via.MARKDOWN)
 
@@ -239,7 +240,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Usage summary",
+            "title": _("Usage summary"),
             "form": form,
             "summary": summary,
             "media": self.media,
@@ -278,25 +279,25 @@ class MessageAdmin(ReviewOnlyAdmin):
     ordering = ["-id"]
     list_per_page = 50
 
-    @admin.display(description="Conversation", ordering="conversation")
+    @admin.display(description=_("Conversation"), ordering="conversation")
     def conversation_link(self, message: Message) -> str:
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
         return format_html('<a href="{}#message-{}">{}</a>', url, message.pk, message.conversation)
 
-    @admin.display(description="Owner", ordering="conversation__owner")
+    @admin.display(description=_("Owner"), ordering="conversation__owner")
     def owner(self, message: Message) -> str:
         return message.conversation.owner.get_username()
 
-    @admin.display(description="Tokens in / out")
+    @admin.display(description=_("Tokens in / out"))
     def tokens(self, message: Message) -> str:
         estimated = message.tokens_estimated
         return f"{_tokens(message.input_tokens, estimated)} / {_tokens(message.output_tokens, estimated)}"
 
-    @admin.display(description="Content")
+    @admin.display(description=_("Content"))
     def excerpt(self, message: Message) -> str:
         return Truncator(message.content).chars(80)
 
-    @admin.display(description="Superseded", boolean=True, ordering="superseded_at")
+    @admin.display(description=_("Superseded"), boolean=True, ordering="superseded_at")
     def superseded(self, message: Message) -> bool:
         return message.superseded_at is not None
 
@@ -315,7 +316,7 @@ class TranscriptViewAdmin(ReviewOnlyAdmin):
     def may_delete(self, user: Any) -> bool:
         return False
 
-    @admin.display(description="Conversation", ordering="conversation_label")
+    @admin.display(description=_("Conversation"), ordering="conversation_label")
     def conversation_link(self, view: TranscriptView) -> str:
         if view.conversation_id is None:
             return f"{view.conversation_label} (deleted)"

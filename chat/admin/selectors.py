@@ -13,6 +13,7 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import ApiKey, Conversation, Message
 from chat.selectors import current_leaf_in
@@ -201,7 +202,7 @@ def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
     rows = list(rows)
     return UsageRow(
         user_id=0,
-        username="Total",
+        username=_("Total"),
         messages=sum(row.messages for row in rows),
         assistant_replies=sum(row.assistant_replies for row in rows),
         tokens_in=sum(row.tokens_in for row in rows),

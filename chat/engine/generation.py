@@ -12,6 +12,7 @@ from datetime import datetime
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 # A reply handed over by the reaper whose provider response could not be streamed again.
 TAKE_UP_FAILED = ChatError(
-    "interrupted", "The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."
+    "interrupted",
+    _("The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."),
 )
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import selectors
 from chat.errors import ChatError
@@ -141,7 +142,7 @@ def conversation_update(
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete the conversation and its messages; `busy` while a reply runs in it."""
     if selectors.active_reply_for(conversation_id=conversation.pk):
-        raise ChatError("busy", "Stop the running reply before deleting this conversation.")
+        raise ChatError("busy", _("Stop the running reply before deleting this conversation."))
     with transaction.atomic():
         search_index_forget(conversation=conversation)
         conversation.delete()

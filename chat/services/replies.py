@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import limits, selectors
 from chat.errors import ChatError
@@ -43,7 +44,11 @@ def _validate_content(content: object) -> str:
         raise ChatError("empty_message")
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
-        raise ChatError("message_too_long", f"The message is {len(content):,} characters; the limit is {limit:,}.")
+        raise ChatError(
+            "message_too_long",
+            _("The message is %(length)s characters; the limit is %(limit)s.")
+            % {"length": f"{len(content):,}", "limit": f"{limit:,}"},
+        )
     return text_storable(content, field="content")
 
 
@@ -121,7 +126,9 @@ def _check_queue_room(*, owner_id: int) -> None:
     """
     limit = settings.CHAT_MAX_QUEUED_PER_USER
     if _waiting_replies().filter(conversation__owner_id=owner_id, queued_at__isnull=False).count() >= limit:
-        message = f"{limit} of your replies are waiting for a free worker. Try again once one has started."
+        message = _("%(limit)s of your replies are waiting for a free worker. Try again once one has started.") % {
+            "limit": limit
+        }
         raise ChatError("queue_full", message, retry_after=limits.SLOT_RETRY_AFTER_SECONDS)
 
 
@@ -237,7 +244,7 @@ def message_edit(*, conversation: Conversation, client_id: str, content: object,
     """An edited copy of a user message (default: the current branch's last), beside it, and its reply;
     the old message and everything under it stay as the other branch."""
     content = _checked_new_message(conversation, content)
-    nothing = ChatError("nothing_to_regenerate", "There is no message to edit.")
+    nothing = ChatError("nothing_to_regenerate", _("There is no message to edit."))
     target = _target(conversation, message, role=Message.Role.USER, nothing=nothing)
     return _start_reply(conversation, client_id=client_id, parent_id=target.parent_id, user_content=content)
 

@@ -4,6 +4,9 @@
 // blocks are parsed, sanitised and highlighted once and never touched again; only the open block at
 // the end is re-parsed when new text arrives, at most once per animation frame (see render.js).
 // When the reply ends, the whole text is parsed once, so the final markup is exactly marked's.
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
 
 const { marked, DOMPurify, hljs } = window;
 
@@ -60,8 +63,8 @@ function fillBlock(element, markdown, { highlight }) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", language ? `Copy ${language} code` : "Copy code");
+      button.textContent = t("Copy");
+      button.setAttribute("aria-label", language ? tf("Copy %(language)s code", { language }) : t("Copy code"));
       wrapper.prepend(button);
     }
   }
