@@ -5,7 +5,7 @@ superusers may delete; only superusers see who opened which transcript.
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -163,12 +164,13 @@ class ConversationAdmin(ReviewOnlyAdmin):
     @admin.display(description=_("Source"), ordering="source")
     def source_label(self, conversation: Conversation) -> str:
         if conversation.source == Conversation.Source.API:
-            return f"API · {conversation.api_key_name or 'deleted key'}"
+            key = conversation.api_key_name or _("deleted key")
+            return f"API · {key}"
         return conversation.get_source_display()
 
     @admin.display(description=_("Parameters"))
     def parameters_set(self, conversation: Conversation) -> str:
-        return conversation.parameter_summary or "defaults"
+        return conversation.parameter_summary or _("defaults")
 
     @admin.display(description=_("Messages"), ordering="message_count")
     def message_count(self, conversation: Conversation) -> int:
@@ -187,8 +189,9 @@ class ConversationAdmin(ReviewOnlyAdmin):
         return Message.Status(conversation.last_status).label if conversation.last_status else "-"
 
     @admin.display(description=_("Last activity"), ordering="updated_at")
-    def last_activity(self, conversation: Conversation) -> datetime:
-        return conversation.updated_at
+    def last_activity(self, conversation: Conversation) -> str:
+        # Formatted here: a readonly field shows a method's datetime as str() (microseconds and all).
+        return date_format(timezone.localtime(conversation.updated_at), "DATETIME_FORMAT")
 
     def render_change_form(
         self,

@@ -12,10 +12,13 @@ from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 
+from chat.admin.markdown import markdown_html
 from chat.models import ApiKey, Conversation, Message
+from chat.providers import registry
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
 
@@ -139,6 +142,26 @@ class TranscriptEntry:
     @property
     def indent(self) -> int:
         return min(self.level, MAX_TRANSCRIPT_INDENT)
+
+    @property
+    def model_label(self) -> str:
+        return model_label(self.message.model_reference)
+
+    @property
+    def content_html(self) -> SafeString:
+        """A reply's text as the chat shows it: Markdown, sanitised (chat/admin/markdown.py)."""
+        return markdown_html(self.message.content)
+
+
+def model_label(reference: str) -> str:
+    """A model as a person names it, "gpt-4o-mini (OpenAI)", from a 'provider:model' reference; a model
+    no longer offered is shown by its own name and its provider's."""
+    try:
+        provider, model = registry.resolve(reference)
+    except registry.UnknownModel:
+        provider_name, _colon, name = reference.partition(":")
+        return f"{name} ({provider_name})" if name else reference
+    return f"{model.label} ({provider.label})"
 
 
 def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> list[TranscriptEntry]:
