@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
+from django.http import HttpRequest
+from django.utils import translation
 
 from chat import actions, events, sessions
 from chat.errors import ChatError
@@ -46,6 +48,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         self.user = user
+        # The language of the error frames this socket gets: the page's (cookie, else Accept-Language).
+        self.language = _language(self.scope)
         self.following: set[int] = set()
         # Per message: the last seq a snapshot covered; live deltas up to it are dropped.
         self.covered: dict[int, int] = {}
@@ -79,6 +83,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=events.encode(frame))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        with translation.override(self.language):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         ref = None
         conversation_id = None
         try:
@@ -212,3 +220,12 @@ HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
     "cancel": ChatConsumer.on_cancel,
     "ping": ChatConsumer.on_ping,
 }
+
+
+def _language(scope: dict[str, Any]) -> str:
+    """The language Django's LocaleMiddleware would pick for this handshake's HTTP request."""
+    request = HttpRequest()
+    request.COOKIES = scope.get("cookies", {})
+    headers = dict(scope.get("headers", []))
+    request.META["HTTP_ACCEPT_LANGUAGE"] = headers.get(b"accept-language", b"").decode("latin-1")
+    return translation.get_language_from_request(request)

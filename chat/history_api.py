@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from chat import actions, events, search, selectors, services
@@ -28,7 +29,7 @@ async def search_view(request: HttpRequest, user: Any, body: dict[str, Any]) -> 
     """`?q=words` (and `reasoning=1` to search the reasoning too): the user's own best matches."""
     query = request.GET.get("q")
     if query is None:
-        raise ChatError("invalid", "Give the words to search for as `q`.")
+        raise ChatError("invalid", _("Give the words to search for as `q`."))
     reasoning = request.GET.get("reasoning", "0") in {"1", "true"}
     return JsonResponse({"query": query, "results": await _search(user, query, reasoning)})
 

@@ -42,7 +42,9 @@ def _running_count(*, user_id: int) -> int:
 
 def _check_running(*, user_id: int, limit: int) -> None:
     if limit > 0 and _running_count(user_id=user_id) >= limit:
-        message = f"{limit} of your replies are already running. Wait for one to finish or stop one, then try again."
+        message = _(
+            "%(limit)s of your replies are already running. Wait for one to finish or stop one, then try again."
+        ) % {"limit": limit}
         raise ChatError("too_many_running", message, retry_after=SLOT_RETRY_AFTER_SECONDS)
 
 
@@ -62,7 +64,10 @@ def _check_rate(*, user_id: int, now: datetime, limit: int) -> None:
     times = list(started)
     if len(times) >= limit:
         retry_after = max(1, int((times[-1] + MINUTE - now).total_seconds() + 0.999))
-        message = f"You can start {limit} replies a minute. Try again in {retry_after} s."
+        message = _("You can start %(limit)s replies a minute. Try again in %(seconds)s s.") % {
+            "limit": limit,
+            "seconds": retry_after,
+        }
         raise ChatError("rate_limited", message, retry_after=retry_after)
 
 
@@ -77,9 +82,10 @@ def _check_budget(*, user_id: int, now: datetime, budget: int) -> None:
     if budget <= 0 or tokens_used_today(user_id=user_id, now=now) < budget:
         return
     retry_after = max(1, int((_midnight(now) + timedelta(days=1) - now).total_seconds() + 0.999))
-    message = (
-        f"You have used today's budget of {budget:,} tokens. It renews at midnight UTC, in {retry_after // 60 + 1} min."
-    )
+    message = _("You have used today's budget of %(budget)s tokens. It renews at midnight UTC, in %(minutes)s min.") % {
+        "budget": f"{budget:,}",
+        "minutes": retry_after // 60 + 1,
+    }
     raise ChatError("budget_exhausted", message, retry_after=retry_after)
 
 
@@ -171,7 +177,10 @@ class FrameRate:
             return
         self.refused_in_a_row += 1
         retry_after = round((1 - self.tokens) / self.rate, 3)
-        message = f"Too many frames: at most {self.rate:g} a second. Wait {retry_after:g} s."
+        message = _("Too many frames: at most %(rate)s a second. Wait %(seconds)s s.") % {
+            "rate": f"{self.rate:g}",
+            "seconds": f"{retry_after:g}",
+        }
         raise ChatError("too_many_frames", message, retry_after=retry_after)
 
     @property

@@ -18,7 +18,7 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     # The key's first characters (`sc-` and a few more), so its owner recognises it: not enough to use it.
     prefix = models.CharField(max_length=16)
-    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key, hex.")
+    digest = models.CharField(max_length=64, unique=True, help_text=_("SHA-256 of the key, hex."))
     # Empty: every model the server offers; else only these `provider:model` references.
     allowed_models = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -27,6 +27,8 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["user", "-created_at"], name="api_key_user_recent")]
 
@@ -44,8 +46,8 @@ class VisibleConversations(models.Manager):
 
 class Conversation(models.Model):
     class Source(models.TextChoices):
-        CHAT = "chat", "Chat"
-        API = "api", "API"
+        CHAT = "chat", _("Chat")
+        API = "api", _("API")
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     # Where its messages came from: the chat, or calls to /v1/ with an API key (named here too, so
@@ -56,7 +58,7 @@ class Conversation(models.Model):
     )
     api_key_name = models.CharField(max_length=100, blank=True)
     title = models.CharField(max_length=200, blank=True)
-    model = models.CharField(max_length=200, help_text="Model reference, 'provider:model'.")
+    model = models.CharField(max_length=200, help_text=_("Model reference, 'provider:model'."))
     system_prompt = models.TextField(blank=True)
     # Generation parameters set for this conversation (temperature, top_p, max_output_tokens, stop,
     # reasoning_effort, thinking_budget, repetition_penalty), only those set: chat.services.parameters.
@@ -85,6 +87,8 @@ class Conversation(models.Model):
 
     class Meta:
         default_manager_name = "objects"
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         indexes = [
             models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
             # The calls of one key, newest first: where a growing conversation is looked for (de-duplication).
@@ -118,16 +122,16 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        USER = "user"
-        ASSISTANT = "assistant"
+        USER = "user", _("User")
+        ASSISTANT = "assistant", _("Assistant")
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        STREAMING = "streaming"
-        COMPLETE = "complete"
-        CANCELLED = "cancelled"
-        FAILED = "failed"
-        INTERRUPTED = "interrupted"
+        PENDING = "pending", _("Pending")
+        STREAMING = "streaming", _("Streaming")
+        COMPLETE = "complete", _("Complete")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
+        INTERRUPTED = "interrupted", _("Interrupted")
 
     ACTIVE_STATUSES = (Status.PENDING, Status.STREAMING)
 
@@ -159,7 +163,7 @@ class Message(models.Model):
     cached_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     cache_write_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
-    tokens_estimated = models.BooleanField(default=False, help_text="Token counts estimated, not reported.")
+    tokens_estimated = models.BooleanField(default=False, help_text=_("Token counts estimated, not reported."))
     # What the reply cost, from its token counts at the price of its model when it started (chat/costs.py);
     # null: no price known. Estimated when its token counts are (a reply that ended early, or unreported).
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
@@ -203,6 +207,8 @@ class Message(models.Model):
     search_reasoning = SearchVectorField(null=True, editable=False)
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["id"]
         indexes = [
             models.Index(fields=["conversation", "id"], name="message_conversation_order"),
@@ -299,10 +305,10 @@ class TranscriptView(models.Model):
     """Audit trail: a staff member opened or exported a transcript in the admin."""
 
     class Via(models.TextChoices):
-        PAGE = "page", "Transcript page"
-        JSON = "json", "JSON export"
-        MARKDOWN = "markdown", "Markdown export"
-        ATTACHMENT = "attachment", "Attachment"
+        PAGE = "page", _("Transcript page")
+        JSON = "json", _("JSON export")
+        MARKDOWN = "markdown", _("Markdown export")
+        ATTACHMENT = "attachment", _("Attachment")
 
     # SET_NULL plus the snapshots below: the record outlives a deleted user or conversation.
     viewer = models.ForeignKey(
@@ -317,6 +323,8 @@ class TranscriptView(models.Model):
     viewed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("transcript view")
+        verbose_name_plural = _("transcript views")
         ordering = ["-viewed_at", "-id"]
         indexes = [
             models.Index(fields=["-viewed_at"], name="transcript_view_recent"),
@@ -338,6 +346,8 @@ class DailyUsage(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)  # replies and titles, in CHAT_CURRENCY
 
     class Meta:
+        verbose_name = _("daily usage")
+        verbose_name_plural = _("daily usage")
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_usage_row_per_user_and_day")]
 
     def __str__(self) -> str:
@@ -361,6 +371,8 @@ class ShareLink(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("share link")
+        verbose_name_plural = _("share links")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
 
@@ -373,15 +385,15 @@ class ImportJob(models.Model):
     the background import of it got: the page polls it for the progress bar."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"  # reading and checking the file
-        SAVING = "saving"  # writing it, in one transaction
-        DONE = "done"
-        FAILED = "failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")  # reading and checking the file
+        SAVING = "saving", _("Saving")  # writing it, in one transaction
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     class Kind(models.TextChoices):
-        STREAMCHAT = "streamchat", "streamchat export (ZIP)"
-        CHATGPT = "chatgpt", "ChatGPT conversations.json"
+        STREAMCHAT = "streamchat", _("streamchat export (ZIP)")
+        CHATGPT = "chatgpt", _("ChatGPT conversations.json")
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices, blank=True)  # known once the file is read
@@ -399,6 +411,8 @@ class ImportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

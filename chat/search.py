@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError
 
@@ -51,7 +52,7 @@ def segments(highlighted: str) -> list[dict[str, object]]:
 
 def query_words(query: object) -> list[str]:
     if not isinstance(query, str) or len(query) > QUERY_MAX_CHARS:
-        raise ChatError("invalid", f"`q` must be text of at most {QUERY_MAX_CHARS} characters.")
+        raise ChatError("invalid", _("`q` must be text of at most %(max)s characters.") % {"max": QUERY_MAX_CHARS})
     return [word.lower() for word in WORD.findall(query)][:QUERY_MAX_WORDS]
 
 

@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
@@ -169,7 +169,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     return response
 
 
-SENT_TWICE = (
+SENT_TWICE = _(
     "This form was already sent: the key it made is in the list below, and its secret was shown only "
     "then. If you did not copy it, revoke that key and create another."
 )

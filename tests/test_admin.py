@@ -577,11 +577,11 @@ def test_a_reply_shows_its_model_reference_once_and_its_reasoning_apart_collapse
     page = staff_client.get(change_url(conversation)).content.decode()
     markdown = export(staff_client, "export_markdown", [conversation]).content.decode()
 
-    assert "fake:echo-slow" in page and "fake:fake:" not in page
+    assert "echo-slow (fake)" in page and "fake:fake:" not in page
     reasoning = page[page.index('<details class="transcript-reasoning">') : page.index("</details>")]
     assert "Two and &lt;b&gt;two&lt;/b&gt;." in reasoning and " open" not in reasoning.split(">")[0]
     assert page.index("</details>") < page.index("Four.", page.index("</details>"))
-    assert "Assistant · Complete · fake:echo-slow" in markdown and "fake:fake:" not in markdown
+    assert "Assistant · Complete · echo-slow (fake)" in markdown and "fake:fake:" not in markdown
     assert "Reasoning:\n\n```text\nTwo and <b>two</b>.\n```\n\nAnswer:\n\n```text\nFour.\n```" in markdown
 
 
@@ -719,7 +719,7 @@ def test_markdown_export_is_a_readable_transcript(staff_client: Client, alice: U
     assert f"# Conversation {conversation.pk}: Plans" in text
     assert "- Owner: alice" in text
     assert "### 1. User · Complete" in text
-    assert "### 3. Assistant · Complete · openai:gpt-4o · superseded" in text
+    assert "### 3. Assistant · Complete · gpt-4o (openai) · superseded" in text
     assert "- Finish reason: stop" in text
     assert "- Tokens: in 7, out 3 (estimated)" in text
     assert text.index("What next?") < text.index("And then?") < text.index("Rest.")

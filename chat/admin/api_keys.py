@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from chat.admin.model_admins import ReviewOnlyAdmin
 from chat.models import ApiKey
@@ -23,17 +24,17 @@ class ApiKeyAdmin(ReviewOnlyAdmin):
     readonly_fields = fields
     actions = ["revoke"]
 
-    @admin.display(description="Key")
+    @admin.display(description=_("Key"))
     def key_prefix(self, api_key: ApiKey) -> str:
         return f"{api_key.prefix}…"
 
-    @admin.display(description="Models")
+    @admin.display(description=_("Models"))
     def models(self, api_key: ApiKey) -> str:
         return ", ".join(api_key.allowed_models) or "all"
 
-    @admin.action(description="Revoke selected API keys", permissions=["view"])
+    @admin.action(description=_("Revoke selected API keys"), permissions=["view"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         keys = list(queryset.filter(revoked_at__isnull=True))
         for api_key in keys:
             api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {len(keys)} API key(s).")
+        self.message_user(request, _("Revoked %(count)s API key(s).") % {"count": len(keys)})

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from django.utils import timezone
 
-from chat.admin.selectors import TranscriptEntry, transcript_tree
+from chat.admin.selectors import TranscriptEntry, model_label, transcript_tree
 from chat.models import Conversation, Message
 
 
@@ -87,7 +87,7 @@ def _message_markdown(label: str, entry: TranscriptEntry) -> str:
     message = entry.message
     heading = [message.get_role_display(), message.get_status_display()]
     if message.model or message.provider:
-        heading.append(_inline(message.model_reference))
+        heading.append(_inline(entry.model_label))
     if entry.count > 1:
         heading.append(f"version {entry.index} of {entry.count}")
     if message.superseded_at:
@@ -125,7 +125,7 @@ def _conversation_markdown(conversation: Conversation) -> str:
         f"# Conversation {conversation.pk}: {_inline(conversation.title or 'untitled')}",
         "",
         f"- Owner: {_inline(conversation.owner.get_username())} (id {conversation.owner_id})",
-        f"- Model: {_inline(conversation.model)}",
+        f"- Model: {_inline(model_label(conversation.model))} · {_inline(conversation.model)}",
         f"- Parameters: {_inline(conversation.parameter_summary or 'defaults')}",
         f"- Started: {_stamp(conversation.created_at)} · last activity: {_stamp(conversation.updated_at)}",
         f"- Messages: {len(entries)} ({len(path)} on the current path, {len(others)} on other branches)",

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from chat.admin.selectors import conversation_api_keys, conversation_models, message_distinct_values
 from chat.models import Message
@@ -24,7 +25,7 @@ class MessageValueFilter(admin.SimpleListFilter):
 
 
 class MessageErrorCodeFilter(MessageValueFilter):
-    title = "error code"
+    title = _("error code")
     parameter_name = "error_code"
 
     def values(self) -> set[str]:
@@ -32,7 +33,7 @@ class MessageErrorCodeFilter(MessageValueFilter):
 
 
 class MessageProviderFilter(MessageValueFilter):
-    title = "provider"
+    title = _("provider")
     parameter_name = "provider"
 
     def values(self) -> set[str]:
@@ -40,7 +41,7 @@ class MessageProviderFilter(MessageValueFilter):
 
 
 class MessageModelFilter(MessageValueFilter):
-    title = "model"
+    title = _("model")
     parameter_name = "model"
 
     def values(self) -> set[str]:
@@ -50,11 +51,11 @@ class MessageModelFilter(MessageValueFilter):
 class LastActivityFilter(admin.DateFieldListFilter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.title = "last activity"
+        self.title = _("last activity")
 
 
 class ConversationProviderFilter(admin.SimpleListFilter):
-    title = "provider"
+    title = _("provider")
     parameter_name = "provider"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -66,7 +67,7 @@ class ConversationProviderFilter(admin.SimpleListFilter):
 
 
 class ConversationApiKeyFilter(admin.SimpleListFilter):
-    title = "API key"
+    title = _("API key")
     parameter_name = "api_key"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -81,7 +82,7 @@ class ConversationApiKeyFilter(admin.SimpleListFilter):
 
 
 class ConversationModelFilter(admin.SimpleListFilter):
-    title = "model"
+    title = _("model")
     parameter_name = "model"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -92,7 +93,7 @@ class ConversationModelFilter(admin.SimpleListFilter):
 
 
 class LastStatusFilter(admin.SimpleListFilter):
-    title = "last status"
+    title = _("last status")
     parameter_name = "last_status"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -103,11 +104,11 @@ class LastStatusFilter(admin.SimpleListFilter):
 
 
 class SupersededFilter(admin.SimpleListFilter):
-    title = "superseded"
+    title = _("superseded")
     parameter_name = "superseded"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("yes", "Superseded"), ("no", "Current")]
+        return [("yes", _("Superseded")), ("no", _("Current"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() in ("yes", "no"):

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from chat import services
 from chat.admin.model_admins import ReviewOnlyAdmin
@@ -19,11 +20,11 @@ class ShareLinkAdmin(ReviewOnlyAdmin):
     readonly_fields = ["title", "owner", "conversation", "snapshot", "created_at", "expires_at", "revoked_at"]
     actions = ["revoke"]
 
-    @admin.display(description="Messages")
+    @admin.display(description=_("Messages"))
     def message_count(self, share: ShareLink) -> int:
         return len(share.snapshot)
 
-    @admin.action(description="Revoke the selected links")
+    @admin.action(description=_("Revoke the selected links"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
         for share in queryset:
             services.share_revoke(share=share)

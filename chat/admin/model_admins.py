@@ -7,7 +7,7 @@ change history from here; only superusers may delete; only superusers see who op
 
 import csv
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
@@ -138,8 +139,8 @@ def _tokens(count: int | None, estimated: bool) -> str:
 
 
 class UsagePeriodForm(forms.Form):
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     @classmethod
     def for_request(cls, request: HttpRequest) -> "UsagePeriodForm":
@@ -219,41 +220,43 @@ class ConversationAdmin(ReviewOnlyAdmin):
     ) -> tuple[QuerySet[Conversation], bool]:
         return conversation_search(conversations=queryset, query=search_term), False
 
-    @admin.display(description="Title", ordering="title")
+    @admin.display(description=_("Title"), ordering="title")
     def conversation_title(self, conversation: Conversation) -> str:
         if conversation.deleted_by_owner_at:
             return _deleted_by_owner(conversation)
         return str(conversation)
 
-    @admin.display(description="Source", ordering="source")
+    @admin.display(description=_("Source"), ordering="source")
     def source_label(self, conversation: Conversation) -> str:
         if conversation.source == Conversation.Source.API:
-            return f"API · {conversation.api_key_name or 'deleted key'}"
+            key = conversation.api_key_name or _("deleted key")
+            return f"API · {key}"
         return conversation.get_source_display()
 
-    @admin.display(description="Parameters")
+    @admin.display(description=_("Parameters"))
     def parameters_set(self, conversation: Conversation) -> str:
-        return conversation.parameter_summary or "defaults"
+        return conversation.parameter_summary or _("defaults")
 
-    @admin.display(description="Messages", ordering="message_count")
+    @admin.display(description=_("Messages"), ordering="message_count")
     def message_count(self, conversation: Conversation) -> int:
         return conversation.message_count
 
-    @admin.display(description="Tokens in", ordering="tokens_in")
+    @admin.display(description=_("Tokens in"), ordering="tokens_in")
     def tokens_in(self, conversation: Conversation) -> str:
         return _tokens(conversation.tokens_in, conversation.tokens_estimated)
 
-    @admin.display(description="Tokens out", ordering="tokens_out")
+    @admin.display(description=_("Tokens out"), ordering="tokens_out")
     def tokens_out(self, conversation: Conversation) -> str:
         return _tokens(conversation.tokens_out, conversation.tokens_estimated)
 
-    @admin.display(description="Last status", ordering="last_status")
+    @admin.display(description=_("Last status"), ordering="last_status")
     def last_status(self, conversation: Conversation) -> str:
         return Message.Status(conversation.last_status).label if conversation.last_status else "-"
 
-    @admin.display(description="Last activity", ordering="updated_at")
-    def last_activity(self, conversation: Conversation) -> datetime:
-        return conversation.updated_at
+    @admin.display(description=_("Last activity"), ordering="updated_at")
+    def last_activity(self, conversation: Conversation) -> str:
+        # Formatted here: a readonly field shows a method's datetime as str() (microseconds and all).
+        return date_format(timezone.localtime(conversation.updated_at), "DATETIME_FORMAT")
 
     def render_change_form(
         self,
@@ -278,11 +281,11 @@ class ConversationAdmin(ReviewOnlyAdmin):
             return None
         return reverse("admin:chat_transcriptview_changelist") + f"?conversation__id__exact={conversation.pk}"
 
-    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         return self._export(request, queryset, TranscriptView.Via.JSON)
 
-    @admin.action(description="Export selected conversations as Markdown", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as Markdown"), permissions=["view"])
     def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         return self._export(request, queryset, TranscriptView.Via.MARKDOWN)
 
@@ -431,25 +434,25 @@ class MessageAdmin(ReviewOnlyAdmin):
         # A conversation its owner deleted under a legal hold is a record only: none of its messages is shown.
         return super().get_queryset(request).filter(conversation__deleted_by_owner_at__isnull=True)
 
-    @admin.display(description="Conversation", ordering="conversation")
+    @admin.display(description=_("Conversation"), ordering="conversation")
     def conversation_link(self, message: Message) -> str:
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
         return format_html('<a href="{}#message-{}">{}</a>', url, message.pk, message.conversation)
 
-    @admin.display(description="Owner", ordering="conversation__owner")
+    @admin.display(description=_("Owner"), ordering="conversation__owner")
     def owner(self, message: Message) -> str:
         return message.conversation.owner.get_username()
 
-    @admin.display(description="Tokens in / out")
+    @admin.display(description=_("Tokens in / out"))
     def tokens(self, message: Message) -> str:
         estimated = message.tokens_estimated
         return f"{_tokens(message.input_tokens, estimated)} / {_tokens(message.output_tokens, estimated)}"
 
-    @admin.display(description="Content")
+    @admin.display(description=_("Content"))
     def excerpt(self, message: Message) -> str:
         return Truncator(message.content).chars(80)
 
-    @admin.display(description="Superseded", boolean=True, ordering="superseded_at")
+    @admin.display(description=_("Superseded"), boolean=True, ordering="superseded_at")
     def superseded(self, message: Message) -> bool:
         return message.superseded_at is not None
 
@@ -469,7 +472,7 @@ class TranscriptViewAdmin(ReviewOnlyAdmin):
     def may_delete(self, user: Any) -> bool:
         return False
 
-    @admin.display(description="Conversation", ordering="conversation_label")
+    @admin.display(description=_("Conversation"), ordering="conversation_label")
     def conversation_link(self, view: TranscriptView) -> str:
         if view.conversation_id is None:
             return f"{view.conversation_label} (deleted)"

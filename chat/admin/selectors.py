@@ -28,9 +28,13 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext_lazy as _
 
+from chat.admin.markdown import markdown_html
 from chat.models import ApiKey, Attachment, Conversation, Message
+from chat.providers import registry
 from chat.review import reviewable
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
@@ -159,6 +163,26 @@ class TranscriptEntry:
     @property
     def indent(self) -> int:
         return min(self.level, MAX_TRANSCRIPT_INDENT)
+
+    @property
+    def model_label(self) -> str:
+        return model_label(self.message.model_reference)
+
+    @property
+    def content_html(self) -> SafeString:
+        """A reply's text as the chat shows it: Markdown, sanitised (chat/admin/markdown.py)."""
+        return markdown_html(self.message.content)
+
+
+def model_label(reference: str) -> str:
+    """A model as a person names it, "gpt-4o-mini (OpenAI)", from a 'provider:model' reference; a model
+    no longer offered is shown by its own name and its provider's."""
+    try:
+        provider, model = registry.resolve(reference)
+    except registry.UnknownModel:
+        provider_name, _colon, name = reference.partition(":")
+        return f"{name} ({provider_name})" if name else reference
+    return f"{model.label} ({provider.label})"
 
 
 def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> list[TranscriptEntry]:
@@ -362,7 +386,7 @@ def _sum_rows(rows: Iterable[UsageRow]) -> UsageRow:
     rows = list(rows)
     return UsageRow(
         user_id=0,
-        username="Total",
+        username=_("Total"),
         messages=sum(row.messages for row in rows),
         assistant_replies=sum(row.assistant_replies for row in rows),
         tokens_in=sum(row.tokens_in for row in rows),

@@ -12,6 +12,7 @@ from datetime import datetime
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from chat import events, services
 from chat.engine.frames import Clock, FrameCoalescer
@@ -32,7 +33,8 @@ BUDGET_STOP = ChatError(
     "budget_exceeded", "The reply was stopped: your money budget is spent. It renews at midnight UTC or on the 1st."
 )
 TAKE_UP_FAILED = ChatError(
-    "interrupted", "The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."
+    "interrupted",
+    _("The reply was interrupted (its worker stopped, and it could not be taken up). Continue or retry it."),
 )
 
 

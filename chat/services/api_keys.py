@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError
 from chat.models import ApiKey
@@ -40,7 +41,9 @@ def api_key_digest(secret: str) -> str:
 
 def _checked_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > NAME_MAX_CHARS or "\x00" in name:
-        raise ChatError("invalid", f"A key needs a name of 1 to {NAME_MAX_CHARS} characters.", field="name")
+        raise ChatError(
+            "invalid", _("A key needs a name of 1 to %(max)s characters.") % {"max": NAME_MAX_CHARS}, field="name"
+        )
     return " ".join(name.split())
 
 
@@ -49,7 +52,11 @@ def _checked_models(models: Iterable[object]) -> list[str]:
     chosen = []
     for model in models:
         if not isinstance(model, str) or model not in offered:
-            raise ChatError("unknown_model", f"{model!r} is not a model this server offers.", field="allowed_models")
+            raise ChatError(
+                "unknown_model",
+                _("%(model)s is not a model this server offers.") % {"model": repr(model)},
+                field="allowed_models",
+            )
         if model not in chosen:
             chosen.append(model)
     return chosen
@@ -59,9 +66,11 @@ def _checked_expiry(expires_in_days: object) -> datetime | None:
     if expires_in_days is None:
         return None
     if not isinstance(expires_in_days, int) or isinstance(expires_in_days, bool):
-        raise ChatError("invalid", "The expiry must be a whole number of days.", field="expires_in_days")
+        raise ChatError("invalid", _("The expiry must be a whole number of days."), field="expires_in_days")
     if not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
-        raise ChatError("invalid", f"The expiry must be 1 to {MAX_EXPIRY_DAYS} days.", field="expires_in_days")
+        raise ChatError(
+            "invalid", _("The expiry must be 1 to %(max)s days.") % {"max": MAX_EXPIRY_DAYS}, field="expires_in_days"
+        )
     return timezone.now() + timedelta(days=expires_in_days)
 
 

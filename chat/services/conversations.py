@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import selectors, teams
 from chat.errors import ChatError
@@ -156,7 +157,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
     """Delete the conversation and its messages; `busy` while a reply runs in it. Under a legal hold it is
     only hidden from its owner, and kept (chat.services.retention)."""
     if selectors.active_reply_for(conversation_id=conversation.pk):
-        raise ChatError("busy", "Stop the running reply before deleting this conversation.")
+        raise ChatError("busy", _("Stop the running reply before deleting this conversation."))
     if conversation_is_held(conversation=conversation):
         conversation_hide_held(conversation=conversation)
         return

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import costs, limits, selectors, teams
 from chat.errors import ChatError
@@ -388,7 +389,9 @@ def reply_mark_interrupted(
 ) -> Message | None:
     """A worker shutting down saves what it has of a reply it could not finish (None if its lease was lost);
     `error` says why, if not for the shutdown."""
-    error = error or ChatError("interrupted", "The reply was interrupted (its worker shut down). Continue or retry it.")
+    error = error or ChatError(
+        "interrupted", _("The reply was interrupted (its worker shut down). Continue or retry it.")
+    )
     return generation_finish(
         message_id=message_id,
         parts=parts,

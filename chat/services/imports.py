@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError
 from chat.models import Conversation, ImportJob, Message
@@ -27,9 +28,13 @@ def import_job_create(*, owner: AbstractBaseUser, filename: object, payload: byt
     """A queued job for an uploaded file; `import_too_large` over CHAT_IMPORT_MAX_BYTES, `invalid` if empty."""
     limit = settings.CHAT_IMPORT_MAX_BYTES
     if len(payload) > limit:
-        raise ChatError("import_too_large", f"The file is {len(payload):,} bytes; imports are limited to {limit:,}.")
+        raise ChatError(
+            "import_too_large",
+            _("The file is %(size)s bytes; imports are limited to %(limit)s.")
+            % {"size": f"{len(payload):,}", "limit": f"{limit:,}"},
+        )
     if not payload:
-        raise ChatError("invalid", "The upload is empty: send the file as the request body.")
+        raise ChatError("invalid", _("The upload is empty: send the file as the request body."))
     name = filename if isinstance(filename, str) else ""
     return ImportJob.objects.create(owner=owner, kind="", filename=name.replace("\x00", "")[:255], payload=payload)
 

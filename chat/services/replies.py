@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import limits, selectors
 from chat.errors import ChatError
@@ -47,7 +48,11 @@ def _validate_content(content: object, *, with_files: bool = False) -> str:
         raise ChatError("empty_message")
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
-        raise ChatError("message_too_long", f"The message is {len(content):,} characters; the limit is {limit:,}.")
+        raise ChatError(
+            "message_too_long",
+            _("The message is %(length)s characters; the limit is %(limit)s.")
+            % {"length": f"{len(content):,}", "limit": f"{limit:,}"},
+        )
     return text_storable(content, field="content")
 
 
@@ -128,7 +133,9 @@ def _check_queue_room(*, owner_id: int) -> None:
     """
     limit = settings.CHAT_MAX_QUEUED_PER_USER
     if _waiting_replies().filter(conversation__owner_id=owner_id, queued_at__isnull=False).count() >= limit:
-        message = f"{limit} of your replies are waiting for a free worker. Try again once one has started."
+        message = _("%(limit)s of your replies are waiting for a free worker. Try again once one has started.") % {
+            "limit": limit
+        }
         raise ChatError("queue_full", message, retry_after=limits.SLOT_RETRY_AFTER_SECONDS)
 
 
@@ -260,7 +267,7 @@ def message_edit(
     """An edited copy of a user message (default: the current branch's last), beside it, and its reply;
     the old message and everything under it stay as the other branch. The copy keeps the message's
     files, or has those `attachments` names (kept ones of the message, and newly uploaded ones)."""
-    nothing = ChatError("nothing_to_regenerate", "There is no message to edit.")
+    nothing = ChatError("nothing_to_regenerate", _("There is no message to edit."))
     target = _target(conversation, message, role=Message.Role.USER, nothing=nothing)
     files = attachments_for_message(conversation=conversation, ids=attachments, kept_from=target)
     content = _checked_new_message(conversation, content, files)

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import selectors
 from chat.errors import ChatError
@@ -24,7 +25,10 @@ def _expiry(expires_in_days: object) -> datetime | None:
         return None
     whole = isinstance(expires_in_days, int) and not isinstance(expires_in_days, bool)
     if not whole or not 1 <= expires_in_days <= EXPIRY_MAX_DAYS:
-        raise ChatError("invalid", f"`expires_in_days` must be a whole number of days from 1 to {EXPIRY_MAX_DAYS}.")
+        raise ChatError(
+            "invalid",
+            _("`expires_in_days` must be a whole number of days from 1 to %(max)s.") % {"max": EXPIRY_MAX_DAYS},
+        )
     return timezone.now() + timedelta(days=expires_in_days)
 
 
@@ -42,7 +46,7 @@ def share_create(*, conversation: Conversation, expires_in_days: object = None) 
     expires_at = _expiry(expires_in_days)
     snapshot = snapshot_of(selectors.path_for(conversation=conversation).messages)
     if not snapshot:
-        raise ChatError("invalid", "This conversation has nothing to share yet.")
+        raise ChatError("invalid", _("This conversation has nothing to share yet."))
     return ShareLink.objects.create(
         token=secrets.token_urlsafe(TOKEN_BYTES),
         owner_id=conversation.owner_id,

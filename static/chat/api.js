@@ -1,4 +1,7 @@
 // The JSON API under /api/: session cookie plus the CSRF token from the page.
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
 
 export function csrfToken() {
   return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
@@ -16,13 +19,13 @@ export async function api(method, url, body) {
   try {
     response = await fetch(url, init);
   } catch {
-    throw Object.assign(new Error("The server cannot be reached. Check your connection and try again."), { code: "network" });
+    throw Object.assign(new Error(t("The server cannot be reached. Check your connection and try again.")), { code: "network" });
   }
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const error = data?.error ?? {};
-    throw Object.assign(new Error(error.message || `The server answered ${response.status}.`), {
+    throw Object.assign(new Error(error.message || tf("The server answered %(status)s.", { status: response.status })), {
       code: error.code || "http",
       field: error.field,
     });

@@ -28,13 +28,16 @@ import { Shares } from "./shares.js";
 import { Sidebar } from "./sidebar.js";
 
 const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
+
 const $ = (id) => document.getElementById(id);
 // A phone or tablet: its keyboard's Enter key adds a line, the Send button sends.
 const touchKeyboard = () => window.matchMedia("(pointer: coarse)").matches;
 const newClientId = () =>
   crypto.randomUUID ? crypto.randomUUID() : [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
-const CONNECTION_TEXT = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline" };
-const DONE_TEXT = { complete: "Reply finished.", cancelled: "Reply stopped.", interrupted: "Reply interrupted.", failed: "Reply failed." };
+const CONNECTION_TEXT = { connecting: t("Connecting…"), online: t("Connected"), reconnecting: t("Reconnecting…"), offline: t("Offline") };
+const DONE_TEXT = { complete: t("Reply finished."), cancelled: t("Reply stopped."), interrupted: t("Reply interrupted."), failed: t("Reply failed.") };
 
 const QUIET_CHECK_MS = 5000;
 const QUIET_REPLY_MS = 15000;
@@ -174,7 +177,7 @@ class Chat {
     const el = this.el.connection;
     el.dataset.state = state;
     let text = CONNECTION_TEXT[state];
-    if (state === "reconnecting" && typeof detail === "number") text = `Reconnecting in ${Math.ceil(detail / 1000)} s…`;
+    if (state === "reconnecting" && typeof detail === "number") text = tf("Reconnecting in %(seconds)s s…", { seconds: Math.ceil(detail / 1000) });
     if (state === "offline" && detail) text = detail;
     el.textContent = text;
     this.updateComposer();
@@ -201,13 +204,13 @@ class Chat {
   async copy(text, button) {
     try {
       await navigator.clipboard.writeText(text);
-      this.announce("Copied to the clipboard.");
+      this.announce(t("Copied to the clipboard."));
       if (button) {
-        button.textContent = "Copied";
-        setTimeout(() => (button.textContent = "Copy"), 1500);
+        button.textContent = t("Copied");
+        setTimeout(() => (button.textContent = t("Copy")), 1500);
       }
     } catch {
-      this.announce("Copying is not allowed here: select the text instead.");
+      this.announce(t("Copying is not allowed here: select the text instead."));
     }
   }
 
@@ -447,9 +450,9 @@ class Chat {
     this.sidebar.upsert(conversation);
     if (!this.isCurrent({ conversation: conversation.id })) return;
     Object.assign(this.conversation, conversation);
-    const title = conversation.title || "New chat";
+    const title = conversation.title || t("New chat");
     this.el.title.textContent = title;
-    document.title = `${title} · Chat`;
+    document.title = `${title} · ${t("Chat")}`;
     if (document.activeElement !== this.el.model && conversation.model) this.el.model.value = conversation.model;
     if (!this.el.parametersForm.contains(document.activeElement)) this.parameters.refresh(this.el.model.value, conversation.parameters);
   }
@@ -507,14 +510,14 @@ class Chat {
   /** Show the branch through this message (a sibling's "‹ ›"); the `path` frame that answers redraws. */
   switchTo(messageId) {
     if (!this.connection.send({ type: "switch", conversation: this.conversation.id, message: messageId })) {
-      this.showError("Not connected: another version can be shown once the connection is back.");
+      this.showError(t("Not connected: another version can be shown once the connection is back."));
     }
   }
 
   stop() {
     if (!this.conversation) return;
     if (!this.connection.send({ type: "cancel", conversation: this.conversation.id })) {
-      this.showError("Not connected: the reply cannot be stopped until the connection is back.");
+      this.showError(t("Not connected: the reply cannot be stopped until the connection is back."));
     }
     this.focusComposer(); // the Stop button hides: the focus must not fall to the page
   }
@@ -582,13 +585,13 @@ class Chat {
   async saveSettings(fields) {
     const status = this.el.promptStatus;
     if (!this.conversation) {
-      status.textContent = "Used for this new chat.";
+      status.textContent = t("Used for this new chat.");
       return;
     }
     try {
       this.on_conversation({ conversation: await api("PATCH", urlFor(this.urls.conversation_api, this.conversation.id), fields) });
-      status.textContent = "Saved.";
-      this.announce("model" in fields ? "Model changed." : "System prompt saved.");
+      status.textContent = t("Saved.");
+      this.announce("model" in fields ? t("Model changed.") : t("System prompt saved."));
     } catch (error) {
       this.showError(error.message);
     }
@@ -599,7 +602,7 @@ class Chat {
     const status = this.parameters.status;
     if (!this.conversation) {
       this.parameters.show(this.el.model.value, parameters);
-      status.textContent = "Used for this new chat.";
+      status.textContent = t("Used for this new chat.");
       return;
     }
     try {
@@ -607,8 +610,8 @@ class Chat {
       const conversation = await api("PATCH", url, { parameters });
       this.parameters.show(this.el.model.value, conversation.parameters);
       this.on_conversation({ conversation });
-      status.textContent = "Saved.";
-      this.announce("Parameters saved.");
+      status.textContent = t("Saved.");
+      this.announce(t("Parameters saved."));
     } catch (error) {
       if (error.code === "invalid_parameter") this.parameters.invalid(error.field, error.message);
       else this.showError(error.message);

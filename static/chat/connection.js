@@ -1,5 +1,6 @@
 // The WebSocket to /ws/chat/: reconnects with exponential backoff and jitter, and notices a dead
 // connection by its silence (a ping every 15 s is always answered).
+const t = (s) => (window.gettext ? window.gettext(s) : s);
 
 // Protocol 2: replies have parts (reasoning, then the answer text), see docs/protocol.md.
 export const PROTOCOL = 2;
@@ -62,13 +63,13 @@ export class Connection {
       if (socket !== this.socket) return;
       if (event.code === CLOSE_UNAUTHENTICATED || event.code === CLOSE_SESSION_ENDED) {
         this.stopped = true;
-        this.onState("offline", "Logged out: log in again to continue.");
+        this.onState("offline", t("Logged out: log in again to continue."));
         return;
       }
       if (event.code === CLOSE_BAD_REQUEST) {
         // The server does not speak our protocol version: dialling again would not help.
         this.stopped = true;
-        this.onState("offline", "This page is out of date: reload it.");
+        this.onState("offline", t("This page is out of date: reload it."));
         return;
       }
       this.scheduleReconnect();

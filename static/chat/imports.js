@@ -3,9 +3,14 @@
 
 import { api, csrfToken, urlFor } from "./api.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
+const tn = (one, many, n) => (window.ngettext ? window.ngettext(one, many, n) : n === 1 ? one : many);
+
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 500;
-const STATUS_TEXT = { queued: "Waiting to start…", running: "Checking the file…", saving: "Saving the conversations…" };
+const STATUS_TEXT = { queued: t("Waiting to start…"), running: t("Checking the file…"), saving: t("Saving the conversations…") };
 
 export class Imports {
   constructor({ urls, onImported }) {
@@ -22,13 +27,13 @@ export class Imports {
   async start() {
     const file = $("import-file").files[0];
     if (!file) {
-      this.status.textContent = "Choose a file first.";
+      this.status.textContent = t("Choose a file first.");
       return;
     }
     $("import-start").disabled = true;
     this.progress.hidden = false;
     this.progress.removeAttribute("value");
-    this.status.textContent = "Uploading…";
+    this.status.textContent = t("Uploading…");
     try {
       const response = await fetch(`${this.urls.imports}?${new URLSearchParams({ filename: file.name })}`, {
         method: "POST",
@@ -37,7 +42,7 @@ export class Imports {
         body: file,
       });
       const job = await response.json();
-      if (!response.ok) throw new Error(job.error?.message || `The server answered ${response.status}.`);
+      if (!response.ok) throw new Error(job.error?.message || tf("The server answered %(status)s.", { status: response.status }));
       await this.follow(job);
     } catch (error) {
       this.status.textContent = error.message;
@@ -56,11 +61,11 @@ export class Imports {
     this.progress.max = 1;
     this.progress.value = 1;
     if (job.status === "failed") {
-      this.status.textContent = `Nothing was imported. ${job.error.message}`;
+      this.status.textContent = tf("Nothing was imported. %(reason)s", { reason: job.error.message });
       return;
     }
-    const skipped = job.skipped ? ` (${job.skipped} already imported before)` : "";
-    this.status.textContent = `Imported ${job.created} conversation${job.created === 1 ? "" : "s"}${skipped}.`;
+    const skipped = job.skipped ? tf(" (%(count)s already imported before)", { count: job.skipped }) : "";
+    this.status.textContent = tn("Imported %(count)s conversation%(skipped)s.", "Imported %(count)s conversations%(skipped)s.", job.created).replace("%(count)s", job.created).replace("%(skipped)s", skipped);
     this.onImported();
   }
 

@@ -9,6 +9,9 @@
 // buttons): a long reply's last frame costs one block, not the whole text. (So a list interrupted by
 // a blank line is drawn as two lists, as it was while it streamed.) A reply shown whole at once (the
 // history, a snapshot) is parsed in one go.
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
 
 const { marked, DOMPurify, hljs, katex } = window;
 
@@ -114,8 +117,8 @@ function fillBlock(element, markdown, { highlight }) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", language ? `Copy ${language} code` : "Copy code");
+      button.textContent = t("Copy");
+      button.setAttribute("aria-label", language ? tf("Copy %(language)s code", { language }) : t("Copy code"));
       wrapper.prepend(button);
     }
   }

@@ -13,6 +13,10 @@
 import { renderFiles } from "./attachments.js";
 import { MarkdownView } from "./markdown.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
+
 const ACTIVE = new Set(["pending", "streaming"]);
 const TICK_MS = 500; // how often the "Thinking… N s" counter is brought up to date
 
@@ -35,8 +39,8 @@ export function partsOf(payload) {
   return content ? [{ kind: "text", text: content, length: payload.length ?? codePoints(content) }] : [];
 }
 const STATE_LABELS = {
-  cancelled: "Stopped. The text so far is kept.",
-  interrupted: "Interrupted: the reply was cut off. The text so far is kept.",
+  cancelled: t("Stopped. The text so far is kept."),
+  interrupted: t("Interrupted: the reply was cut off. The text so far is kept."),
 };
 
 // --- Rendering at most once per animation frame ---------------------------------------------
@@ -147,7 +151,7 @@ export class MessageView {
     article.dataset.id = this.id;
     const label = document.createElement("h2");
     label.className = "visually-hidden";
-    label.textContent = this.role === "user" ? "You said:" : "Assistant replied:";
+    label.textContent = this.role === "user" ? t("You said:") : t("Assistant replied:");
     this.body = document.createElement("div");
     this.body.className = "msg-body";
     this.state = document.createElement("p");
@@ -160,7 +164,7 @@ export class MessageView {
     if (this.role === "assistant") {
       // A footer in an article has no role of its own: a named group may carry the label.
       this.meta.setAttribute("role", "group");
-      this.meta.setAttribute("aria-label", "Reply statistics");
+      this.meta.setAttribute("aria-label", t("Reply statistics"));
     }
     this.buttons = document.createElement("div");
     this.buttons.className = "msg-actions";
@@ -397,13 +401,13 @@ export class MessageView {
   }
 
   renderThoughtsLabel() {
-    let label = "Thoughts";
+    let label = t("Thoughts");
     const recorded = this.thinking ? null : this.recordedThoughtMs();
     if (this.thinking) {
-      label = this.thoughtStart === null ? "Thinking…" : `Thinking… ${Math.floor((performance.now() - this.thoughtStart) / 1000)} s`;
+      label = this.thoughtStart === null ? t("Thinking…") : tf("Thinking… %(seconds)s s", { seconds: Math.floor((performance.now() - this.thoughtStart) / 1000) });
     } else if (recorded !== null || (this.thoughtStart !== null && this.thoughtEnd !== null)) {
       const took = (recorded ?? this.thoughtEnd - this.thoughtStart) / 1000;
-      label = took < 0.5 ? "Thought for <1 s" : `Thought for ${Math.round(took)} s`;
+      label = took < 0.5 ? t("Thought for <1 s") : tf("Thought for %(seconds)s s", { seconds: Math.round(took) });
     }
     this.thoughts.dataset.state = this.thinking ? "thinking" : "done";
     if (this.thoughtsLabel.textContent !== label) this.thoughtsLabel.textContent = label;
@@ -435,21 +439,21 @@ export class MessageView {
         const tokens = Math.ceil(this.parts.reduce((sum, part) => sum + part.text.length, 0) / 4);
         const since = this.sawFirstToken || this.serverStart === null ? this.firstTokenAt : this.serverStart;
         const elapsed = (now - since) / 1000;
-        if (this.sawFirstToken) parts.push(metric("ttft", `first token ${seconds(this.firstTokenAt - this.seenAt)}`, true));
+        if (this.sawFirstToken) parts.push(metric("ttft", tf("first token %(time)s", { time: seconds(this.firstTokenAt - this.seenAt) }), true));
         if (elapsed > 0.2) parts.push(metric("tps", `≈${(tokens / elapsed).toFixed(1)} tok/s`, true));
-        parts.push(metric("tokens", `≈${tokens} tokens so far`, true));
+        parts.push(metric("tokens", tf("≈%(tokens)s tokens so far", { tokens }), true));
       } else {
-        parts.push(metric("waiting", "waiting for the first token…", true));
+        parts.push(metric("waiting", t("waiting for the first token…"), true));
       }
     } else {
-      if (d.time_to_first_token_ms != null) parts.push(metric("ttft", `first token ${seconds(d.time_to_first_token_ms)}`));
+      if (d.time_to_first_token_ms != null) parts.push(metric("ttft", tf("first token %(time)s", { time: seconds(d.time_to_first_token_ms) })));
       if (d.tokens_per_second != null) parts.push(metric("tps", `${d.tokens_per_second} tok/s`));
       const usage = d.usage ?? {};
       if (usage.output_tokens != null) {
-        const estimated = usage.estimated ? " (estimated)" : "";
-        parts.push(metric("tokens", `${usage.input_tokens ?? "?"} in · ${usage.output_tokens} out tokens${estimated}`));
+        const estimated = usage.estimated ? t(" (estimated)") : "";
+        parts.push(metric("tokens", tf("%(input)s in · %(output)s out tokens%(estimated)s", { input: usage.input_tokens ?? "?", output: usage.output_tokens, estimated })));
       }
-      if (d.duration_ms != null) parts.push(metric("duration", `${seconds(d.duration_ms)} total`));
+      if (d.duration_ms != null) parts.push(metric("duration", tf("%(time)s total", { time: seconds(d.duration_ms) })));
     }
     this.meta.replaceChildren(...parts);
   }
@@ -467,16 +471,16 @@ export class MessageView {
     this.renderError(!busy);
     const buttons = [];
     if (this.role === "assistant" && !this.active) {
-      if (this.data.content) buttons.push(button("Copy", () => this.actions.copy(this), "copy-message"));
+      if (this.data.content) buttons.push(button(t("Copy"), () => this.actions.copy(this), "copy-message"));
       // A reply stopped while still reasoning has no answer text yet, and can be continued too.
       const kept = this.data.content || this.parts.some((part) => part.text);
       if (lastReply && !busy && kept && (status === "cancelled" || status === "interrupted")) {
-        buttons.push(button("Continue", () => this.actions.continue(this), "continue"));
+        buttons.push(button(t("Continue"), () => this.actions.continue(this), "continue"));
       }
       if (!busy && status !== "failed") buttons.push(...this.regenerateControls());
     }
     if (this.role === "user" && !busy && !this.editing) {
-      buttons.push(button("Edit", () => this.actions.edit(this), "edit"));
+      buttons.push(button(t("Edit"), () => this.actions.edit(this), "edit"));
     }
     const branches = this.branchNavigation(siblings);
     if (branches) buttons.unshift(branches);
@@ -491,12 +495,12 @@ export class MessageView {
     const nav = document.createElement("span");
     nav.className = "msg-branches";
     nav.setAttribute("role", "group");
-    nav.setAttribute("aria-label", "Versions of this message");
+    nav.setAttribute("aria-label", t("Versions of this message"));
     const previous = button("‹", () => this.actions.switchTo(siblings[index - 1]), "branch-previous");
-    previous.setAttribute("aria-label", "Previous version");
+    previous.setAttribute("aria-label", t("Previous version"));
     previous.disabled = index <= 0;
     const next = button("›", () => this.actions.switchTo(siblings[index + 1]), "branch-next");
-    next.setAttribute("aria-label", "Next version");
+    next.setAttribute("aria-label", t("Next version"));
     next.disabled = index >= siblings.length - 1;
     const position = document.createElement("span");
     position.className = "branch-position";
@@ -509,7 +513,7 @@ export class MessageView {
   regenerateControls() {
     const picker = document.createElement("select");
     picker.className = "regenerate-model";
-    picker.setAttribute("aria-label", "Model for the new reply");
+    picker.setAttribute("aria-label", t("Model for the new reply"));
     for (const { value, label } of this.actions.models()) {
       const option = document.createElement("option");
       option.value = value;
@@ -517,22 +521,22 @@ export class MessageView {
       option.selected = value === this.data.model;
       picker.append(option);
     }
-    const regenerate = button("Regenerate", () => this.actions.regenerate(this, picker.value || null), "regenerate");
+    const regenerate = button(t("Regenerate"), () => this.actions.regenerate(this, picker.value || null), "regenerate");
     return picker.options.length > 1 ? [regenerate, picker] : [regenerate];
   }
 
   renderError(canRetry) {
-    const error = this.data.status === "failed" ? this.data.error ?? { message: "The reply failed." } : null;
+    const error = this.data.status === "failed" ? this.data.error ?? { message: t("The reply failed.") } : null;
     this.error.hidden = !error;
     if (!error) return this.error.replaceChildren();
     const text = document.createElement("span");
     text.className = "msg-error-text";
     const strong = document.createElement("strong");
-    strong.textContent = "Reply failed: ";
-    text.append(strong, error.message || "unknown error");
+    strong.textContent = t("Reply failed: ");
+    text.append(strong, error.message || t("unknown error"));
     if (error.code) text.append(` (${error.code})`);
     const parts = [text];
-    if (canRetry) parts.push(button("Retry", () => this.actions.retry(this), "retry primary small"));
+    if (canRetry) parts.push(button(t("Retry"), () => this.actions.retry(this), "retry primary small"));
     this.error.replaceChildren(...parts);
   }
 
@@ -543,7 +547,7 @@ export class MessageView {
     form.className = "msg-edit";
     const label = document.createElement("label");
     label.className = "visually-hidden";
-    label.textContent = "Edit your message";
+    label.textContent = t("Edit your message");
     const input = document.createElement("textarea");
     input.value = this.data.content;
     input.id = `edit-${this.id}`;
@@ -554,11 +558,11 @@ export class MessageView {
     error.hidden = true;
     const row = document.createElement("div");
     row.className = "dialog-buttons";
-    const cancel = button("Cancel", () => this.stopEdit(), "secondary");
+    const cancel = button(t("Cancel"), () => this.stopEdit(), "secondary");
     const save = document.createElement("button");
     save.type = "submit";
     save.className = "primary";
-    save.textContent = "Save and send";
+    save.textContent = t("Save and send");
     row.append(cancel, save);
     form.append(label, input, error, row);
     form.addEventListener("submit", (event) => {

@@ -1,6 +1,9 @@
 // A conversation's generation parameters: the fields the chosen model accepts (their rules come with
 // the page, as `GET /api/models` gives them), read back as the `parameters` object of a PATCH.
 // An empty field means "the default": it is sent as null, which clears the parameter.
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
 
 const STEP = { number: "0.05", integer: "1" };
 
@@ -19,7 +22,7 @@ export class ParameterSettings {
     this.fields.replaceChildren();
     this.inputs.clear();
     for (const [name, rule] of Object.entries(rules)) this.fields.append(this.field(name, rule, values[name]));
-    if (!this.inputs.size) this.fields.textContent = "This model takes no parameters.";
+    if (!this.inputs.size) this.fields.textContent = t("This model takes no parameters.");
     this.status.textContent = "";
   }
 
@@ -61,7 +64,7 @@ export class ParameterSettings {
 
   select(rule) {
     const select = document.createElement("select");
-    select.append(new Option("Default", ""));
+    select.append(new Option(t("Default"), ""));
     for (const choice of rule.choices) select.append(new Option(choice, choice));
     return select;
   }
@@ -80,8 +83,8 @@ export class ParameterSettings {
         values[name] = text;
       } else {
         const number = Number(text);
-        if (!Number.isFinite(number)) return this.invalid(name, `${rule.label} must be a number.`);
-        if (!inRange(number, rule)) return this.invalid(name, `${rule.label} must be from ${rule.minimum} to ${rule.maximum}${rule.allow_zero ? " (or 0: off)" : ""}.`);
+        if (!Number.isFinite(number)) return this.invalid(name, tf("%(label)s must be a number.", { label: rule.label }));
+        if (!inRange(number, rule)) return this.invalid(name, tf("%(label)s must be from %(minimum)s to %(maximum)s%(zero)s.", { label: rule.label, minimum: rule.minimum, maximum: rule.maximum, zero: rule.allow_zero ? t(" (or 0: off)") : "" }));
         values[name] = number;
       }
     }
@@ -108,8 +111,8 @@ function inRange(number, rule) {
 }
 
 function placeholder(rule) {
-  if (rule.kind === "strings") return `Up to ${rule.max_items}, one per line`;
-  if (rule.default !== undefined) return `Default: ${rule.default}`;
-  if (rule.kind === "choice") return "Default";
-  return rule.maximum !== undefined ? `Default (${rule.minimum}–${rule.maximum})` : "Default";
+  if (rule.kind === "strings") return tf("Up to %(count)s, one per line", { count: rule.max_items });
+  if (rule.default !== undefined) return tf("Default: %(value)s", { value: rule.default });
+  if (rule.kind === "choice") return t("Default");
+  return rule.maximum !== undefined ? tf("Default (%(minimum)s–%(maximum)s)", rule) : t("Default");
 }

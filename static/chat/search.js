@@ -6,6 +6,9 @@
 
 import { api, urlFor } from "./api.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+const tn = (one, many, n) => (window.ngettext ? window.ngettext(one, many, n) : n === 1 ? one : many);
+
 const DEBOUNCE_MS = 200;
 
 /** Fills `element` with the segments: text nodes, matches wrapped in <mark>. */
@@ -106,7 +109,7 @@ export class Search {
       return;
     }
     for (const result of results) this.results.append(this.item(result));
-    this.status.textContent = results.length ? `${results.length} result${results.length === 1 ? "" : "s"}` : "No matches.";
+    this.status.textContent = results.length ? tn("%(count)s result", "%(count)s results", results.length).replace("%(count)s", results.length) : t("No matches.");
   }
 
   item(result) {
@@ -120,7 +123,7 @@ export class Search {
     const title = document.createElement("span");
     title.className = "hit-title";
     if (result.title_snippet.length) appendSegments(title, result.title_snippet);
-    else title.textContent = result.title || "New chat";
+    else title.textContent = result.title || t("New chat");
     link.append(title);
     if (result.snippet.length) {
       const snippet = document.createElement("span");

@@ -3,6 +3,8 @@
 
 import { MarkdownView } from "./markdown.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+
 const data = JSON.parse(document.getElementById("share-data").textContent);
 const container = document.getElementById("messages");
 
@@ -13,14 +15,14 @@ for (const message of data.messages) {
   article.className = `msg ${message.role}`;
   const label = document.createElement("h2");
   label.className = "visually-hidden";
-  label.textContent = message.role === "user" ? "They said:" : "Assistant replied:";
+  label.textContent = message.role === "user" ? t("They said:") : t("Assistant replied:");
   article.append(label);
   const reasoning = textOf(message.parts, "reasoning");
   if (message.role !== "user" && reasoning) {
     const details = document.createElement("details");
     details.className = "msg-thinking";
     const summary = document.createElement("summary");
-    summary.textContent = "Thinking";
+    summary.textContent = t("Thinking");
     const body = document.createElement("div");
     body.className = "thinking-body";
     details.append(summary, body);
@@ -40,8 +42,8 @@ container.addEventListener("click", async (event) => {
   if (!button) return;
   try {
     await navigator.clipboard.writeText(button.parentElement.querySelector("code").textContent);
-    button.textContent = "Copied";
+    button.textContent = t("Copied");
   } catch {
-    button.textContent = "Select the text to copy";
+    button.textContent = t("Select the text to copy");
   }
 });

@@ -3,6 +3,10 @@
 
 import { api, urlFor } from "./api.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
+
 const $ = (id) => document.getElementById(id);
 
 export class Shares {
@@ -46,7 +50,7 @@ export class Shares {
       $("share-result").hidden = false;
       $("share-copy").hidden = false;
       $("share-create").hidden = true;
-      $("share-status").textContent = share.expires_at ? `The link works until ${new Date(share.expires_at).toLocaleString()}.` : "The link works until you revoke it.";
+      $("share-status").textContent = share.expires_at ? tf("The link works until %(date)s.", { date: new Date(share.expires_at).toLocaleString() }) : t("The link works until you revoke it.");
       $("share-url").select();
     } catch (error) {
       $("share-status").textContent = error.message;
@@ -56,10 +60,10 @@ export class Shares {
   async copy() {
     try {
       await navigator.clipboard.writeText($("share-url").value);
-      $("share-status").textContent = "Link copied.";
+      $("share-status").textContent = t("Link copied.");
     } catch {
       $("share-url").select();
-      $("share-status").textContent = "Copying is not allowed here: the link is selected, copy it yourself.";
+      $("share-status").textContent = t("Copying is not allowed here: the link is selected, copy it yourself.");
     }
   }
 
@@ -83,19 +87,19 @@ export class Shares {
     title.href = share.url;
     title.target = "_blank";
     title.rel = "noopener noreferrer";
-    title.textContent = share.title || "New chat";
+    title.textContent = share.title || t("New chat");
     const state = document.createElement("span");
     state.className = "muted";
     const expired = share.expires_at && new Date(share.expires_at) < new Date();
-    state.textContent = share.revoked_at ? "revoked" : expired ? "expired" : share.expires_at ? `until ${new Date(share.expires_at).toLocaleDateString()}` : "no expiry";
+    state.textContent = share.revoked_at ? t("revoked") : expired ? t("expired") : share.expires_at ? tf("until %(date)s", { date: new Date(share.expires_at).toLocaleDateString() }) : t("no expiry");
     li.append(title, " ", state);
     if (!share.revoked_at && !expired) {
       const revoke = document.createElement("button");
       revoke.type = "button";
       revoke.className = "link danger-link";
       revoke.dataset.share = share.id;
-      revoke.textContent = "Revoke";
-      revoke.setAttribute("aria-label", `Revoke the link to “${title.textContent}”`);
+      revoke.textContent = t("Revoke");
+      revoke.setAttribute("aria-label", tf("Revoke the link to “%(title)s”", { title: title.textContent }));
       li.append(" ", revoke);
     }
     return li;
@@ -104,7 +108,7 @@ export class Shares {
   async revoke(id, button) {
     try {
       await api("DELETE", urlFor(this.urls.share_api, id));
-      button.closest("li").querySelector(".muted").textContent = "revoked";
+      button.closest("li").querySelector(".muted").textContent = t("revoked");
       button.remove();
     } catch (error) {
       $("shares-empty").hidden = false;

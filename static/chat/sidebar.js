@@ -2,18 +2,22 @@
 
 import { api, urlFor } from "./api.js";
 
+const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
+
 const ARCHIVED_PAGE = 200;
 const PAGE = 50;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The sidebar group of a conversation: pinned ones on top, the rest by their last activity. */
 function groupOf(item, today) {
-  if (item.dataset.pinned) return "Pinned";
+  if (item.dataset.pinned) return t("Pinned");
   const updated = new Date(item.dataset.updated);
-  if (updated >= today) return "Today";
-  if (updated >= new Date(today - DAY_MS)) return "Yesterday";
-  if (updated >= new Date(today - 7 * DAY_MS)) return "Previous 7 days";
-  return "Older";
+  if (updated >= today) return t("Today");
+  if (updated >= new Date(today - DAY_MS)) return t("Yesterday");
+  if (updated >= new Date(today - 7 * DAY_MS)) return t("Previous 7 days");
+  return t("Older");
 }
 
 // Newest first, pinned ones before all: the key sorts as text, the greatest first.
@@ -104,13 +108,13 @@ export class Sidebar {
     const title = item.querySelector(".conv-title").textContent;
     const pinned = Boolean(item.dataset.pinned);
     const pin = item.querySelector(".conv-pin");
-    pin.setAttribute("aria-label", `${pinned ? "Unpin" : "Pin"} “${title}”`);
+    pin.setAttribute("aria-label", pinned ? tf("Unpin “%(title)s”", { title }) : tf("Pin “%(title)s”", { title }));
     pin.setAttribute("aria-pressed", String(pinned));
     pin.firstElementChild.textContent = pinned ? "★" : "☆";
     pin.hidden = Boolean(item.dataset.archived);
-    item.querySelector(".conv-archive").setAttribute("aria-label", `${item.dataset.archived ? "Unarchive" : "Archive"} “${title}”`);
-    item.querySelector(".conv-rename").setAttribute("aria-label", `Rename “${title}”`);
-    item.querySelector(".conv-delete").setAttribute("aria-label", `Delete “${title}”`);
+    item.querySelector(".conv-archive").setAttribute("aria-label", item.dataset.archived ? tf("Unarchive “%(title)s”", { title }) : tf("Archive “%(title)s”", { title }));
+    item.querySelector(".conv-rename").setAttribute("aria-label", tf("Rename “%(title)s”", { title }));
+    item.querySelector(".conv-delete").setAttribute("aria-label", tf("Delete “%(title)s”", { title }));
   }
 
   build(conversation) {
@@ -214,7 +218,7 @@ export class Sidebar {
     this.list.hidden = show;
     this.more.hidden = show || !this.next;
     this.archivedToggle.setAttribute("aria-pressed", String(show));
-    this.archivedToggle.textContent = show ? "All conversations" : "Archived";
+    this.archivedToggle.textContent = show ? t("All conversations") : t("Archived");
     this.archived.replaceChildren();
     this.regroup();
     if (!show) return;
@@ -235,7 +239,7 @@ export class Sidebar {
       if (!this.archived.children.length) {
         const empty = document.createElement("li");
         empty.className = "empty-list";
-        empty.textContent = "No archived conversations.";
+        empty.textContent = t("No archived conversations.");
         this.archived.append(empty);
       }
     } catch (error) {
