@@ -1,5 +1,5 @@
 # The features of issues 15, 18 and 19 were built side by side, each with one migration after 0012;
-# this joins them (it changes nothing in the schema).
+# this joins them, with the conversation's model options that two of them set.
 
 from django.db import migrations
 
@@ -12,4 +12,9 @@ class Migration(migrations.Migration):
         ("chat", "0013_teams"),
     ]
 
-    operations = []
+    operations = [
+        migrations.AlterModelOptions(
+            name='conversation',
+            options={'default_manager_name': 'objects', 'ordering': ['-updated_at'], 'verbose_name': 'conversation', 'verbose_name_plural': 'conversations'},
+        ),
+    ]
