@@ -206,6 +206,7 @@ def test_a_held_conversation_deleted_by_its_owner_leaves_their_view_and_stays_as
     page = admin.get(reverse("admin:chat_conversation_change", args=[conversation.pk])).content.decode()
     assert "Deleted by its owner" in page and "searchable words" not in page and "Held talk" not in page
     assert list(admin.get(reverse("admin:chat_message_changelist")).context["cl"].result_list) == []
+    assert list(admin.get(reverse("admin:chat_sharelink_changelist")).context["cl"].result_list) == []
     listing = admin.get(reverse("admin:chat_conversation_changelist")).content.decode()
     assert "Deleted by its owner" in listing and "Held talk" not in listing
 
