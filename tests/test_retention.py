@@ -238,3 +238,18 @@ def test_the_settings_page_says_how_long_conversations_are_kept(team):
     assert "deleted 90 days after its last activity" in client.get(reverse("chat:settings")).content.decode()
     client.force_login(team["mixed"])
     assert "kept until you delete them" in client.get(reverse("chat:settings")).content.decode()
+
+
+def test_superusers_place_holds_in_the_admin_and_other_staff_see_neither_holds_nor_purges(team):
+    root = User.objects.create_superuser("root", password="pw")
+    admin = Client()
+    admin.force_login(root)
+    response = admin.post(reverse("admin:chat_legalhold_add"), {"user": team["short"].pk, "reason": "case 12"})
+    assert response.status_code == 302
+    hold = LegalHold.objects.get()
+    assert (hold.user, hold.placed_by, hold.reason) == (team["short"], root, "case 12")
+
+    staff = Client()
+    staff.force_login(User.objects.create_user("staff", password="pw", is_staff=True))
+    for name in ("legalhold", "purgerecord"):
+        assert staff.get(reverse(f"admin:chat_{name}_changelist")).status_code == 403
