@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
@@ -191,6 +192,15 @@ def provider_logout_url(request: HttpRequest) -> str | None:
     back = request.build_absolute_uri(reverse("login"))
     query = {"id_token_hint": id_token, "post_logout_redirect_uri": back, "client_id": settings.CHAT_OIDC_CLIENT_ID}
     return f"{endpoint}?{urlencode(query)}"
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login form, or with CHAT_PASSWORD_LOGIN off the site's login page (single sign-on)."""
+    from django.contrib import admin
+
+    if settings.CHAT_PASSWORD_LOGIN:
+        return admin.site.login(request)
+    return redirect_to_login(request.GET.get("next", reverse("admin:index")))
 
 
 @require_POST

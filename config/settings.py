@@ -414,7 +414,8 @@ CHAT_REVIEW_POLICY = env_str(
     "Staff with a review scope on one of your groups may read your conversations to keep the service "
     "safe; every reading is recorded.",
 )
-# The worker's maintenance deletes expired conversations this often, a batch per round until none is left.
+# The worker's maintenance deletes expired conversations this often (first a minute after it starts), a
+# batch per round until none is left.
 CHAT_RETENTION_INTERVAL_SECONDS = env_float("CHAT_RETENTION_INTERVAL_SECONDS", 3600.0)
 CHAT_RETENTION_BATCH_SIZE = env_int("CHAT_RETENTION_BATCH_SIZE", 200)  # conversations deleted per transaction
 

@@ -205,6 +205,8 @@ def test_password_login_can_be_switched_off(configured, settings):
     refused = client.post("/accounts/login/", {"username": "local", "password": "local-password"})
     assert refused.status_code == 404 and "_auth_user_id" not in client.session
     assert client.get("/accounts/signup/").status_code == 404
+    admin_login = client.get("/admin/login/?next=/admin/")
+    assert admin_login.status_code == 302 and admin_login["Location"] == "/accounts/login/?next=/admin/"
 
 
 def test_password_login_still_works_by_default(configured):

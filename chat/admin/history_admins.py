@@ -20,6 +20,10 @@ class ShareLinkAdmin(ReviewOnlyAdmin):
     readonly_fields = ["title", "owner", "conversation", "snapshot", "created_at", "expires_at", "revoked_at"]
     actions = ["revoke"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShareLink]:
+        # A conversation its owner deleted under a legal hold is a record only: its snapshots are not shown.
+        return super().get_queryset(request).filter(conversation__deleted_by_owner_at__isnull=True)
+
     @admin.display(description=_("Messages"))
     def message_count(self, share: ShareLink) -> int:
         return len(share.snapshot)

@@ -267,13 +267,13 @@ class ConversationAdmin(ReviewOnlyAdmin):
         form_url: str = "",
         obj: Conversation | None = None,
     ) -> HttpResponse:
-        if obj is not None and obj.deleted_by_owner_at:  # kept for a legal hold: a record, not the content
+        if obj is not None:
             transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
+            context["audit_url"] = self._audit_url(request, obj)
+        if obj is not None and obj.deleted_by_owner_at:  # kept for a legal hold: a record, not the content
             context["deleted_by_owner"] = _deleted_by_owner(obj)
         elif obj is not None:
-            transcript_view_record(viewer=request.user, conversations=[obj], via=TranscriptView.Via.PAGE)
             context["transcript"] = transcript_tree(conversation=obj, messages=transcript_messages(conversation=obj))
-            context["audit_url"] = self._audit_url(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _audit_url(self, request: HttpRequest, conversation: Conversation) -> str | None:

@@ -31,6 +31,7 @@ from chat.models import PurgeRecord
 from chat.providers import registry
 
 logger = logging.getLogger(__name__)
+PURGE_FIRST_DELAY = 60.0  # seconds from a worker's start to its first retention purge
 
 
 def generation_job(*, message_id: int, conversation_id: int) -> dict[str, object]:
@@ -269,7 +270,7 @@ class ChatWorker(Worker):
             await self.requeue_lost_jobs()
             try:
                 await self.reap_stale()
-                await self.purge_expired()
+                await self.purge_when_due()
             except Exception:  # noqa: BLE001 - the database may be away for a while; keep trying
                 logger.warning("worker maintenance failed", exc_info=True)
             await asyncio.sleep(self.maintenance_interval)
@@ -286,19 +287,26 @@ class ChatWorker(Worker):
             await events.publish_done(reply)
             await events.publish_conversation_of(reply)
 
-    async def purge_expired(self) -> None:
-        """Delete one batch of expired conversations when due (chat.services.retention): a full batch means
-        more wait, so the next round goes on; otherwise the next purge is CHAT_RETENTION_INTERVAL_SECONDS away."""
-        loop = asyncio.get_running_loop()
-        if self._purge_due_at is not None and loop.time() < self._purge_due_at:
+    async def purge_when_due(self) -> None:
+        """Purge a batch of expired conversations when due: the first PURGE_FIRST_DELAY after the worker
+        starts (it has replies to take up first), then every round while full batches come back, else
+        CHAT_RETENTION_INTERVAL_SECONDS later."""
+        now = asyncio.get_running_loop().time()
+        if self._purge_due_at is None:
+            self._purge_due_at = now + PURGE_FIRST_DELAY
+        if now < self._purge_due_at:
             return
+        more = await self.purge_expired()
+        self._purge_due_at = now + (0 if more else settings.CHAT_RETENTION_INTERVAL_SECONDS)
+
+    async def purge_expired(self) -> bool:
+        """Delete one batch of expired conversations (chat.services.retention); True if more wait."""
         batch_size = settings.CHAT_RETENTION_BATCH_SIZE
         purge = database_sync_to_async(services.purge_expired_batch)
         counts = await purge(now=timezone.now(), batch_size=batch_size, via=PurgeRecord.Via.WORKER)
         if counts.conversations:
             logger.info("retention: purged %s expired conversations", counts.conversations)
-        more = counts.conversations >= batch_size
-        self._purge_due_at = loop.time() + (0 if more else settings.CHAT_RETENTION_INTERVAL_SECONDS)
+        return counts.conversations >= batch_size
 
     async def requeue_lost_jobs(self) -> None:
         """When the job queue is new (Redis or the embedded server restarted, its jobs lost), send again the

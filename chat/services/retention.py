@@ -91,6 +91,8 @@ class PurgeCounts:
 def conversation_purge(*, conversation_ids: list[int]) -> PurgeCounts:
     """Delete these conversations for good, with everything that hangs off them (messages, share links,
     search entries, and whatever `conversations_purging` receivers hold); held ones are left alone."""
+    if not conversation_ids:
+        return PurgeCounts()
     with transaction.atomic():
         conversations = _unheld(Conversation.all_objects.filter(pk__in=conversation_ids)).select_for_update()
         chosen = list(conversations)
