@@ -307,10 +307,18 @@ class ConversationAdmin(ReviewOnlyAdmin):
         return [usage, file, *super().get_urls()]
 
     def attachment_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """A file of a transcript, to staff who may view its conversation; recorded like opening the
-        transcript (via `attachment`). Served as the owner gets it: inline only for images and thumbnails."""
-        attachment = Attachment.objects.select_related("conversation").filter(pk=pk).first()
-        if attachment is None or not self.has_view_permission(request, attachment.conversation):
+        """A file of a transcript, to staff who may review its owner (out of scope answers like missing);
+        recorded like opening the transcript (via `attachment`). Served as the owner gets it: inline only
+        for images and thumbnails."""
+        if not self.has_view_permission(request):
+            raise Http404
+        reviewable_conversations = self.get_queryset(request)
+        attachment = (
+            Attachment.objects.select_related("conversation")
+            .filter(pk=pk, conversation__in=reviewable_conversations)
+            .first()
+        )
+        if attachment is None:
             raise Http404
         thumbnail = request.GET.get("thumbnail") == "1" and bool(attachment.thumbnail_name)
         if not thumbnail:  # thumbnails are part of the page already recorded

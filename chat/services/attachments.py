@@ -160,6 +160,12 @@ def attachments_attach(*, message: Message, attachments: Sequence[Attachment]) -
             attachment.save()
 
 
+def attachments_counted_for_purge(sender: type, conversation_ids: list[int], **kwargs: object) -> dict[str, int]:
+    """A purge's record counts the files it deletes (their rows go with the conversations' cascade, and
+    the stored bytes after the commit, by `files_forget_on_delete`)."""
+    return {"attachments": Attachment.objects.filter(conversation_id__in=conversation_ids).count()}
+
+
 def files_forget_on_delete(sender: type, instance: Attachment, **kwargs: object) -> None:
     """post_delete of an Attachment (a conversation or account deleted too): its files go after the commit,
     unless another row (an edited copy) still uses them."""
