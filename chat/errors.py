@@ -36,6 +36,7 @@ class ChatError(Exception):
         "too_many_files": "Too many files for one message.",
         "attachment_not_found": "No such attachment in this conversation.",
         "attachment_used": "That file was already sent with a message.",
+        "attachment_unavailable": "A file of this conversation cannot be read from storage right now. Try again.",
         "unsupported_attachment": "This conversation's model cannot take one of these files.",
         "csrf_failed": "The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header.",
     }
