@@ -245,3 +245,21 @@ def test_webp_gif_and_jpeg_images_are_accepted(files_chat, upload, attachments_r
 
     assert (body["kind"], body["mime"], body["width"], body["height"]) == ("image", mime, 30, 20)
     assert body["thumbnail_url"]
+
+
+def test_a_malformed_multipart_body_is_invalid(files_chat, owner_client, attachments_root):
+    response = owner_client.post(
+        f"/api/conversations/{files_chat.pk}/attachments",
+        data=b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nno end',
+        content_type="multipart/form-data; boundary=",
+    )
+
+    refused(response, "invalid", 400, attachments_root)
+
+
+def test_a_json_body_is_not_an_upload(files_chat, owner_client, attachments_root):
+    response = owner_client.post(
+        f"/api/conversations/{files_chat.pk}/attachments", {"file": "x"}, content_type="application/json"
+    )
+
+    refused(response, "invalid", 400, attachments_root)
