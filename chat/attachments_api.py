@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
@@ -46,7 +47,10 @@ def _upload(request: HttpRequest, user: Any, conversation_id: int) -> Attachment
     limit = settings.CHAT_ATTACHMENT_MAX_BYTES
     handler = LimitedUploadHandler(request, limit=limit)
     request.upload_handlers = [handler]
-    uploads = request.FILES.getlist("file")
+    try:
+        uploads = request.FILES.getlist("file")
+    except MultiPartParserError:
+        raise ChatError("invalid", _("The upload is not a well-formed multipart body.")) from None
     if handler.too_large:
         raise service.file_too_large(limit)
     if len(uploads) != 1:

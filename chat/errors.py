@@ -40,6 +40,7 @@ class ChatError(Exception):
         "too_many_files": _("Too many files for one message."),
         "attachment_not_found": _("No such attachment in this conversation."),
         "attachment_used": _("That file was already sent with a message."),
+        "attachment_unavailable": _("A file of this conversation cannot be read from storage right now. Try again."),
         "unsupported_attachment": _("This conversation's model cannot take one of these files."),
         "csrf_failed": _("The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header."),
     }

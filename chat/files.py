@@ -23,7 +23,7 @@ from chat.errors import ChatError
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 # An image over this many pixels is refused before it is decoded (a decompression bomb: a small file
 # that unpacks to gigabytes).
-MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_PIXELS = 25_000_000
 THUMBNAIL_SIZE = (480, 480)
 # Text files by extension; the content must still be UTF-8. Markup a browser would run is never text.
 TEXT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv", ".json": "application/json"}

@@ -190,3 +190,11 @@ def test_the_usage_summary_shows_storage_per_user(superuser_client, files_chat, 
 
     assert "Files stored" in page
     assert f"<td>{image.size}\xa0bytes</td>" in page
+
+
+def test_the_model_picker_and_the_models_api_say_which_models_see_images(owner_client):
+    page = owner_client.get("/").content.decode()
+    models = {m["ref"]: m["vision"] for m in owner_client.get("/api/models").json()["models"]}
+
+    assert "gpt-test · sees images</option>" in page and "gpt-other</option>" in page
+    assert models == {"openai:gpt-test": True, "openai:gpt-other": False}

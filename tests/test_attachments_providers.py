@@ -259,3 +259,16 @@ async def test_the_local_model_answers_a_text_file_given_as_text(read_reply):
     assert request.turns[0].files == ()
     assert "The cat sat on the mat." in request.turns[0].content
     assert await read_reply(LocalProvider().stream(request))
+
+
+def test_anthropic_merges_a_turn_with_files_into_blocks():
+    from chat.providers.anthropic import alternating_turns
+    from chat.providers.base import ChatTurn, TurnFile
+
+    merged = alternating_turns(
+        [ChatTurn("user", "First", files=(TurnFile("image", "image/png", "a.png", IMAGE),)), ChatTurn("user", "Second")]
+    )
+
+    (turn,) = merged
+    assert [block["type"] for block in turn.blocks] == ["image", "text", "text"]
+    assert turn.blocks[1:] == ({"type": "text", "text": "First"}, {"type": "text", "text": "Second"})

@@ -208,3 +208,17 @@ async def test_deleting_an_account_removes_its_files(files_chat, attachments_roo
     await database_sync_to_async(files_chat.owner.delete)()
 
     assert stored_files(attachments_root) == []
+
+
+async def test_a_file_gone_from_storage_fails_the_reply_without_a_provider_call(
+    files_chat, attachments_root, upstream, vision
+):
+    attachment = await uploaded(files_chat)
+    (attachments_root / attachment.storage_name).unlink()
+    client = await logged_in(files_chat.owner)
+
+    answer = await post(client, files_chat, "messages", content="What is this?", attachments=[attachment.pk])
+
+    reply = await finished(answer.json()["message"]["id"])
+    assert (reply.status, reply.error_code) == ("failed", "attachment_unavailable")
+    assert upstream.requests == []

@@ -228,3 +228,38 @@ async def test_a_body_without_a_length_is_cut_off_once_it_passes_the_limit(setti
 
     assert (status, body["error"]["code"]) == (413, "file_too_large")
     assert read < 100, "the rest of the body is never read"
+
+
+@pytest.mark.parametrize(
+    ("image_format", "mime"), [("WEBP", "image/webp"), ("GIF", "image/gif"), ("JPEG", "image/jpeg")]
+)
+def test_webp_gif_and_jpeg_images_are_accepted(files_chat, upload, attachments_root, image_format, mime):
+    import io
+
+    from PIL import Image
+
+    data = io.BytesIO()
+    Image.new("RGB", (30, 20), "purple").save(data, format=image_format)
+
+    body = upload(files_chat, "picture.bin", data.getvalue()).json()
+
+    assert (body["kind"], body["mime"], body["width"], body["height"]) == ("image", mime, 30, 20)
+    assert body["thumbnail_url"]
+
+
+def test_a_malformed_multipart_body_is_invalid(files_chat, owner_client, attachments_root):
+    response = owner_client.post(
+        f"/api/conversations/{files_chat.pk}/attachments",
+        data=b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nno end',
+        content_type="multipart/form-data; boundary=",
+    )
+
+    refused(response, "invalid", 400, attachments_root)
+
+
+def test_a_json_body_is_not_an_upload(files_chat, owner_client, attachments_root):
+    response = owner_client.post(
+        f"/api/conversations/{files_chat.pk}/attachments", {"file": "x"}, content_type="application/json"
+    )
+
+    refused(response, "invalid", 400, attachments_root)

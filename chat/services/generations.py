@@ -1,5 +1,6 @@
 """The worker's side of a reply: claim it, checkpoint it, finish it, reap it when its worker vanished."""
 
+import logging
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.utils.translation import gettext as _
 from chat import costs, limits, selectors, teams
 from chat.errors import ChatError
 from chat.files import read_file
-from chat.models import Conversation, DailyUsage, Message, ModelPrice, ReplyPart, stored_parts
+from chat.models import Attachment, Conversation, DailyUsage, Message, ModelPrice, ReplyPart, stored_parts
 from chat.prompts import build_request
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, Provider, StreamResult
@@ -25,6 +26,8 @@ from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
 from chat.services.search_index import search_index_messages
 from chat.teams import EffectiveLimits
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,22 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
     history = selectors.history_for(reply=reply)
     attachments = selectors.attachments_by_message(message_ids=[m.pk for m in history if m.role == Message.Role.USER])
     question = next((m for m in reversed(history) if m.role == Message.Role.USER), None)
+    parameters, conversation_max_output = parameters_for_request(
+        provider=provider, model=model, values=conversation.parameters
+    )
     try:
         # Guards a reply whose model changed since the send (a regenerate with another model, say).
         attachments_check_model(model_ref=reply.model, attachments=attachments.get(question.pk, []) if question else [])
+        request = build_request(
+            conversation=conversation,
+            history=history,
+            model=model,
+            max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
+            parameters=parameters,
+            conversation_max_output=conversation_max_output,
+            attachments=attachments,
+            read=_read_attachment,
+        )
     except ChatError as error:
         generation_finish(
             message_id=message_id,
@@ -128,19 +144,6 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
             lease_holder=lease_holder,
         )
         return None
-    parameters, conversation_max_output = parameters_for_request(
-        provider=provider, model=model, values=conversation.parameters
-    )
-    request = build_request(
-        conversation=conversation,
-        history=history,
-        model=model,
-        max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
-        parameters=parameters,
-        conversation_max_output=conversation_max_output,
-        attachments=attachments,
-        read=lambda attachment: read_file(attachment.storage_name),
-    )
     return GenerationContext(
         reply=reply,
         conversation=conversation,
@@ -150,6 +153,15 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         limits=teams.limits_for(user_id=conversation.owner_id),
         price=costs.price_at(model_ref=reply.model_reference, moment=reply.created_at),
     )
+
+
+def _read_attachment(attachment: Attachment) -> bytes:
+    """A file's bytes for the prompt; a storage that cannot give them fails the reply, now and clearly."""
+    try:
+        return read_file(attachment.storage_name)
+    except Exception as exc:  # noqa: BLE001 - any storage backend's failure (OSError, botocore's own)
+        logger.warning("attachment %s unreadable (%s)", attachment.pk, type(exc).__name__)
+        raise ChatError("attachment_unavailable") from exc
 
 
 def generation_leases_renew(*, lease_holders: Collection[str]) -> int:
