@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,16 @@ document.addEventListener("securitypolicyviolation", (e) => {
 @pytest.fixture(scope="session")
 def live_server_url(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under Daphne with its own SQLite file, the fake upstream as its only provider, one user."""
+    with app_server(fake_upstream, tmp_path_factory.mktemp("browser-server")) as url:
+        yield url
+
+
+@contextmanager
+def app_server(fake_upstream: FakeUpstream, folder: Path) -> Iterator[str]:
+    """Serve the app (Daphne, SQLite in `folder`) against the fake upstream; yields its URL.
+    bench/browser_bench.py serves it the same way."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is not installed: scripts/test.sh installs Debian's chromium")
-    folder = tmp_path_factory.mktemp("browser-server")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",

@@ -281,7 +281,10 @@ def test_server_rendered_pages_escape_every_payload(make_user) -> None:
     assert "x" not in tags.tags and "iframe" not in tags.tags and "img" not in tags.tags
     assert [name for name, _ in tags.attributes if name.startswith("on")] == []
     scripts = page.count("<script")
-    assert scripts == 6, "page data plus the five static scripts (the translation catalog among them), nothing more"
+    assert scripts == 7, (
+        "page data plus the six static scripts (the translation catalog, marked, DOMPurify, highlight.js, KaTeX,"
+        " app), nothing more"
+    )
     data = page.split('id="page-data" type="application/json">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data, "json_script escapes every < so nothing closes the data block"
     assert json.loads(data)["messages"][0]["content"] == all_payloads()

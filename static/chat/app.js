@@ -120,7 +120,8 @@ class Chat {
     // A conversation opens at its latest message, unless a search result asked for another one.
     if (!revealFoundMessage(this.el.messages)) {
       this.scroller.toLatest();
-      this.focusComposer();
+      // A keyboard user starts typing at once; a phone would pop its keyboard up over the chat.
+      if (!touchKeyboard()) this.focusComposer();
     }
     this.connection.start();
   }
@@ -504,7 +505,7 @@ class Chat {
     this.connection.send(frame);
     this.refreshPlaces();
     // The button pressed (Regenerate, Continue, Retry) is gone with the new reply: keep the focus.
-    if (kind !== "edit") this.focusComposer();
+    if (kind !== "edit" && kind !== "send") this.keepFocus();
   }
 
   /** Show the branch through this message (a sibling's "‹ ›"); the `path` frame that answers redraws. */
@@ -519,7 +520,14 @@ class Chat {
     if (!this.connection.send({ type: "cancel", conversation: this.conversation.id })) {
       this.showError(t("Not connected: the reply cannot be stopped until the connection is back."));
     }
-    this.focusComposer(); // the Stop button hides: the focus must not fall to the page
+    this.keepFocus(); // the Stop button hides: the focus must not fall to the page
+  }
+
+  /** Where the focus goes when the button that had it disappears: the message box, or on a touch
+   * screen the message list (focusing the box there would pop the keyboard up). */
+  keepFocus() {
+    if (touchKeyboard()) this.el.messages.focus({ preventScroll: true });
+    else this.focusComposer();
   }
 
   // --- Shortcuts (keys.js) ----------------------------------------------------------------------

@@ -40,9 +40,9 @@ export class Shortcuts {
     if (ctrlKey || metaKey || altKey) return null;
     if (key === "Escape" && shiftKey) return () => chat.focusComposer();
     if (key === "Escape") {
-      // Escape first closes what is open (the phone drawer, an edit), then stops a running reply.
+      // Escape first closes what is open (the phone drawer, an edit, the search), then stops a running reply.
       if (document.getElementById("app").classList.contains("sidebar-open")) return null;
-      if (event.target.closest?.(".msg-edit")) return null;
+      if (event.target.closest?.(".msg-edit, #search-form")) return null; // they have their own Escape
       return chat.running ? () => chat.stop() : null;
     }
     if (key === "?" && !isTyping(event.target)) return () => this.dialog.showModal();

@@ -65,7 +65,11 @@ export class Scroller {
     this.stuck = true;
     this.scrollTo(this.list.scrollHeight);
     this.showButton();
-    if (focus) document.getElementById("composer-input")?.focus({ preventScroll: true });
+    // The button hides: its focus goes to the message box, or on a touch screen to the list (the box
+    // would pop the keyboard up).
+    if (!focus) return;
+    const touch = window.matchMedia("(pointer: coarse)").matches;
+    (touch ? this.list : document.getElementById("composer-input"))?.focus({ preventScroll: true });
   }
 
   scrollTo(top) {
