@@ -7,6 +7,7 @@ exceeded by the number of requests racing it, never more. Frame rate is per sock
 """
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -178,3 +179,51 @@ class FrameRate:
     def flooding(self) -> bool:
         """A client that ignores a full bucket's worth of refusals is closed, not answered forever."""
         return self.refused_in_a_row > self.capacity
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """What a user spent today and this month (UTC), their money budgets (0: none) and what is left."""
+
+    currency: str
+    spent_today: Decimal
+    spent_month: Decimal
+    daily_budget: Decimal
+    monthly_budget: Decimal
+
+    @property
+    def left_today(self) -> Decimal | None:
+        return max(ZERO, self.daily_budget - self.spent_today) if self.daily_budget else None
+
+    @property
+    def left_month(self) -> Decimal | None:
+        return max(ZERO, self.monthly_budget - self.spent_month) if self.monthly_budget else None
+
+    def payload(self) -> dict[str, str | None]:
+        """As `GET /api/usage` answers it: amounts as decimal strings (four places), null where there is no budget."""
+
+        def text(amount: Decimal | None) -> str | None:
+            return None if amount is None else f"{amount.quantize(Decimal('0.0001')):f}"
+
+        return {
+            "currency": self.currency,
+            "spent_today": text(self.spent_today),
+            "spent_month": text(self.spent_month),
+            "daily_budget": text(self.daily_budget or None),
+            "monthly_budget": text(self.monthly_budget or None),
+            "left_today": text(self.left_today),
+            "left_month": text(self.left_month),
+        }
+
+
+def budget_status_for(*, user_id: int) -> BudgetStatus:
+    """The user's spend and money budgets, for their settings: two queries."""
+    limits = teams.limits_for(user_id=user_id)
+    spend = costs.spend_of(user_ids=[user_id])
+    return BudgetStatus(
+        currency=settings.CHAT_CURRENCY,
+        spent_today=spend.today,
+        spent_month=spend.month,
+        daily_budget=limits.daily_cost_budget,
+        monthly_budget=limits.monthly_cost_budget,
+    )

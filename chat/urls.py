@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/<int:pk>/", views.conversation_page, name="conversation"),
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api/models", api.models, name="api-models"),
+    path("api/usage", api.usage, name="api-usage"),
     path("api/conversations", api.conversations, name="api-conversations"),
     path("api/conversations/<int:pk>", api.conversation, name="api-conversation"),
     path("api/conversations/<int:pk>/messages", api.messages, name="api-messages"),

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from chat import api, events, selectors, services, teams
+from chat import api, events, limits, selectors, services, teams
 from chat.errors import ChatError
 from chat.models import Conversation, ShareLink
 from chat.providers import registry
@@ -62,6 +62,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         },
     }
     return {
+        "budget": limits.budget_status_for(user_id=request.user.pk),
         "sidebar": sidebar,
         "source": source,
         "conversation": conversation,
