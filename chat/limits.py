@@ -114,7 +114,7 @@ def money_check(
     limits = limits or teams.limits_for(user_id=user_id)
     if limits.daily_cost_budget or limits.monthly_cost_budget:
         spend = costs.spend_of(user_ids=[user_id], now=now)
-        _check_money(spend, running, limits.daily_cost_budget, limits.monthly_cost_budget, now, _("Your"))
+        _check_money(spend, running, limits.daily_cost_budget, limits.monthly_cost_budget, now, group=False)
     pools = [pool for pool in limits.pooled if pool.daily or pool.monthly]
     if not pools or len(pools) < len(limits.pooled):
         return  # a group of theirs has no shared budget: it never runs out
@@ -122,7 +122,7 @@ def money_check(
     for pool in pools:
         try:
             spend = costs.spend_of(group_id=pool.group_id, now=now)
-            _check_money(spend, running, pool.daily or ZERO, pool.monthly or ZERO, now, _("Your group's"))
+            _check_money(spend, running, pool.daily or ZERO, pool.monthly or ZERO, now, group=True)
         except ChatError as error:
             refusals.append(error)
             continue
@@ -131,21 +131,26 @@ def money_check(
 
 
 def _check_money(
-    spend: costs.Spend, running: Decimal, daily: Decimal, monthly: Decimal, now: datetime, whose: str
+    spend: costs.Spend, running: Decimal, daily: Decimal, monthly: Decimal, now: datetime, *, group: bool
 ) -> None:
-    currency = settings.CHAT_CURRENCY
     if daily and spend.today + running >= daily:
-        renews = _midnight(now) + timedelta(days=1)
-        message = _("%(whose)s budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
-        amount = daily
+        renews, amount = _midnight(now) + timedelta(days=1), daily
+        message = (
+            _("Your group's budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
+            if group
+            else _("Your budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
+        )
     elif monthly and spend.month + running >= monthly:
-        renews = _next_month(now)
-        message = _("%(whose)s budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
-        amount = monthly
+        renews, amount = _next_month(now), monthly
+        message = (
+            _("Your group's budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
+            if group
+            else _("Your budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
+        )
     else:
         return
     retry_after = max(1, int((renews - now).total_seconds() + 0.999))
-    text = message % {"whose": whose, "amount": amount.normalize(), "currency": currency}
+    text = message % {"amount": f"{amount.normalize():f}", "currency": settings.CHAT_CURRENCY}
     raise ChatError("budget_exceeded", text, retry_after=retry_after)
 
 
