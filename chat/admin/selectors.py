@@ -1,4 +1,5 @@
-"""Reads for transcript review in the admin: list annotations, search, transcripts and usage.
+"""Reads for transcript review in the admin: list annotations, search, transcripts and usage (the usage
+dashboard fills its rollups of closed days as it reads them: a cache of the messages, never the truth).
 
 Every function here runs a fixed number of queries however many rows it touches: per-row figures are
 correlated subqueries or database aggregates, never Python loops over related managers.
