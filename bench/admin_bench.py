@@ -14,6 +14,7 @@ import platform
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -98,8 +99,20 @@ def _pages() -> list[tuple[str, str]]:
         ("Message list, status failed", f"{messages}?status__exact=failed"),
         (f"Transcript page ({typical[1]} messages)", reverse(transcript, args=[typical[0]])),
         (f"Transcript page ({largest[1]} messages)", reverse(transcript, args=[largest[0]])),
-        ("Usage summary, last 30 days", reverse("admin:chat_conversation_usage")),
+        ("Usage dashboard, last 30 days", reverse("admin:chat_conversation_usage")),
+        ("Usage dashboard, last 365 days", f"{reverse('admin:chat_conversation_usage')}?{_last_days(365)}"),
+        (
+            "Usage dashboard CSV, last 30 days",
+            f"{reverse('admin:chat_conversation_usage')}?{_last_days(30)}&format=csv",
+        ),
     ]
+
+
+def _last_days(days: int) -> str:
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    return f"start={today - timedelta(days=days - 1)}&end={today}"
 
 
 def _measure(client: object, url: str, runs: int) -> tuple[float, float, int]:

@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
 
-from chat import actions, events, selectors, services
+from chat import actions, events, limits, selectors, services
 from chat.errors import ChatError
 from chat.models import Conversation
 
@@ -246,6 +246,14 @@ def _models_for(user_id: int) -> tuple[list[dict[str, Any]], str]:
     """The models the user's groups allow, with the parameters each accepts, and their default."""
     offered = [events.model_payload(model, rules) for model, rules in services.parameters_by_model(user_id=user_id)]
     return offered, services.default_model_for(user_id=user_id)
+
+
+@require_http_methods(["GET"])
+@api_view
+async def usage(request: HttpRequest, user: Any, body: dict[str, Any]) -> HttpResponse:
+    """What the user spent today and this month, and what is left of their money budgets."""
+    status = await database_sync_to_async(limits.budget_status_for)(user_id=user.pk)
+    return JsonResponse(status.payload())
 
 
 async def unknown_route(request: HttpRequest, path: str = "") -> JsonResponse:

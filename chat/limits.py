@@ -7,6 +7,7 @@ exceeded by the number of requests racing it, never more. Frame rate is per sock
 """
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -119,7 +120,7 @@ def money_check(
     limits = limits or teams.limits_for(user_id=user_id)
     if limits.daily_cost_budget or limits.monthly_cost_budget:
         spend = costs.spend_of(user_ids=[user_id], now=now)
-        _check_money(spend, running, limits.daily_cost_budget, limits.monthly_cost_budget, now, _("Your"))
+        _check_money(spend, running, limits.daily_cost_budget, limits.monthly_cost_budget, now, group=False)
     pools = [pool for pool in limits.pooled if pool.daily or pool.monthly]
     if not pools or len(pools) < len(limits.pooled):
         return  # a group of theirs has no shared budget: it never runs out
@@ -127,7 +128,7 @@ def money_check(
     for pool in pools:
         try:
             spend = costs.spend_of(group_id=pool.group_id, now=now)
-            _check_money(spend, running, pool.daily or ZERO, pool.monthly or ZERO, now, _("Your group's"))
+            _check_money(spend, running, pool.daily or ZERO, pool.monthly or ZERO, now, group=True)
         except ChatError as error:
             refusals.append(error)
             continue
@@ -136,21 +137,26 @@ def money_check(
 
 
 def _check_money(
-    spend: costs.Spend, running: Decimal, daily: Decimal, monthly: Decimal, now: datetime, whose: str
+    spend: costs.Spend, running: Decimal, daily: Decimal, monthly: Decimal, now: datetime, *, group: bool
 ) -> None:
-    currency = settings.CHAT_CURRENCY
     if daily and spend.today + running >= daily:
-        renews = _midnight(now) + timedelta(days=1)
-        message = _("%(whose)s budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
-        amount = daily
+        renews, amount = _midnight(now) + timedelta(days=1), daily
+        message = (
+            _("Your group's budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
+            if group
+            else _("Your budget of %(amount)s %(currency)s for today is spent. It renews at midnight UTC.")
+        )
     elif monthly and spend.month + running >= monthly:
-        renews = _next_month(now)
-        message = _("%(whose)s budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
-        amount = monthly
+        renews, amount = _next_month(now), monthly
+        message = (
+            _("Your group's budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
+            if group
+            else _("Your budget of %(amount)s %(currency)s for this month is spent. It renews on the 1st (UTC).")
+        )
     else:
         return
     retry_after = max(1, int((renews - now).total_seconds() + 0.999))
-    text = message % {"whose": whose, "amount": amount.normalize(), "currency": currency}
+    text = message % {"amount": f"{amount.normalize():f}", "currency": settings.CHAT_CURRENCY}
     raise ChatError("budget_exceeded", text, retry_after=retry_after)
 
 
@@ -187,3 +193,51 @@ class FrameRate:
     def flooding(self) -> bool:
         """A client that ignores a full bucket's worth of refusals is closed, not answered forever."""
         return self.refused_in_a_row > self.capacity
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """What a user spent today and this month (UTC), their money budgets (0: none) and what is left."""
+
+    currency: str
+    spent_today: Decimal
+    spent_month: Decimal
+    daily_budget: Decimal
+    monthly_budget: Decimal
+
+    @property
+    def left_today(self) -> Decimal | None:
+        return max(ZERO, self.daily_budget - self.spent_today) if self.daily_budget else None
+
+    @property
+    def left_month(self) -> Decimal | None:
+        return max(ZERO, self.monthly_budget - self.spent_month) if self.monthly_budget else None
+
+    def payload(self) -> dict[str, str | None]:
+        """As `GET /api/usage` answers it: amounts as decimal strings (four places), null where there is no budget."""
+
+        def text(amount: Decimal | None) -> str | None:
+            return None if amount is None else f"{amount.quantize(Decimal('0.0001')):f}"
+
+        return {
+            "currency": self.currency,
+            "spent_today": text(self.spent_today),
+            "spent_month": text(self.spent_month),
+            "daily_budget": text(self.daily_budget or None),
+            "monthly_budget": text(self.monthly_budget or None),
+            "left_today": text(self.left_today),
+            "left_month": text(self.left_month),
+        }
+
+
+def budget_status_for(*, user_id: int) -> BudgetStatus:
+    """The user's spend and money budgets, for their settings: two queries."""
+    limits = teams.limits_for(user_id=user_id)
+    spend = costs.spend_of(user_ids=[user_id])
+    return BudgetStatus(
+        currency=settings.CHAT_CURRENCY,
+        spent_today=spend.today,
+        spent_month=spend.month,
+        daily_budget=limits.daily_cost_budget,
+        monthly_budget=limits.monthly_cost_budget,
+    )

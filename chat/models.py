@@ -216,6 +216,8 @@ class Message(models.Model):
             models.Index(fields=["provider", "model"], name="message_provider_model"),
             models.Index(fields=["error_code"], name="message_error_code"),
             models.Index(fields=["created_at"], name="message_created"),
+            # What changed since the usage dashboard rolled a day up (chat/admin/selectors.py).
+            models.Index(fields=["updated_at"], name="message_updated"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -622,3 +624,51 @@ class OidcIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.issuer}"
+
+
+class UsageRollup(models.Model):
+    """The usage dashboard's figures of one closed day (in the server's time zone), one user and one model
+    (empty: the user's own messages), summed from the messages once (chat/admin/selectors.py), so a long
+    period reads a few rows a day, not every message. Rolled up again if a message of that day changes."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    model = models.CharField(max_length=200, blank=True)
+    messages = models.PositiveIntegerField(default=0)
+    assistant_replies = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user", "model"], name="one_rollup_per_day_user_model")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.user_id} {self.model}"
+
+
+class UsageRollupTtft(models.Model):
+    """How many of a model's replies of one closed day had their first token after `bucket_ms` (10 ms steps):
+    the histogram the median time to first token is read from."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    bucket_ms = models.PositiveIntegerField()
+    replies = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "model", "bucket_ms"], name="one_ttft_bucket_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.bucket_ms} ms: {self.replies}"
+
+
+class UsageRollupDay(models.Model):
+    """A day the usage dashboard has rolled up, and when (a message updated since rolls it up again)."""
+
+    day = models.DateField(unique=True)
+    rolled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.day} rolled up at {self.rolled_at}"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("settings/", views.account_settings, name="settings"),
     path("manifest.webmanifest", views.web_app_manifest, name="manifest"),
     path("api/models", api.models, name="api-models"),
+    path("api/usage", api.usage, name="api-usage"),
     path("api/conversations", api.conversations, name="api-conversations"),
     path("api/conversations/<int:pk>", api.conversation, name="api-conversation"),
     path("api/conversations/<int:pk>/messages", api.messages, name="api-messages"),

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from chat import api, events, review, selectors, services, sso, teams
+from chat import api, events, limits, review, selectors, services, sso, teams
 from chat.errors import ChatError
 from chat.live import live_log
 from chat.models import Conversation, Message, ShareLink
@@ -79,6 +79,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         },
     }
     return {
+        "budget": limits.budget_status_for(user_id=request.user.pk),
         "sidebar": sidebar,
         "source": source,
         "conversation": conversation,

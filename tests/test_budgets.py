@@ -277,3 +277,51 @@ async def test_a_budget_crossed_mid_stream_stops_the_reply_on_any_server_and_the
     assert refused["type"] == "error" and refused["code"] == "budget_exceeded"
     for client in (first, second, third):
         await client.close()
+
+
+# --- what users see ------------------------------------------------------------------------------
+
+
+def test_users_see_their_spend_and_what_is_left_in_the_sidebar_and_over_the_api(user, settings):
+    settings.CHAT_DAILY_COST_BUDGET = Decimal("2")
+    spend(user, "0.5")
+    group_of(user, monthly_cost_budget=Decimal("10"))
+    client = Client()
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "Spent today: 0.50 USD" in page and "1.50 left of 2.00" in page and "9.50 left of 10.00" in page
+    assert client.get("/api/usage").json() == {
+        "currency": "USD",
+        "spent_today": "0.5000",
+        "spent_month": "0.5000",
+        "daily_budget": "2.0000",
+        "monthly_budget": "10.0000",
+        "left_today": "1.5000",
+        "left_month": "9.5000",
+    }
+
+
+@pytest.mark.cluster
+def test_a_v1_stream_stopped_by_the_budget_ends_with_a_budget_exceeded_error_event(sdk, make_key, make_user, upstream):
+    from tests.fake_upstream import Scenario
+
+    ModelPrice.objects.create(
+        model=TEST_MODEL,
+        effective_from=timezone.now() - timedelta(days=1),
+        input_per_million=Decimal(0),
+        output_per_million=Decimal(1_000_000),
+    )
+    owner = make_user()
+    group_of(owner, daily_cost_budget=Decimal("10"))  # in the database: a worker process reads it too
+    upstream.script(Scenario.slow(400, delay=0.01))
+    stream = sdk(make_key(owner)).chat.completions.create(
+        model=TEST_MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as excinfo:
+        for chunk in stream:
+            received.extend(choice.delta.content or "" for choice in chunk.choices)
+    assert excinfo.value.body["code"] == "budget_exceeded"
+    saved = Message.objects.get(role="assistant")
+    assert (saved.status, saved.error_code) == ("cancelled", "budget_exceeded")
+    assert "".join(received) == saved.content and 0 < len(saved.content) < len("".join(Scenario.slow(400).tokens))

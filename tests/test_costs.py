@@ -151,10 +151,10 @@ async def test_a_stopped_reply_is_costed_from_its_estimated_tokens_and_flagged_p
     conversation = await database_sync_to_async(services.conversation_create)(owner=user, model=TEST_MODEL)
     async with connect(user) as ws:
         accepted = await ws.send_message(conversation.pk, "hello")
-        await ws.receive_type("delta")
+        first = await ws.receive_type("delta")
         await ws.send({"type": "cancel", "conversation": conversation.pk})
         upstream.release()
-        _, done = await ws.reply_text(accepted["message"]["id"])
+        _, done = await ws.reply_text(accepted["message"]["id"], text=first["text"])
     reply = await database_sync_to_async(Message.objects.get)(pk=accepted["message"]["id"])
     assert reply.status == "cancelled" and reply.tokens_estimated and reply.cost_estimated
     assert reply.cost > 0

@@ -10,11 +10,14 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from chat.admin.selectors import usage_summary_for_period
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageRollup, UsageRollupDay
 
 pytestmark = [pytest.mark.django_db, pytest.mark.cluster]
 
@@ -154,22 +157,61 @@ def populate(users: int, days: int) -> None:
 
 
 @pytest.mark.parametrize("users, days", [(1, 1), (20, 3)])
-def test_the_dashboard_runs_three_queries_however_many_users_and_days(users, days, django_assert_num_queries):
+def test_the_dashboard_runs_six_queries_however_many_users_and_days(users, days, django_assert_num_queries):
     populate(users, days)
-    with django_assert_num_queries(3):
-        summary = usage_summary_for_period(start=date(2026, 3, 9), end=date(2026, 3, 11), reviewer=superuser())
+    root = superuser()
+    usage_summary_for_period(
+        start=date(2026, 3, 9), end=date(2026, 3, 11), reviewer=root
+    )  # rolls the closed days up, once
+    with django_assert_num_queries(6):  # five for the figures, one for the files each user stores
+        summary = usage_summary_for_period(start=date(2026, 3, 9), end=date(2026, 3, 11), reviewer=root)
     assert len(summary.rows) == users and summary.totals.assistant_replies == users * days
 
 
 def test_the_page_runs_as_many_queries_for_one_user_as_for_many(admin_client):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     populate(1, 1)
     admin_client.get(DASHBOARD, PERIOD)
     with CaptureQueriesContext(connection) as few:
         admin_client.get(DASHBOARD, PERIOD)
     populate(25, 3)
+    admin_client.get(DASHBOARD, PERIOD)
     with CaptureQueriesContext(connection) as many:
         admin_client.get(DASHBOARD, PERIOD)
     assert len(many) == len(few)
+
+
+# --- rollups of closed days ----------------------------------------------------------------------
+
+
+def test_closed_days_are_rolled_up_once_and_give_the_same_figures_as_the_messages(seeded):
+    period = {"start": date(2026, 3, 9), "end": date(2026, 3, 11)}
+    first = usage_summary_for_period(**period)
+    assert UsageRollupDay.objects.count() == 3 and UsageRollup.objects.exists()
+    rolled_at = set(UsageRollupDay.objects.values_list("rolled_at", flat=True))
+    again = usage_summary_for_period(**period)
+    assert set(UsageRollupDay.objects.values_list("rolled_at", flat=True)) == rolled_at
+    assert (again.rows, again.by_model, again.by_day, again.by_group) == (
+        first.rows,
+        first.by_model,
+        first.by_day,
+        first.by_group,
+    )
+
+
+def test_a_message_changed_on_a_rolled_up_day_rolls_that_day_up_again(seeded):
+    alice = seeded[0]
+    period = {"start": date(2026, 3, 9), "end": date(2026, 3, 11)}
+    before = usage_summary_for_period(**period).totals
+    reply(alice, cost=Decimal("1"), input_tokens=7)
+    after = usage_summary_for_period(**period).totals
+    assert (after.cost - before.cost, after.tokens_in - before.tokens_in) == (Decimal("1"), 7)
+
+
+def test_the_last_days_are_read_from_the_messages_and_agree_with_a_rollup(seeded):
+    alice = seeded[0]
+    today = timezone.localdate()
+    now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    reply(alice, day=now, cost=Decimal("0.5"), time_to_first_token_ms=120)
+    summary = usage_summary_for_period(start=today - timedelta(days=1), end=today)
+    assert not UsageRollupDay.objects.filter(day__gte=today - timedelta(days=1)).exists()
+    assert summary.totals.cost == Decimal("0.5") and summary.by_model[0].median_ttft_ms == 120

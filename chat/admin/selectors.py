@@ -1,4 +1,5 @@
-"""Reads for transcript review in the admin: list annotations, search, transcripts and usage.
+"""Reads for transcript review in the admin: list annotations, search, transcripts and usage (the usage
+dashboard fills its rollups of closed days as it reads them: a cache of the messages, never the truth).
 
 Every function here runs a fixed number of queries however many rows it touches: per-row figures are
 correlated subqueries or database aggregates, never Python loops over related managers.
@@ -12,7 +13,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Count,
     DecimalField,
@@ -33,7 +34,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin.markdown import markdown_html
-from chat.models import ApiKey, Attachment, Conversation, Message
+from chat.models import ApiKey, Attachment, Conversation, Message, UsageRollup, UsageRollupDay, UsageRollupTtft
 from chat.providers import registry
 from chat.review import reviewable
 from chat.selectors import current_leaf_in
@@ -324,15 +325,25 @@ def _model_ref(provider: str, model: str) -> str:
     return Message(provider=provider, model=model).model_reference
 
 
-def _usage_cells(since: datetime, until: datetime, reviewer: AbstractBaseUser) -> list[UsageCell]:
-    """The period's messages of the users `reviewer` may review, grouped by day, owner and model, in one query."""
-    in_period = Message.objects.filter(created_at__gte=since, created_at__lt=until)
+def _messages_between(since: datetime, until: datetime) -> QuerySet[Message]:
+    return Message.objects.filter(created_at__gte=since, created_at__lt=until)
+
+
+def _local_day() -> TruncDate:
+    return TruncDate("created_at", tzinfo=timezone.get_current_timezone())
+
+
+def _usage_cells(since: datetime, until: datetime, reviewer: AbstractBaseUser | None = None) -> list[UsageCell]:
+    """The period's messages grouped by day, owner and model, in one query: of the users `reviewer` may
+    review, or of everyone (None: what the rollups hold)."""
+    messages = _messages_between(since, until)
+    if reviewer is not None:
+        messages = reviewable(messages, reviewer=reviewer, owner_field="conversation__owner")
     grouped = (
-        reviewable(in_period, reviewer=reviewer, owner_field="conversation__owner")
-        .values(
+        messages.values(
             "provider",
             "model",
-            day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()),
+            day=_local_day(),
             user_id=F("conversation__owner_id"),
             username=F("conversation__owner__username"),
         )
@@ -349,28 +360,88 @@ def _usage_cells(since: datetime, until: datetime, reviewer: AbstractBaseUser) -
     return [UsageCell(model=_model_ref(row.pop("provider"), row.pop("model")), **row) for row in grouped]
 
 
-def _median_ttft(since: datetime, until: datetime, reviewer: AbstractBaseUser) -> dict[str, int]:
-    """Each model's median time to first token over the period's replies (of the users `reviewer` may
-    review), in one query (window functions, on SQLite and PostgreSQL alike: the middle row, or the
-    mean of the middle two)."""
-    replies = Message.objects.filter(
-        role=Message.Role.ASSISTANT, time_to_first_token_ms__isnull=False, created_at__gte=since, created_at__lt=until
+TTFT_STEP_MS = 10  # the median time to first token is read to 10 ms
+
+
+def _ttft_buckets(since: datetime, until: datetime) -> list[tuple[date, str, int, int]]:
+    """(day, model, bucket_ms, replies): the period's times to first token in 10 ms steps, one query."""
+    grouped = (
+        _messages_between(since, until)
+        .filter(role=Message.Role.ASSISTANT, time_to_first_token_ms__isnull=False)
+        .values("provider", "model", day=_local_day(), bucket=F("time_to_first_token_ms") / TTFT_STEP_MS)
+        .annotate(replies=Count("id"))
+        .order_by()
     )
-    scoped = reviewable(replies, reviewer=reviewer, owner_field="conversation__owner").values(
-        "provider", "model", "time_to_first_token_ms"
+    return [
+        (row["day"], _model_ref(row["provider"], row["model"]), row["bucket"] * TTFT_STEP_MS, row["replies"])
+        for row in grouped
+    ]
+
+
+def _median(histogram: dict[int, int]) -> int | None:
+    """The median of values given as {value: how many}: the middle one, or the mean of the middle two."""
+    count = sum(histogram.values())
+    if not count:
+        return None
+    wanted, seen, found = {(count - 1) // 2, count // 2}, 0, []
+    for value in sorted(histogram):
+        found += [value] * len({index for index in wanted if seen <= index < seen + histogram[value]})
+        seen += histogram[value]
+    return round(sum(found) / len(found))
+
+
+# Days that ended this long ago are rolled up (UsageRollup): no reply of theirs is still running.
+ROLLUP_AFTER_DAYS = 2
+
+
+def _rollup(days: set[date], rolled_at: datetime) -> None:
+    """Sum these days' messages into the rollup tables (replacing what they held for them)."""
+    since, until = _period_bounds(min(days), max(days))
+    cells = [cell for cell in _usage_cells(since, until) if cell.day in days]
+    buckets = [bucket for bucket in _ttft_buckets(since, until) if bucket[0] in days]
+    with transaction.atomic():
+        for model in (UsageRollup, UsageRollupTtft, UsageRollupDay):
+            model.objects.filter(day__in=days).delete()
+        UsageRollup.objects.bulk_create(
+            UsageRollup(**{name: getattr(cell, name) for name in ROLLUP_FIELDS}) for cell in cells
+        )
+        UsageRollupTtft.objects.bulk_create(
+            UsageRollupTtft(day=day, model=model, bucket_ms=bucket_ms, replies=replies)
+            for day, model, bucket_ms, replies in buckets
+        )
+        UsageRollupDay.objects.bulk_create(UsageRollupDay(day=day, rolled_at=rolled_at) for day in days)
+
+
+def _closed_days(start: date, end: date) -> set[date]:
+    """The period's days rolled up and still valid, rolling up (once) those that are not yet."""
+    last_closed = min(end, timezone.localdate() - timedelta(days=ROLLUP_AFTER_DAYS))
+    if start > last_closed:
+        return set()
+    wanted = {start + timedelta(days=offset) for offset in range((last_closed - start).days + 1)}
+    rolled = dict(UsageRollupDay.objects.filter(day__range=(start, last_closed)).values_list("day", "rolled_at"))
+    stale = set(wanted - rolled.keys())
+    if rolled:
+        since, until = _period_bounds(start, last_closed)
+        # A message created on a rolled-up day and changed since (by the updated_at index): roll it up again.
+        changed = _messages_between(since, until).filter(updated_at__gt=min(rolled.values()))
+        stale |= {day for day in changed.values_list(_local_day(), flat=True).distinct() if day in rolled}
+    if stale:
+        _rollup(stale, timezone.now())
+    return wanted
+
+
+def _rolled_cells(start: date, end: date, reviewer: AbstractBaseUser) -> list[UsageCell]:
+    rows = (
+        reviewable(UsageRollup.objects.filter(day__range=(start, end)), reviewer=reviewer, owner_field="user")
+        .values("day", "user_id", "model", *SUMMED, "cost", username=F("user__username"))
+        .order_by()
     )
-    inner, params = scoped.order_by().query.sql_with_params()
-    sql = (
-        "SELECT provider, model, AVG(ttft) FROM ("
-        " SELECT provider, model, time_to_first_token_ms AS ttft,"
-        " ROW_NUMBER() OVER (PARTITION BY provider, model ORDER BY time_to_first_token_ms) AS n,"
-        " COUNT(*) OVER (PARTITION BY provider, model) AS c"
-        f" FROM ({inner}) AS replies"
-        ") AS ranked WHERE n IN ((c + 1) / 2, (c + 2) / 2) GROUP BY provider, model"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {_model_ref(provider, model): round(median) for provider, model, median in cursor.fetchall()}
+    return [UsageCell(**row) for row in rows]
+
+
+def _rolled_buckets(start: date, end: date) -> list[tuple[date, str, int, int]]:
+    rows = UsageRollupTtft.objects.filter(day__range=(start, end)).values_list("day", "model", "bucket_ms", "replies")
+    return list(rows)
 
 
 def _groups_of(user_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -409,17 +480,35 @@ def _totals_by(cells: Iterable[UsageCell], key: Callable[[UsageCell], Any]) -> d
 
 
 SUMMED = ("messages", "assistant_replies", "tokens_in", "tokens_out", "failures")
+ROLLUP_FIELDS = ("day", "user_id", "model", *SUMMED, "cost")
 
 
 def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUser) -> UsageSummary:
     """The usage dashboard for `start` to `end` inclusive: by user, group, model and day, aggregated by
-    the database in four queries however many messages, users and days. Only the users `reviewer` may
-    review are counted (chat/review.py)."""
-    since, until = _period_bounds(start, end)
-    cells = _usage_cells(since, until, reviewer)
+    the database in a number of queries that does not grow with messages, users or days.
+
+    Days that ended ROLLUP_AFTER_DAYS ago are read from their rollup (summed from their messages the
+    first time a period asks for them, and again if a message of theirs changed); the last days from
+    the messages themselves. The figures are of the users `reviewer` may review (chat/review.py); the
+    median time to first token per model is the service's, of every user's replies."""
+    closed = _closed_days(start, end)
+    open_start = max(closed) + timedelta(days=1) if closed else start
+    cells, buckets = [], []
+    if closed:
+        cells += _rolled_cells(start, max(closed), reviewer)
+        buckets += _rolled_buckets(start, max(closed))
+    if open_start <= end:
+        since, until = _period_bounds(open_start, end)
+        cells += _usage_cells(since, until, reviewer)
+        buckets += _ttft_buckets(since, until)
     names = {cell.user_id: cell.username for cell in cells}
     groups = _groups_of(names)
-    stored = dict(Attachment.objects.values("owner_id").annotate(total=Sum("size")).values_list("owner_id", "total"))
+    stored = dict(
+        Attachment.objects.filter(owner_id__in=list(names))
+        .values("owner_id")
+        .annotate(total=Sum("size"))
+        .values_list("owner_id", "total")
+    )
     rows = [
         UsageRow(
             user_id=user_id,
@@ -431,7 +520,11 @@ def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUs
         for user_id, figures in _totals_by(cells, lambda cell: cell.user_id).items()
     ]
     rows.sort(key=lambda row: row.username)
-    medians = _median_ttft(since, until, reviewer)
+    histograms: dict[str, dict[int, int]] = {}
+    for _, model, bucket_ms, replies in buckets:
+        into = histograms.setdefault(model, {})
+        into[bucket_ms] = into.get(bucket_ms, 0) + replies
+    medians = {model: _median(histogram) for model, histogram in histograms.items()}
     by_model = [
         ModelRow(model=model, median_ttft_ms=medians.get(model), **_without(figures, "messages"))
         for model, figures in sorted(_totals_by(cells, lambda cell: cell.model).items())

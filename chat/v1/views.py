@@ -109,7 +109,7 @@ async def chat_completions(request: HttpRequest, api_key: ApiKey, body: dict[str
         # The client went away (Django cancels the view): stop the upstream, keep the partial reply.
         await _stop(api_key, started)
         raise
-    if reply.status not in ANSWERED:
+    if not _answered(reply):
         return JsonResponse(wire.reply_error_body(reply), status=wire.REPLY_FAILED[0])
     return JsonResponse(wire.completion(reply))
 
@@ -143,7 +143,7 @@ async def _streamed(api_key: ApiKey, started: actions.ReplyStarted, include_usag
             # The client closed the stream (Django cancels this generator) or the relay failed: stop the
             # upstream now; the worker saves the partial reply as `cancelled`.
             await _stop(api_key, started)
-    if reply.status in ANSWERED:
+    if _answered(reply):
         yield chunks.finish(reply)
         if include_usage:
             yield chunks.usage(reply)
@@ -151,6 +151,11 @@ async def _streamed(api_key: ApiKey, started: actions.ReplyStarted, include_usag
     else:
         # A provider failure mid-stream: an error event, as OpenAI sends one, and the stream ends.
         yield wire.event(wire.reply_error_body(reply))
+
+
+def _answered(reply: Message) -> bool:
+    """Complete, or stopped by its client; not a reply stopped by its owner's money budget (`budget_exceeded`)."""
+    return reply.status in ANSWERED and not reply.error_code
 
 
 async def _stop(api_key: ApiKey, started: actions.ReplyStarted) -> None:
