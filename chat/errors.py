@@ -33,6 +33,8 @@ class ChatError(Exception):
         "session_ended": _("Your session ended. Log in again."),
         "invalid_api_key": _("Incorrect API key provided."),
         "model_not_allowed": _("This API key may not use that model."),
+        "not_a_reply": _("Feedback is given on a reply of the assistant, not on a message of yours."),
+        "comment_too_long": _("The comment is too long."),
         "csrf_failed": _("The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header."),
     }
 

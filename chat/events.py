@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Conversation, ImportJob, Message, ShareLink, answer_text
+from chat.models import Conversation, Feedback, ImportJob, Message, ShareLink, answer_text
 from chat.providers.base import ModelInfo
 from chat.providers.parameters import ParameterRule
 from chat.search import SearchHit
@@ -75,9 +75,16 @@ def parts_payload(parts: list[dict[str, Any]], *, with_text: bool = True) -> lis
     return payload
 
 
-def message_payload(message: Message, *, with_content: bool = True, tree: Tree | None = None) -> Frame:
+def message_payload(
+    message: Message,
+    *,
+    with_content: bool = True,
+    tree: Tree | None = None,
+    feedback: Mapping[int, Feedback] | None = None,
+) -> Frame:
     """A message as clients see it. `parent` always; with its conversation's `tree`, also its
-    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`."""
+    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`;
+    with the reader's `feedback` (by message id), a reply's `feedback` (null: none given)."""
     parts = message.part_list()
     payload: Frame = {
         "id": message.pk,
@@ -110,7 +117,25 @@ def message_payload(message: Message, *, with_content: bool = True, tree: Tree |
         payload["content"] = message.content
     if tree is not None and message.pk in tree:
         payload.update(tree.position(message.pk))
+    if feedback is not None and message.role == Message.Role.ASSISTANT:
+        payload["feedback"] = feedback_payload(feedback.get(message.pk))
     return payload
+
+
+def feedback_payload(feedback: Feedback | None) -> Frame | None:
+    if feedback is None:
+        return None
+    return {"rating": feedback.rating, "comment": feedback.comment, "updated_at": feedback.updated_at.isoformat()}
+
+
+def feedback_frame(*, conversation_id: int, message_id: int, feedback: Feedback | None) -> Frame:
+    """A reply's feedback as it now is (null: removed), for every tab of its owner."""
+    return {
+        "type": "feedback",
+        "conversation": conversation_id,
+        "message": message_id,
+        "feedback": feedback_payload(feedback),
+    }
 
 
 def conversation_payload(conversation: Conversation, *, running: bool) -> Frame:
@@ -215,13 +240,20 @@ def message_frame(message: Message, *, tree: Tree | None = None) -> Frame:
     return {"type": "message", "conversation": message.conversation_id, "message": payload}
 
 
-def path_frame(*, conversation_id: int, leaf: int | None, messages: list[Message], tree: Tree) -> Frame:
+def path_frame(
+    *,
+    conversation_id: int,
+    leaf: int | None,
+    messages: list[Message],
+    tree: Tree,
+    feedback: Mapping[int, Feedback] | None = None,
+) -> Frame:
     """The branch a conversation shows, root first, each message with content and sibling position."""
     return {
         "type": "path",
         "conversation": conversation_id,
         "leaf": leaf,
-        "messages": [message_payload(message, tree=tree) for message in messages],
+        "messages": [message_payload(message, tree=tree, feedback=feedback) for message in messages],
     }
 
 
@@ -413,6 +445,11 @@ async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
 async def publish_path(frame: Frame, *, answered: str | None = None) -> None:
     """A `path` frame (a branch switch) to every follower of its conversation but the socket that
     asked, which has it as its answer (`answered`, its channel name)."""
+    await publish(conversation_group(frame["conversation"]), frame, answered=answered)
+
+
+async def publish_feedback(frame: Frame, *, answered: str | None = None) -> None:
+    """A `feedback` frame to every tab following its conversation but the socket that asked (`answered`)."""
     await publish(conversation_group(frame["conversation"]), frame, answered=answered)
 
 

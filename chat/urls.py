@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/conversations/<int:pk>/continue", api.continue_, name="api-continue"),
     path("api/conversations/<int:pk>/switch", api.switch, name="api-switch"),
     path("api/conversations/<int:pk>/cancel", api.cancel, name="api-cancel"),
+    path("api/conversations/<int:pk>/messages/<int:message>/feedback", api.feedback, name="api-feedback"),
     path("s/<str:token>/", views.share_page, name="share"),
     path("s/<str:token>/continue", views.share_continue, name="share-continue"),
     path("api/search", history_api.search_view, name="api-search"),

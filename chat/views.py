@@ -36,7 +36,8 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
     messages = []
     if conversation is not None:
         path = selectors.path_for(conversation=conversation)
-        messages = [events.message_payload(m, tree=path.tree) for m in path.messages]
+        feedback = selectors.feedback_for(user_id=conversation.owner_id, messages=path.messages)
+        messages = [events.message_payload(m, tree=path.tree, feedback=feedback) for m in path.messages]
     source = _sidebar_source(request, conversation)
     sidebar = selectors.conversation_sidebar_for(user=request.user, source=source)
     page_data = {

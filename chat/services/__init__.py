@@ -10,6 +10,7 @@ search_index.py   the search index, kept in step by the writes above
 shares.py         share links: create, revoke, copy a snapshot into one's own conversation
 titles.py         titles written by a model (CHAT_TITLE_MODEL)
 imports.py        importing an export or a ChatGPT conversations.json (import_formats.py reads them)
+feedback.py       a user's thumbs up / down and comment on a reply: set, change, clear
 """
 
 from chat.services.api_keys import (
@@ -27,6 +28,7 @@ from chat.services.conversations import (
     conversation_update,
     title_from,
 )
+from chat.services.feedback import feedback_clear, feedback_set
 from chat.services.generations import (
     Checkpoint,
     GenerationContext,
@@ -71,6 +73,8 @@ __all__ = [
     "GenerationContext",
     "SendResult",
     "conversation_create",
+    "feedback_clear",
+    "feedback_set",
     "conversation_delete",
     "conversation_switch",
     "conversation_title_by_model",
