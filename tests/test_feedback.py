@@ -165,3 +165,57 @@ async def test_a_bad_feedback_frame_is_an_error_frame_with_its_code(connect, use
         await ws.send({"type": "feedback", "conversation": conversation.pk, "message": question.pk})
         assert (await ws.receive_type("error"))["code"] == "invalid"
     assert not await database_sync_to_async(Feedback.objects.exists)()
+
+
+# --- In the admin: the transcript, the message list's filter, the usage summary ----------------
+
+
+@pytest.fixture
+def admin_client(django_user_model) -> Client:
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "x"))
+    return client
+
+
+@pytest.fixture
+def rated(user, make_user, exchange):
+    """The exchange's reply rated down with a comment; a second reply, of another model, rated up; a third not rated."""
+    conversation, _, reply = exchange
+    Message.objects.filter(pk=reply.pk).update(model="fake:echo")
+    services.feedback_set(
+        user=user, conversation=conversation, message_id=reply.pk, rating="down", comment="<b>Wrong</b>"
+    )
+    other = Message.objects.create(
+        conversation=conversation, parent=reply, role="assistant", content="Five.", model="fake:other"
+    )
+    services.feedback_set(user=user, conversation=conversation, message_id=other.pk, rating="up")
+    unrated = Message.objects.create(conversation=conversation, parent=other, role="assistant", content="Six.")
+    return conversation, reply, other, unrated
+
+
+def test_the_admin_transcript_shows_who_rated_a_reply_and_their_comment(admin_client, rated):
+    conversation, *_ = rated
+    page = admin_client.get(f"/admin/chat/conversation/{conversation.pk}/change/").content.decode()
+
+    assert (
+        '<p class="transcript-feedback transcript-feedback-down"><strong>Feedback:</strong> Thumbs down · rater' in page
+    )
+    assert '<span class="transcript-feedback-comment">&lt;b&gt;Wrong&lt;/b&gt;</span>' in page
+    assert "transcript-feedback-up" in page
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("down", ["reply"]), ("up", ["other"]), ("any", ["reply", "other"]), ("none", ["unrated"])]
+)
+def test_the_message_list_filters_by_feedback(admin_client, rated, value, expected):
+    _, reply, other, unrated = rated
+    names = {reply.pk: "reply", other.pk: "other", unrated.pk: "unrated"}
+    response = admin_client.get("/admin/chat/message/", {"feedback": value, "role": "assistant"})
+    assert sorted(names[m.pk] for m in response.context["cl"].result_list) == sorted(expected)
+
+
+def test_the_usage_summary_counts_thumbs_per_model(admin_client, rated):
+    page = admin_client.get("/admin/chat/conversation/usage/").content.decode()
+    table = page[page.index('class="usage-table usage-feedback"') :]
+    assert '<th scope="row">fake:echo</th><td>0</td><td>1</td>' in table
+    assert '<th scope="row">fake:other</th><td>1</td><td>0</td>' in table

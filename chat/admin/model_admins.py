@@ -26,6 +26,7 @@ from chat.admin.filters import (
     ConversationApiKeyFilter,
     ConversationModelFilter,
     ConversationProviderFilter,
+    FeedbackFilter,
     LastActivityFilter,
     LastStatusFilter,
     MessageErrorCodeFilter,
@@ -274,6 +275,7 @@ class MessageAdmin(ReviewOnlyAdmin):
         MessageModelFilter,
         "role",
         SupersededFilter,
+        FeedbackFilter,
         ("created_at", admin.DateFieldListFilter),
     ]
     list_select_related = ["conversation__owner"]

@@ -17,7 +17,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin.markdown import markdown_html
-from chat.models import ApiKey, Conversation, Message
+from chat.models import ApiKey, Conversation, Feedback, Message
 from chat.providers import registry
 from chat.selectors import current_leaf_in
 from chat.tree import Tree
@@ -123,7 +123,8 @@ def message_distinct_values(*, fields: list[str]) -> list[tuple[str, ...]]:
 
 def transcript_messages(*, conversation: Conversation) -> list[Message]:
     """Every message of a conversation in id order, every branch included (history is evidence)."""
-    return list(Message.objects.filter(conversation=conversation).order_by("id"))
+    feedback = Prefetch("feedback", queryset=Feedback.objects.select_related("user").order_by("id"))
+    return list(Message.objects.filter(conversation=conversation).order_by("id").prefetch_related(feedback))
 
 
 MAX_TRANSCRIPT_INDENT = 6  # deeper branches are drawn at this depth: a page, not a staircase
@@ -205,11 +206,21 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class FeedbackRow:
+    """Thumbs up and down on the replies of one model."""
+
+    model: str
+    up: int
+    down: int
+
+
+@dataclass(frozen=True)
 class UsageSummary:
     start: date
     end: date
     rows: list[UsageRow]
     totals: UsageRow
+    feedback: list[FeedbackRow]
 
 
 def _period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
@@ -257,4 +268,20 @@ def usage_summary_for_period(*, start: date, end: date) -> UsageSummary:
         )
         for row in grouped
     ]
-    return UsageSummary(start=start, end=end, rows=rows, totals=_sum_rows(rows))
+    return UsageSummary(
+        start=start, end=end, rows=rows, totals=_sum_rows(rows), feedback=_feedback_by_model(since, until)
+    )
+
+
+def _feedback_by_model(since: datetime, until: datetime) -> list[FeedbackRow]:
+    """Per model, the thumbs up and down on replies created in the period: one query."""
+    grouped = (
+        Feedback.objects.filter(message__created_at__gte=since, message__created_at__lt=until)
+        .values("message__model")
+        .annotate(
+            up=Count("id", filter=Q(rating=Feedback.Rating.UP)),
+            down=Count("id", filter=Q(rating=Feedback.Rating.DOWN)),
+        )
+        .order_by("message__model")
+    )
+    return [FeedbackRow(model=row["message__model"] or "-", up=row["up"], down=row["down"]) for row in grouped]
