@@ -206,3 +206,29 @@ def test_the_admin_is_in_spanish_for_a_spanish_browser(client, db):
     assert "Última actividad" in page  # a column
     assert "Resumen de uso" in page  # the object tool
     assert "Exportar las conversaciones seleccionadas como JSON" in page  # an action
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("engine")
+async def test_a_spanish_browsers_socket_gets_its_error_frames_in_spanish(make_user):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+    from tests.engine_fixtures import session_cookie_for
+
+    user = await database_sync_to_async(make_user)()
+    headers = [
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+        (b"accept-language", b"es-ES,es;q=0.9"),
+        (b"cookie", await session_cookie_for(user)),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "hello"
+    await communicator.send_json_to({"type": "subscribe", "conversation": 999_999})
+    error = await communicator.receive_json_from(timeout=10)
+    assert (error["code"], error["message"]) == ("not_found", "No existe esa conversación.")
+    await communicator.disconnect()
