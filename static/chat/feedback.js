@@ -17,8 +17,8 @@ export class FeedbackControls {
     this.element.setAttribute("aria-label", t("Rate this reply"));
     this.up = this.thumb("up", "👍", t("Good reply"));
     this.down = this.thumb("down", "👎", t("Bad reply"));
-    this.form = this.commentForm();
-    this.element.append(this.up, this.down, this.form);
+    this.comment = this.commentForm();
+    this.element.append(this.up, this.down, this.comment);
   }
 
   thumb(rating, symbol, label) {
@@ -31,15 +31,16 @@ export class FeedbackControls {
     button.addEventListener("click", () => {
       const same = this.feedback?.rating === rating;
       this.send(same ? null : rating, same ? "" : this.input.value);
-      if (!same) this.form.hidden = false;
+      if (!same) this.comment.hidden = false;
     });
     return button;
   }
 
+  /** The comment box: a group, not a <form>, so the reply's content holds no form (tests/test_xss.py). */
   commentForm() {
-    const form = document.createElement("form");
-    form.className = "feedback-comment";
-    form.hidden = true;
+    const box = document.createElement("div");
+    box.className = "feedback-comment";
+    box.hidden = true;
     const label = document.createElement("label");
     label.textContent = t("Comment (optional)");
     this.input = document.createElement("textarea");
@@ -47,15 +48,14 @@ export class FeedbackControls {
     this.input.maxLength = COMMENT_MAX;
     label.append(this.input);
     const save = document.createElement("button");
-    save.type = "submit";
+    save.type = "button";
     save.className = "secondary small";
     save.textContent = t("Save comment");
-    form.append(label, save);
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
+    save.addEventListener("click", () => {
       if (this.feedback) this.send(this.feedback.rating, this.input.value);
     });
-    return form;
+    box.append(label, save);
+    return box;
   }
 
   /** Show the feedback as the server has it (null: none). */
@@ -64,8 +64,8 @@ export class FeedbackControls {
     const rating = this.feedback?.rating ?? null;
     this.up.setAttribute("aria-pressed", String(rating === "up"));
     this.down.setAttribute("aria-pressed", String(rating === "down"));
-    if (!rating) this.form.hidden = true;
+    if (!rating) this.comment.hidden = true;
     if (document.activeElement !== this.input) this.input.value = this.feedback?.comment ?? "";
-    if (this.feedback?.comment) this.form.hidden = false;
+    if (this.feedback?.comment) this.comment.hidden = false;
   }
 }
