@@ -10,7 +10,7 @@ from chat import services
 from chat.models import Feedback, Message
 from tests.engine_fixtures import TEST_MODEL
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine"), pytest.mark.cluster]
 
 
 @pytest.fixture
