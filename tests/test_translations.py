@@ -76,12 +76,27 @@ def po_entries(text: str) -> list[dict[str, str | list[str] | bool]]:
     return entries
 
 
+def untranslated(catalog: str) -> list[str]:
+    return [entry["msgid"] for entry in po_entries(catalog) if entry["fuzzy"] or not all(entry["msgstrs"])]
+
+
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_every_wrapped_string_has_a_spanish_translation(extracted_catalogs, domain):
-    entries = po_entries(extracted_catalogs[domain])
-    assert len(entries) > 50  # the extraction found the strings at all
-    untranslated = [entry["msgid"] for entry in entries if entry["fuzzy"] or not all(entry["msgstrs"])]
-    assert untranslated == [], f"not translated to Spanish in locale/es/LC_MESSAGES/{domain}.po: {untranslated}"
+    assert len(po_entries(extracted_catalogs[domain])) > 50  # the extraction found the strings at all
+    missing = untranslated(extracted_catalogs[domain])
+    assert missing == [], f"not translated to Spanish in locale/es/LC_MESSAGES/{domain}.po: {missing}"
+
+
+def test_the_catalog_check_catches_an_empty_a_fuzzy_and_a_half_plural_translation():
+    catalog = (
+        'msgid ""\nmsgstr "Language: es\\n"\n\n'
+        'msgid "Empty"\nmsgstr ""\n\n'
+        '#, fuzzy, python-format\n#| msgid "Old %(n)s"\nmsgid "Guessed %(n)s"\nmsgstr "Adivinado %(n)s"\n\n'
+        'msgid "one"\nmsgid_plural "many"\nmsgstr[0] "uno"\nmsgstr[1] ""\n\n'
+        'msgid "Done"\nmsgstr ""\n"Hecho"\n\n'
+        '#~ msgid "Gone"\n#~ msgstr ""\n'
+    )
+    assert untranslated(catalog) == ["Empty", "Guessed %(n)s", "one"]
 
 
 # --- Strings that were never wrapped ---------------------------------------------------------
