@@ -87,14 +87,18 @@ async def start_reply(
     return await _start(conversation, service, client_id=fields.get("client_id"), **arguments)
 
 
+@database_sync_to_async
 def _path_frame(conversation: Conversation, path: selectors.Path) -> Frame:
-    return events.path_frame(conversation_id=conversation.pk, leaf=path.leaf, messages=path.messages, tree=path.tree)
+    feedback = selectors.feedback_for(user_id=conversation.owner_id, messages=path.messages)
+    return events.path_frame(
+        conversation_id=conversation.pk, leaf=path.leaf, messages=path.messages, tree=path.tree, feedback=feedback
+    )
 
 
 async def current_path(conversation: Conversation) -> Frame:
     """The `path` frame of the branch the conversation shows (the owner's conversation, already checked)."""
     path = await database_sync_to_async(selectors.path_for)(conversation=conversation)
-    return _path_frame(conversation, path)
+    return await _path_frame(conversation, path)
 
 
 async def switch_branch(
@@ -104,8 +108,36 @@ async def switch_branch(
     the socket whose channel is `answered`: it gets the frame returned here as its answer."""
     conversation = await conversation_for(user, conversation_id)
     path = await database_sync_to_async(services.conversation_switch)(conversation=conversation, message=message)
-    frame = _path_frame(conversation, path)
+    frame = await _path_frame(conversation, path)
     await events.publish_path(frame, answered=answered)
+    return frame
+
+
+async def give_feedback(
+    user: AbstractBaseUser,
+    conversation_id: object,
+    *,
+    message: object,
+    rating: object,
+    comment: object = None,
+    answered: str | None = None,
+) -> Frame:
+    """Rate a reply ("up", "down"; None removes the rating) with an optional comment; every tab of
+    the user gets the `feedback` frame returned, but the socket whose channel is `answered`."""
+    conversation = await conversation_for(user, conversation_id)
+    if rating is None:
+        reply = await database_sync_to_async(services.feedback_clear)(
+            user=user, conversation=conversation, message_id=message
+        )
+        frame = events.feedback_frame(conversation_id=conversation.pk, message_id=reply.pk, feedback=None)
+    else:
+        feedback = await database_sync_to_async(services.feedback_set)(
+            user=user, conversation=conversation, message_id=message, rating=rating, comment=comment
+        )
+        frame = events.feedback_frame(
+            conversation_id=conversation.pk, message_id=feedback.message_id, feedback=feedback
+        )
+    await events.publish_feedback(frame, answered=answered)
     return frame
 
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from chat import actions, events, limits, selectors, services
@@ -88,7 +89,7 @@ def api_view(view: View | None = None, *, raw_body: bool = False) -> Any:
             user = await request.auser()
             if not user.is_authenticated:
                 return error_response(ChatError("unauthenticated"))
-            body = json_body(request) if request.method in {"POST", "PATCH"} and not raw_body else {}
+            body = json_body(request) if request.method in {"POST", "PATCH", "PUT"} and not raw_body else {}
             return await view(request, user, body, *args, **kwargs)
         except ChatError as error:
             return error_response(error)
@@ -154,10 +155,11 @@ def _conversation_detail(user: Any, conversation_id: int) -> dict[str, Any]:
     if conversation is None:
         raise ChatError("not_found")
     path = selectors.path_for(conversation=conversation)
+    feedback = selectors.feedback_for(user_id=user.pk, messages=path.messages)
     return {
         "conversation": events.conversation_payload(conversation, running=conversation.running),
         "leaf": path.leaf,
-        "messages": [events.message_payload(m, tree=path.tree) for m in path.messages],
+        "messages": [events.message_payload(m, tree=path.tree, feedback=feedback) for m in path.messages],
     }
 
 
@@ -231,6 +233,18 @@ async def switch(request: HttpRequest, user: Any, body: dict[str, Any], pk: int)
 async def cancel(request: HttpRequest, user: Any, body: dict[str, Any], pk: int) -> HttpResponse:
     reply = await actions.stop_reply(user, pk)
     return JsonResponse({"conversation": pk, "message": reply.pk, "stopping": True}, status=202)
+
+
+@require_http_methods(["PUT", "DELETE"])
+@api_view
+async def feedback(request: HttpRequest, user: Any, body: dict[str, Any], pk: int, message: int) -> HttpResponse:
+    if request.method == "DELETE":
+        await actions.give_feedback(user, pk, message=message, rating=None)
+        return HttpResponse(status=204)
+    if body.get("rating") is None:
+        raise ChatError("invalid", _("`rating` must be up or down."), field="rating")
+    frame = await actions.give_feedback(user, pk, message=message, rating=body["rating"], comment=body.get("comment"))
+    return JsonResponse(frame)
 
 
 @require_http_methods(["GET"])

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from chat import actions, events, sessions
 from chat.errors import ChatError
@@ -149,6 +150,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_cancel(self, frame: Frame) -> None:
         await actions.stop_reply(self.user, frame.get("conversation"))
 
+    async def on_feedback(self, frame: Frame) -> None:
+        """Rate a reply (`rating`: up, down, or null to remove it); the answer is the `feedback` frame."""
+        if "rating" not in frame:
+            raise ChatError("invalid", _("`rating` must be up, down or null."), field="rating")
+        answer = await actions.give_feedback(
+            self.user,
+            frame.get("conversation"),
+            message=frame.get("message"),
+            rating=frame["rating"],
+            comment=frame.get("comment"),
+            answered=self.channel_name,
+        )
+        await self.send_frame(answer)
+
     async def on_ping(self, frame: Frame) -> None:
         await self.send_frame(events.pong_frame())
 
@@ -218,6 +233,7 @@ HANDLERS: dict[str, Callable[[ChatConsumer, Frame], Awaitable[None]]] = {
     **dict.fromkeys(actions.REPLY_STARTERS, ChatConsumer.on_start),
     "switch": ChatConsumer.on_switch,
     "cancel": ChatConsumer.on_cancel,
+    "feedback": ChatConsumer.on_feedback,
     "ping": ChatConsumer.on_ping,
 }
 

@@ -42,6 +42,8 @@ class ChatError(Exception):
         "attachment_used": _("That file was already sent with a message."),
         "attachment_unavailable": _("A file of this conversation cannot be read from storage right now. Try again."),
         "unsupported_attachment": _("This conversation's model cannot take one of these files."),
+        "not_a_reply": _("Feedback is given on a reply of the assistant, not on a message of yours."),
+        "comment_too_long": _("The comment is too long."),
         "csrf_failed": _("The CSRF check failed. Send the csrftoken cookie's value in an X-CSRFToken header."),
     }
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Attachment, Conversation, ImportJob, Message, ShareLink, answer_text
+from chat.models import Attachment, Conversation, Feedback, ImportJob, Message, ShareLink, answer_text
 from chat.providers.base import ModelInfo
 from chat.providers.parameters import ParameterRule
 from chat.search import SearchHit
@@ -78,9 +78,16 @@ def parts_payload(parts: list[dict[str, Any]], *, with_text: bool = True) -> lis
     return payload
 
 
-def message_payload(message: Message, *, with_content: bool = True, tree: Tree | None = None) -> Frame:
+def message_payload(
+    message: Message,
+    *,
+    with_content: bool = True,
+    tree: Tree | None = None,
+    feedback: Mapping[int, Feedback] | None = None,
+) -> Frame:
     """A message as clients see it. `parent` always; with its conversation's `tree`, also its
-    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`."""
+    sibling position: `siblings` (ids, oldest first, itself included), `index` (0-based), `count`;
+    with the reader's `feedback` (by message id), a reply's `feedback` (null: none given)."""
     parts = message.part_list()
     payload: Frame = {
         "id": message.pk,
@@ -129,6 +136,8 @@ def message_payload(message: Message, *, with_content: bool = True, tree: Tree |
         payload["attachments"] = [attachment_payload(a) for a in _attachments_of(message)]
     if tree is not None and message.pk in tree:
         payload.update(tree.position(message.pk))
+    if feedback is not None and message.role == Message.Role.ASSISTANT:
+        payload["feedback"] = feedback_payload(feedback.get(message.pk))
     return payload
 
 
@@ -154,6 +163,22 @@ def attachment_payload(attachment: Attachment) -> Frame:
         "thumbnail_url": reverse("chat:api-attachment-thumbnail", args=[attachment.pk])
         if attachment.thumbnail_name
         else None,
+    }
+
+
+def feedback_payload(feedback: Feedback | None) -> Frame | None:
+    if feedback is None:
+        return None
+    return {"rating": feedback.rating, "comment": feedback.comment, "updated_at": feedback.updated_at.isoformat()}
+
+
+def feedback_frame(*, conversation_id: int, message_id: int, feedback: Feedback | None) -> Frame:
+    """A reply's feedback as it now is (null: removed), for every tab of its owner."""
+    return {
+        "type": "feedback",
+        "conversation": conversation_id,
+        "message": message_id,
+        "feedback": feedback_payload(feedback),
     }
 
 
@@ -261,13 +286,20 @@ def message_frame(message: Message, *, tree: Tree | None = None) -> Frame:
     return {"type": "message", "conversation": message.conversation_id, "message": payload}
 
 
-def path_frame(*, conversation_id: int, leaf: int | None, messages: list[Message], tree: Tree) -> Frame:
+def path_frame(
+    *,
+    conversation_id: int,
+    leaf: int | None,
+    messages: list[Message],
+    tree: Tree,
+    feedback: Mapping[int, Feedback] | None = None,
+) -> Frame:
     """The branch a conversation shows, root first, each message with content and sibling position."""
     return {
         "type": "path",
         "conversation": conversation_id,
         "leaf": leaf,
-        "messages": [message_payload(message, tree=tree) for message in messages],
+        "messages": [message_payload(message, tree=tree, feedback=feedback) for message in messages],
     }
 
 
@@ -466,6 +498,11 @@ async def publish_to_conversation(conversation_id: int, frame: Frame) -> None:
 async def publish_path(frame: Frame, *, answered: str | None = None) -> None:
     """A `path` frame (a branch switch) to every follower of its conversation but the socket that
     asked, which has it as its answer (`answered`, its channel name)."""
+    await publish(conversation_group(frame["conversation"]), frame, answered=answered)
+
+
+async def publish_feedback(frame: Frame, *, answered: str | None = None) -> None:
+    """A `feedback` frame to every tab following its conversation but the socket that asked (`answered`)."""
     await publish(conversation_group(frame["conversation"]), frame, answered=answered)
 
 

@@ -672,3 +672,29 @@ class UsageRollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} rolled up at {self.rolled_at}"
+
+
+# --- Feedback ---
+
+
+class Feedback(models.Model):
+    """A person's thumbs up or down on a reply, with an optional comment: one per user and reply."""
+
+    class Rating(models.TextChoices):
+        UP = "up", _("Thumbs up")
+        DOWN = "down", _("Thumbs down")
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="one_feedback_per_user_and_message")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on message {self.message_id}"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.errors import ChatError
-from chat.models import ApiKey, Attachment, Conversation, ImportJob, Message, ShareLink
+from chat.models import ApiKey, Attachment, Conversation, Feedback, ImportJob, Message, ShareLink
 from chat.tree import Tree
 
 
@@ -137,6 +137,12 @@ def message_get_in(*, conversation: Conversation, message_id: object) -> Message
     if message is None:
         raise ChatError("not_found", "No such message in this conversation.")
     return message
+
+
+def feedback_for(*, user_id: int, messages: list[Message]) -> dict[int, Feedback]:
+    """The user's feedback on these messages, by message id: one query."""
+    rows = Feedback.objects.filter(user_id=user_id, message_id__in=[message.pk for message in messages])
+    return {row.message_id: row for row in rows}
 
 
 def catch_up_reply_for(*, conversation_id: int) -> Message | None:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/attachments/<int:pk>", attachments_api.attachment, name="api-attachment"),
     path("api/attachments/<int:pk>/file", attachments_api.attachment_file, name="api-attachment-file"),
     path("api/attachments/<int:pk>/thumbnail", attachments_api.attachment_thumbnail, name="api-attachment-thumbnail"),
+    path("api/conversations/<int:pk>/messages/<int:message>/feedback", api.feedback, name="api-feedback"),
     path("s/<str:token>/", views.share_page, name="share"),
     path("s/<str:token>/continue", views.share_continue, name="share-continue"),
     path("api/search", history_api.search_view, name="api-search"),

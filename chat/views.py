@@ -1,6 +1,7 @@
 """Pages: the chat UI (a template plus static JS that speaks the WebSocket protocol) and sign-up."""
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -21,7 +22,7 @@ from django.views.decorators.http import require_POST
 from chat import api, events, limits, review, selectors, services, sso, teams
 from chat.errors import ChatError
 from chat.live import live_log
-from chat.models import Conversation, Message, ShareLink
+from chat.models import Conversation, Feedback, Message, ShareLink
 from chat.providers import registry
 from chat.tree import Tree
 
@@ -34,14 +35,15 @@ def _sidebar_source(request: HttpRequest, conversation: Conversation | None) -> 
     return conversation.source if conversation is not None else Conversation.Source.CHAT
 
 
-def _history_payload(message: Message, *, tree: Tree) -> dict[str, Any]:
+def _history_payload(message: Message, *, tree: Tree, feedback: Mapping[int, Feedback]) -> dict[str, Any]:
     """A message as the page first shows it: a running reply with its text so far (from the live log,
-    newer than its last checkpoint), so a reload never paints less than the page showed before."""
+    newer than its last checkpoint), so a reload never paints less than the page showed before; a
+    finished reply with its owner's feedback."""
     if message.is_active:
         state = async_to_sync(live_log().state)(message.pk)
         if state is not None:
             return events.live_message_payload(message, parts=state.parts, seq=state.seq, tree=tree)
-    return events.message_payload(message, tree=tree)
+    return events.message_payload(message, tree=tree, feedback=feedback)
 
 
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
@@ -50,7 +52,8 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
     messages = []
     if conversation is not None:
         path = selectors.path_for(conversation=conversation)
-        messages = [_history_payload(m, tree=path.tree) for m in path.messages]
+        feedback = selectors.feedback_for(user_id=conversation.owner_id, messages=path.messages)
+        messages = [_history_payload(m, tree=path.tree, feedback=feedback) for m in path.messages]
     source = _sidebar_source(request, conversation)
     sidebar = selectors.conversation_sidebar_for(user=request.user, source=source)
     page_data = {

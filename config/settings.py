@@ -447,3 +447,6 @@ AUTHENTICATION_BACKENDS = ["chat.sso.PasswordBackend", "chat.sso.OidcBackend"]
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_SAMESITE = "Lax"
+
+# --- Feedback (thumbs up / down on a reply) ---------------------------------------------------
+CHAT_FEEDBACK_COMMENT_MAX_CHARS = env_int("CHAT_FEEDBACK_COMMENT_MAX_CHARS", 2000)  # longest comment

@@ -33,4 +33,4 @@ if ! command -v msgfmt >/dev/null; then
   echo "bootstrap: installing Debian's gettext (msgfmt) for compilemessages"
   apt-get update -qq && apt-get install -y -qq gettext >/dev/null
 fi
-.venv/bin/python manage.py compilemessages --ignore=.venv --ignore=staticfiles >/dev/null
+.venv/bin/python manage.py compilemessages --ignore=.venv --ignore=bench --ignore=staticfiles >/dev/null

@@ -23,6 +23,20 @@ DOMAINS = {"django": ["--ignore=static"], "djangojs": ["--ignore=static/vendor",
 SOURCES = ["manage.py", "config", "chat", "templates", "static/chat", "locale"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled_catalog() -> None:
+    """The .mo files the Spanish pages are read from, as scripts/bootstrap.sh compiles them."""
+    command = [
+        sys.executable,
+        "manage.py",
+        "compilemessages",
+        "--ignore=.venv",
+        "--ignore=bench",
+        "--ignore=staticfiles",
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def extracted_catalogs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The catalogs `makemessages` makes today from the sources, merged with locale/es (as a translator gets them)."""
@@ -62,12 +76,27 @@ def po_entries(text: str) -> list[dict[str, str | list[str] | bool]]:
     return entries
 
 
+def untranslated(catalog: str) -> list[str]:
+    return [entry["msgid"] for entry in po_entries(catalog) if entry["fuzzy"] or not all(entry["msgstrs"])]
+
+
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_every_wrapped_string_has_a_spanish_translation(extracted_catalogs, domain):
-    entries = po_entries(extracted_catalogs[domain])
-    assert len(entries) > 50  # the extraction found the strings at all
-    untranslated = [entry["msgid"] for entry in entries if entry["fuzzy"] or not all(entry["msgstrs"])]
-    assert untranslated == [], f"not translated to Spanish in locale/es/LC_MESSAGES/{domain}.po: {untranslated}"
+    assert len(po_entries(extracted_catalogs[domain])) > 50  # the extraction found the strings at all
+    missing = untranslated(extracted_catalogs[domain])
+    assert missing == [], f"not translated to Spanish in locale/es/LC_MESSAGES/{domain}.po: {missing}"
+
+
+def test_the_catalog_check_catches_an_empty_a_fuzzy_and_a_half_plural_translation():
+    catalog = (
+        'msgid ""\nmsgstr "Language: es\\n"\n\n'
+        'msgid "Empty"\nmsgstr ""\n\n'
+        '#, fuzzy, python-format\n#| msgid "Old %(n)s"\nmsgid "Guessed %(n)s"\nmsgstr "Adivinado %(n)s"\n\n'
+        'msgid "one"\nmsgid_plural "many"\nmsgstr[0] "uno"\nmsgstr[1] ""\n\n'
+        'msgid "Done"\nmsgstr ""\n"Hecho"\n\n'
+        '#~ msgid "Gone"\n#~ msgstr ""\n'
+    )
+    assert untranslated(catalog) == ["Empty", "Guessed %(n)s", "one"]
 
 
 # --- Strings that were never wrapped ---------------------------------------------------------
@@ -206,3 +235,29 @@ def test_the_admin_is_in_spanish_for_a_spanish_browser(client, db):
     assert "Última actividad" in page  # a column
     assert "Resumen de uso" in page  # the object tool
     assert "Exportar las conversaciones seleccionadas como JSON" in page  # an action
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("engine")
+async def test_a_spanish_browsers_socket_gets_its_error_frames_in_spanish(make_user):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+    from tests.engine_fixtures import session_cookie_for
+
+    user = await database_sync_to_async(make_user)()
+    headers = [
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+        (b"accept-language", b"es-ES,es;q=0.9"),
+        (b"cookie", await session_cookie_for(user)),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "hello"
+    await communicator.send_json_to({"type": "subscribe", "conversation": 999_999})
+    error = await communicator.receive_json_from(timeout=10)
+    assert (error["code"], error["message"]) == ("not_found", "No existe esa conversación.")
+    await communicator.disconnect()

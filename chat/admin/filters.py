@@ -3,12 +3,12 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin.selectors import conversation_api_keys, conversation_models, message_distinct_values
-from chat.models import Message
+from chat.models import Feedback, Message
 
 
 class MessageValueFilter(admin.SimpleListFilter):
@@ -101,6 +101,22 @@ class LastStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(last_status=self.value()) if self.value() else queryset
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = _("feedback")
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*Feedback.Rating.choices, ("any", _("Any feedback")), ("none", _("No feedback"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        given = Feedback.objects.filter(message=OuterRef("pk"))
+        if self.value() in Feedback.Rating.values:
+            return queryset.filter(Exists(given.filter(rating=self.value())))
+        if self.value() in ("any", "none"):
+            return queryset.filter(Exists(given)) if self.value() == "any" else queryset.exclude(Exists(given))
+        return queryset
 
 
 class SupersededFilter(admin.SimpleListFilter):

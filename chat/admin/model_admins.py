@@ -35,6 +35,7 @@ from chat.admin.filters import (
     ConversationApiKeyFilter,
     ConversationModelFilter,
     ConversationProviderFilter,
+    FeedbackFilter,
     LastActivityFilter,
     LastStatusFilter,
     MessageErrorCodeFilter,
@@ -153,7 +154,7 @@ class UsagePeriodForm(forms.Form):
     def clean(self) -> dict:
         cleaned = super().clean()
         if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
-            raise forms.ValidationError("The period must start on or before its last day.")
+            raise forms.ValidationError(_("The period must start on or before its last day."))
         return cleaned
 
 
@@ -188,7 +189,7 @@ class ConversationAdmin(ReviewOnlyAdmin):
     ]
     list_select_related = ["owner"]
     search_fields = ["title"]  # shows the search box; get_search_results also searches message content
-    search_help_text = "Titles and message content. Several words must all match; quote a phrase."
+    search_help_text = _("Titles and message content. Several words must all match; quote a phrase.")
     date_hierarchy = "created_at"
     ordering = ["-updated_at"]
     list_per_page = 50
@@ -429,12 +430,13 @@ class MessageAdmin(ReviewOnlyAdmin):
         MessageModelFilter,
         "role",
         SupersededFilter,
+        FeedbackFilter,
         ("created_at", admin.DateFieldListFilter),
     ]
     owner_field = "conversation__owner"
     list_select_related = ["conversation__owner"]
     search_fields = ["content"]
-    search_help_text = "Message content. Several words must all match; quote a phrase."
+    search_help_text = _("Message content. Several words must all match; quote a phrase.")
     ordering = ["-id"]
     list_per_page = 50
 

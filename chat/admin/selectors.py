@@ -34,7 +34,16 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 
 from chat.admin.markdown import markdown_html
-from chat.models import ApiKey, Attachment, Conversation, Message, UsageRollup, UsageRollupDay, UsageRollupTtft
+from chat.models import (
+    ApiKey,
+    Attachment,
+    Conversation,
+    Feedback,
+    Message,
+    UsageRollup,
+    UsageRollupDay,
+    UsageRollupTtft,
+)
 from chat.providers import registry
 from chat.review import reviewable
 from chat.selectors import current_leaf_in
@@ -145,7 +154,9 @@ def message_distinct_values(*, fields: list[str]) -> list[tuple[str, ...]]:
 
 def transcript_messages(*, conversation: Conversation) -> list[Message]:
     """Every message of a conversation in id order, every branch included (history is evidence)."""
-    return list(Message.objects.filter(conversation=conversation).prefetch_related("attachments").order_by("id"))
+    feedback = Prefetch("feedback", queryset=Feedback.objects.select_related("user").order_by("id"))
+    messages = Message.objects.filter(conversation=conversation).order_by("id")
+    return list(messages.prefetch_related("attachments", feedback))
 
 
 MAX_TRANSCRIPT_INDENT = 6  # deeper branches are drawn at this depth: a page, not a staircase
@@ -289,6 +300,15 @@ class UsageCell:
 
 
 @dataclass(frozen=True)
+class FeedbackRow:
+    """Thumbs up and down on the replies of one model."""
+
+    model: str
+    up: int
+    down: int
+
+
+@dataclass(frozen=True)
 class UsageSummary:
     """The usage dashboard: one section a dataclass, each read from the same grouped rows (`cells`)."""
 
@@ -300,6 +320,7 @@ class UsageSummary:
     by_model: list[ModelRow] = field(default_factory=list)
     by_day: list[DayRow] = field(default_factory=list)  # every day of the period, empty ones too
     cells: list[UsageCell] = field(default_factory=list)
+    feedback: list[FeedbackRow] = field(default_factory=list)  # thumbs per model
 
     @property
     def top_users(self) -> list[UsageRow]:
@@ -521,7 +542,7 @@ def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUs
     ]
     rows.sort(key=lambda row: row.username)
     histograms: dict[str, dict[int, int]] = {}
-    for _, model, bucket_ms, replies in buckets:
+    for _day, model, bucket_ms, replies in buckets:
         into = histograms.setdefault(model, {})
         into[bucket_ms] = into.get(bucket_ms, 0) + replies
     medians = {model: _median(histogram) for model, histogram in histograms.items()}
@@ -542,6 +563,7 @@ def usage_summary_for_period(*, start: date, end: date, reviewer: AbstractBaseUs
         by_model=by_model,
         by_day=[DayRow(day=day, **_without(by_day.get(day, empty), "messages", "failures")) for day in days],
         cells=cells,
+        feedback=_feedback_by_model(start, end, reviewer),
     )
 
 
@@ -565,3 +587,20 @@ def _group_rows(rows: list[UsageRow]) -> list[GroupRow]:
         )
         for name, members in sorted(by_name.items())
     ]
+
+
+def _feedback_by_model(start: date, end: date, reviewer: AbstractBaseUser) -> list[FeedbackRow]:
+    """Per model, the thumbs up and down on replies created in the period (of the users `reviewer` may
+    review): one query."""
+    since, until = _period_bounds(start, end)
+    rated = Feedback.objects.filter(message__created_at__gte=since, message__created_at__lt=until)
+    grouped = (
+        reviewable(rated, reviewer=reviewer, owner_field="message__conversation__owner")
+        .values("message__model")
+        .annotate(
+            up=Count("id", filter=Q(rating=Feedback.Rating.UP)),
+            down=Count("id", filter=Q(rating=Feedback.Rating.DOWN)),
+        )
+        .order_by("message__model")
+    )
+    return [FeedbackRow(model=row["message__model"] or "-", up=row["up"], down=row["down"]) for row in grouped]

@@ -11,6 +11,7 @@ shares.py         share links: create, revoke, copy a snapshot into one's own co
 titles.py         titles written by a model (CHAT_TITLE_MODEL)
 imports.py        importing an export or a ChatGPT conversations.json (import_formats.py reads them)
 retention.py      how long conversations are kept, legal holds, and the purge of expired ones
+feedback.py       a user's thumbs up / down and comment on a reply: set, change, clear
 """
 
 from chat.services.api_keys import (
@@ -29,6 +30,7 @@ from chat.services.conversations import (
     default_model_for,
     title_from,
 )
+from chat.services.feedback import feedback_clear, feedback_set
 from chat.services.generations import (
     BudgetProbe,
     Checkpoint,
@@ -88,6 +90,8 @@ __all__ = [
     "GenerationContext",
     "SendResult",
     "conversation_create",
+    "feedback_clear",
+    "feedback_set",
     "conversation_delete",
     "conversation_purge",
     "conversation_switch",

@@ -18,6 +18,7 @@
 import { api, urlFor } from "./api.js";
 import { AttachmentTray } from "./attachments.js";
 import { Connection } from "./connection.js";
+import { FeedbackControls } from "./feedback.js";
 import { MessageView, setRenderHooks } from "./messages.js";
 import { Imports } from "./imports.js";
 import { ParameterSettings } from "./parameters.js";
@@ -86,6 +87,7 @@ class Chat {
       continue: () => this.startAction("continue"),
       edit: (view) => view.startEdit((content) => this.startAction("edit", { content, message: view.id }, view)),
       copy: (view) => this.copy(view.data.content),
+      feedback: (view) => this.feedbackControls(view),
       switchTo: (messageId) => this.switchTo(messageId),
       models: () => [...this.el.model.options].filter((option) => option.value).map((option) => ({ value: option.value, label: option.textContent })),
     };
@@ -506,6 +508,28 @@ class Chat {
     this.refreshPlaces();
     // The button pressed (Regenerate, Continue, Retry) is gone with the new reply: keep the focus.
     if (kind !== "edit" && kind !== "send") this.keepFocus();
+  }
+
+  /** A reply's thumbs and comment, made once per message view and kept up to date by `feedback` frames. */
+  feedbackControls(view) {
+    view.feedback ??= new FeedbackControls({
+      send: (rating, comment) => {
+        const frame = { type: "feedback", conversation: this.conversation.id, message: view.id, rating, comment };
+        const sent = this.connection.send(frame);
+        if (!sent) this.showError(t("Not connected: rate the reply again once the connection is back."));
+        return sent;
+      },
+    });
+    view.feedback.update(view.data.feedback);
+    return view.feedback.element;
+  }
+
+  on_feedback(frame) {
+    const view = this.byId.get(frame.message);
+    if (!view) return;
+    view.data.feedback = frame.feedback;
+    view.feedback?.update(frame.feedback);
+    this.announce(frame.feedback ? t("Feedback saved.") : t("Rating removed."));
   }
 
   /** Show the branch through this message (a sibling's "‹ ›"); the `path` frame that answers redraws. */

@@ -478,6 +478,7 @@ export class MessageView {
         buttons.push(button(t("Continue"), () => this.actions.continue(this), "continue"));
       }
       if (!busy && status !== "failed") buttons.push(...this.regenerateControls());
+      if (this.data.content) buttons.push(this.actions.feedback(this));
     }
     if (this.role === "user" && !busy && !this.editing) {
       buttons.push(button(t("Edit"), () => this.actions.edit(this), "edit"));
