@@ -4,6 +4,8 @@
 import { api, csrfToken, urlFor } from "./api.js";
 
 const t = (s) => (window.gettext ? window.gettext(s) : s);
+// A translated text with %(name)s placeholders filled in.
+const tf = (s, values) => t(s).replace(/%\((\w+)\)s/g, (_, name) => values[name]);
 
 /** The conversation's attachments URL: its pattern has the placeholder 0 before `/attachments`. */
 function uploadsUrl(pattern, id) {
@@ -26,7 +28,7 @@ export function fileChip(file, { onRemove = null } = {}) {
     const open = document.createElement("button");
     open.type = "button";
     open.className = "file-thumbnail";
-    open.setAttribute("aria-label", `${t("Show image")} ${file.name}`);
+    open.setAttribute("aria-label", tf("Show image %(name)s", { name: file.name }));
     const image = document.createElement("img");
     image.src = file.thumbnail_url;
     image.alt = file.name;
@@ -47,7 +49,7 @@ export function fileChip(file, { onRemove = null } = {}) {
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "file-remove";
-    remove.setAttribute("aria-label", `${t("Remove")} ${file.name}`);
+    remove.setAttribute("aria-label", tf("Remove %(name)s", { name: file.name }));
     remove.textContent = "×";
     remove.addEventListener("click", onRemove);
     chip.append(remove);
@@ -166,11 +168,11 @@ export class AttachmentTray {
     const progress = document.createElement("progress");
     progress.max = 100;
     progress.value = 0;
-    progress.setAttribute("aria-label", `${t("Uploading")} ${file.name}`);
+    progress.setAttribute("aria-label", tf("Uploading %(name)s", { name: file.name }));
     const cancel = document.createElement("button");
     cancel.type = "button";
     cancel.className = "file-remove";
-    cancel.setAttribute("aria-label", `${t("Cancel upload of")} ${file.name}`);
+    cancel.setAttribute("aria-label", tf("Cancel upload of %(name)s", { name: file.name }));
     cancel.textContent = "×";
     cancel.addEventListener("click", () => this.remove(item));
     element.append(name, progress, cancel);
@@ -199,13 +201,13 @@ export class AttachmentTray {
         this.uploadedItem(body, item);
       } else {
         this.items = this.items.filter((other) => other !== item);
-        this.showError(body?.error?.message || `${t("The upload failed:")} ${file.name}`);
+        this.showError(body?.error?.message || tf("The upload failed: %(name)s", { name: file.name }));
       }
       this.redraw();
     });
     request.addEventListener("error", () => {
       this.items = this.items.filter((other) => other !== item);
-      this.showError(`${t("The upload failed:")} ${file.name}`);
+      this.showError(tf("The upload failed: %(name)s", { name: file.name }));
       this.redraw();
     });
     const form = new FormData();
