@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -33,6 +34,14 @@ class Usage:
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+    @classmethod
+    def of(cls, counts: Any) -> "Usage":
+        """The token counts of anything that carries them by these names (a StreamResult, a Message)."""
+        return cls(**{name: getattr(counts, name) for name in USAGE_FIELDS})
+
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def price_at(*, model_ref: str, moment: datetime | None = None) -> ModelPrice | None:

@@ -198,6 +198,9 @@ def test_the_model_picker_and_api_models_list_only_allowed_models_and_default_to
 # --- the admin -----------------------------------------------------------------------------------
 
 
+EMPTY_INLINE = [("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"), ("MIN_NUM_FORMS", "0"), ("MAX_NUM_FORMS", "1000")]
+
+
 def test_staff_set_a_groups_models_and_limits_on_the_group_page(django_user_model, user):
     admin_user = django_user_model.objects.create_superuser("boss", password="pw")
     client = Client()
@@ -211,6 +214,8 @@ def test_staff_set_a_groups_models_and_limits_on_the_group_page(django_user_mode
         "policy-0-allowed_models": [TEST_MODEL],
         "policy-0-messages_per_minute": "3",
         "policy-0-daily_cost_budget": "1.50",
+        # The page's other inlines (chat/admin/groups.py), left empty.
+        **{f"{prefix}-{field}": value for prefix in ("review_scopes", "retention") for field, value in EMPTY_INLINE},
     }
     response = client.post("/admin/auth/group/add/", form)
     assert response.status_code == 302, response.content.decode()[:3000]

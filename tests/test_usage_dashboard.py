@@ -157,13 +157,13 @@ def populate(users: int, days: int) -> None:
 
 
 @pytest.mark.parametrize("users, days", [(1, 1), (20, 3)])
-def test_the_dashboard_runs_six_queries_however_many_users_and_days(users, days, django_assert_num_queries):
+def test_the_dashboard_runs_seven_queries_however_many_users_and_days(users, days, django_assert_num_queries):
     populate(users, days)
     root = superuser()
     usage_summary_for_period(
         start=date(2026, 3, 9), end=date(2026, 3, 11), reviewer=root
     )  # rolls the closed days up, once
-    with django_assert_num_queries(6):  # five for the figures, one for the files each user stores
+    with django_assert_num_queries(7):  # five for the figures, one for the files users store, one for feedback
         summary = usage_summary_for_period(start=date(2026, 3, 9), end=date(2026, 3, 11), reviewer=root)
     assert len(summary.rows) == users and summary.totals.assistant_replies == users * days
 
@@ -185,10 +185,10 @@ def test_the_page_runs_as_many_queries_for_one_user_as_for_many(admin_client):
 
 def test_closed_days_are_rolled_up_once_and_give_the_same_figures_as_the_messages(seeded):
     period = {"start": date(2026, 3, 9), "end": date(2026, 3, 11)}
-    first = usage_summary_for_period(**period)
+    first = usage_summary_for_period(**period, reviewer=superuser())
     assert UsageRollupDay.objects.count() == 3 and UsageRollup.objects.exists()
     rolled_at = set(UsageRollupDay.objects.values_list("rolled_at", flat=True))
-    again = usage_summary_for_period(**period)
+    again = usage_summary_for_period(**period, reviewer=superuser())
     assert set(UsageRollupDay.objects.values_list("rolled_at", flat=True)) == rolled_at
     assert (again.rows, again.by_model, again.by_day, again.by_group) == (
         first.rows,
@@ -201,9 +201,9 @@ def test_closed_days_are_rolled_up_once_and_give_the_same_figures_as_the_message
 def test_a_message_changed_on_a_rolled_up_day_rolls_that_day_up_again(seeded):
     alice = seeded[0]
     period = {"start": date(2026, 3, 9), "end": date(2026, 3, 11)}
-    before = usage_summary_for_period(**period).totals
+    before = usage_summary_for_period(**period, reviewer=superuser()).totals
     reply(alice, cost=Decimal("1"), input_tokens=7)
-    after = usage_summary_for_period(**period).totals
+    after = usage_summary_for_period(**period, reviewer=superuser()).totals
     assert (after.cost - before.cost, after.tokens_in - before.tokens_in) == (Decimal("1"), 7)
 
 
@@ -212,6 +212,6 @@ def test_the_last_days_are_read_from_the_messages_and_agree_with_a_rollup(seeded
     today = timezone.localdate()
     now = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
     reply(alice, day=now, cost=Decimal("0.5"), time_to_first_token_ms=120)
-    summary = usage_summary_for_period(start=today - timedelta(days=1), end=today)
+    summary = usage_summary_for_period(start=today - timedelta(days=1), end=today, reviewer=superuser())
     assert not UsageRollupDay.objects.filter(day__gte=today - timedelta(days=1)).exists()
     assert summary.totals.cost == Decimal("0.5") and summary.by_model[0].median_ttft_ms == 120

@@ -47,13 +47,7 @@ async def title_after_reply(reply: Message) -> None:
     result = stream.result
     # Counts not reported are estimated, as replies' are, at four characters a token.
     result.estimate_missing(request, output_chars=len("".join(text)), reasoning_chars=0)
-    usage = costs.Usage(
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached_input_tokens=result.cached_input_tokens,
-        cache_write_tokens=result.cache_write_tokens,
-        reasoning_tokens=result.reasoning_tokens,
-    )
+    usage = costs.Usage.of(result)
     conversation = await database_sync_to_async(services.conversation_title_by_model)(
         conversation_id=reply.conversation_id,
         title="".join(text),

@@ -266,13 +266,7 @@ def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decim
 
 def _cost_of(reply: Message, result: StreamResult) -> Decimal | None:
     """The reply's cost at the price of its model when it was sent (None: no price known)."""
-    usage = costs.Usage(
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached_input_tokens=result.cached_input_tokens,
-        cache_write_tokens=result.cache_write_tokens,
-        reasoning_tokens=result.reasoning_tokens,
-    )
+    usage = costs.Usage.of(result)
     return costs.reply_cost(model_ref=reply.model_reference, usage=usage, moment=reply.created_at)
 
 
