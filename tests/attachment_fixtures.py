@@ -1,6 +1,7 @@
 """Fixtures for the attachment tests: a filesystem storage of the test's own, a logged-in owner with a
 conversation, and an upload helper."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,15 @@ from chat import services
 
 @pytest.fixture
 def attachments_root(settings, tmp_path) -> Path:
-    """Attachments stored on the filesystem under a folder of this test's."""
+    """Attachments stored on the filesystem under a folder of this test's; in cluster mode the folder the
+    test cluster's worker process was started with (emptied for each test)."""
     root = tmp_path / "attachments"
+    if settings.REDIS_URL:
+        from tests.cluster_fixtures import CLUSTER_ATTACHMENTS_DIR
+
+        root = CLUSTER_ATTACHMENTS_DIR
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     settings.STORAGES = {
         **settings.STORAGES,
         "attachments": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": root}},

@@ -2,6 +2,7 @@
 (the process helpers themselves are in tests/harness/)."""
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,11 @@ def database_url_of_test_database() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+# The attachments folder every process of the test cluster shares (tests/attachment_fixtures.py uses it
+# in cluster mode): a worker reads the files a send names from it, as on one machine in production.
+CLUSTER_ATTACHMENTS_DIR = Path(tempfile.gettempdir()) / f"streamchat-test-attachments-{os.getpid()}"
+
+
 def cluster_env(upstream_url: str, **overrides: str) -> dict[str, str]:
     """The environment of a server or worker process in the test cluster: same database, Redis and provider."""
     from tests.engine_fixtures import PLANTED_KEY, TEST_MODEL
@@ -28,6 +34,8 @@ def cluster_env(upstream_url: str, **overrides: str) -> dict[str, str]:
         OPENAI_BASE_URL=upstream_url,
         OPENAI_MODELS="gpt-test,gpt-other",
         CHAT_DEFAULT_MODEL=TEST_MODEL,
+        CHAT_ATTACHMENTS_DIR=str(CLUSTER_ATTACHMENTS_DIR),
+        CHAT_VISION_MODELS=TEST_MODEL,  # as the attachment tests' `vision` fixture sets it in the test process
         LOCAL_MODEL_ENABLED="false",
         CHAT_RETRY_BASE_DELAY="0.05",
         CHAT_TIMEOUT_FIRST_TOKEN="20",

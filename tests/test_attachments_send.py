@@ -48,6 +48,7 @@ async def finished(reply_id: int) -> Message:
     return await read_row(reply_id)
 
 
+@pytest.mark.cluster
 async def test_an_image_sent_over_http_reaches_the_model_and_shows_on_the_message(
     files_chat, attachments_root, upstream, vision
 ):
@@ -80,6 +81,7 @@ async def test_a_message_may_be_files_alone(files_chat, attachments_root, upstre
     ) == "chart.png"
 
 
+@pytest.mark.cluster
 async def test_a_websocket_send_names_its_attachments(connect, files_chat, attachments_root, upstream, vision):
     attachment = await uploaded(files_chat)
     async with connect(files_chat.owner) as ws:
