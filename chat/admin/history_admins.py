@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from chat import services
 from chat.admin.model_admins import ReviewOnlyAdmin
+from chat.admin.selectors import without_owner_deleted
 from chat.models import ImportJob, ShareLink
 
 
@@ -22,7 +23,7 @@ class ShareLinkAdmin(ReviewOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ShareLink]:
         # A conversation its owner deleted under a legal hold is a record only: its snapshots are not shown.
-        return super().get_queryset(request).filter(conversation__deleted_by_owner_at__isnull=True)
+        return without_owner_deleted(super().get_queryset(request))
 
     @admin.display(description=_("Messages"))
     def message_count(self, share: ShareLink) -> int:

@@ -51,6 +51,7 @@ from chat.admin.selectors import (
     transcript_tree,
     transcripts_for_export,
     usage_summary_for_period,
+    without_owner_deleted,
 )
 from chat.admin.services import transcript_view_record
 from chat.attachments_api import file_response
@@ -442,7 +443,7 @@ class MessageAdmin(ReviewOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         # A conversation its owner deleted under a legal hold is a record only: none of its messages is shown.
-        return super().get_queryset(request).filter(conversation__deleted_by_owner_at__isnull=True)
+        return without_owner_deleted(super().get_queryset(request))
 
     @admin.display(description=_("Conversation"), ordering="conversation")
     def conversation_link(self, message: Message) -> str:

@@ -65,6 +65,14 @@ def _per_conversation(aggregate: Count | Sum) -> Coalesce:
     return Coalesce(Subquery(figure, output_field=IntegerField()), 0)
 
 
+def without_owner_deleted(queryset: QuerySet) -> QuerySet:
+    """Rows (messages, share links) but those of conversations their owner deleted under a legal hold,
+    which staff see as a record only. A NOT IN over those few conversations, not a join: the big
+    table's own indexes still serve the page (a join made the message search 30 times slower)."""
+    hidden = Conversation.all_objects.filter(deleted_by_owner_at__isnull=False).values("pk")
+    return queryset.exclude(conversation__in=hidden)
+
+
 def conversation_review_queryset() -> QuerySet[Conversation]:
     """Conversations with the figures the review list shows and sorts by."""
     messages = Message.objects.filter(conversation=OuterRef("pk"))
@@ -218,7 +226,7 @@ def transcript_tree(*, conversation: Conversation, messages: list[Message]) -> l
 def transcripts_for_export(*, conversations: QuerySet[Conversation]) -> list[Conversation]:
     """The chosen conversations with owner and ordered messages loaded: two queries in all. One its owner
     deleted under a legal hold is a record only: no message."""
-    shown = Message.objects.filter(conversation__deleted_by_owner_at__isnull=True).prefetch_related("attachments")
+    shown = without_owner_deleted(Message.objects.all()).prefetch_related("attachments")
     shown = shown.order_by("id")
     ordered_messages = Prefetch("messages", queryset=shown, to_attr="transcript")
     return list(
