@@ -62,6 +62,20 @@ async def release_database() -> None:
     await database_sync_to_async(connections.close_all)()
 
 
+async def next_event(layer: Any, channel: str) -> dict[str, Any] | None:
+    """The channel's next event, or None when none came for a heartbeat's time.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that lands as the receive completes
+    (cpython gh-86296), so a client's disconnect (Django cancels the stream) would be lost and the stream
+    would go on without it, to the reply's end or forever. `asyncio.timeout` never swallows one.
+    """
+    try:
+        async with asyncio.timeout(settings.CHAT_SSE_HEARTBEAT_SECONDS):
+            return await layer.receive(channel)
+    except TimeoutError:
+        return None
+
+
 async def _event_stream(
     conversation_id: int, position: actions.Position | None, *, session_key: str | None, user_id: int, protocol: int
 ) -> AsyncIterator[bytes]:
@@ -90,9 +104,8 @@ async def _event_stream(
                 if not still_in:
                     yield sse_event("error", events.encode(events.error_frame(ChatError("session_ended"))))
                     return
-            try:
-                event = await asyncio.wait_for(layer.receive(channel), settings.CHAT_SSE_HEARTBEAT_SECONDS)
-            except TimeoutError:
+            event = await next_event(layer, channel)
+            if event is None:
                 yield b": heartbeat\n\n"
                 continue
             if event.get("type") == "session.ended":

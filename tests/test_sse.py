@@ -10,6 +10,7 @@ from django.test import AsyncClient, Client
 
 from chat import services
 from chat.models import Message
+from chat.sse import next_event
 from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import Scenario
 
@@ -179,6 +180,24 @@ async def test_an_idle_stream_sends_a_heartbeat_comment(client_and_conversation,
     await stream.next_event("snapshot")
     assert await stream.next(timeout=5) == {"comment": "heartbeat"}
     await stream.close()
+
+
+async def test_a_stream_cancelled_as_its_next_event_arrives_is_cancelled():
+    """A client's disconnect is a cancellation of its stream: it must not be lost when it lands in the
+    same loop turn as an event (Python 3.11's `asyncio.wait_for` would return the event instead)."""
+    arrived = asyncio.get_running_loop().create_future()
+
+    class Layer:
+        async def receive(self, channel: str) -> dict:
+            return await asyncio.ensure_future(arrived)  # a task of its own, as channels_redis waits
+
+    waiting = asyncio.create_task(next_event(Layer(), "specific.test!1"))
+    await asyncio.sleep(0)
+    arrived.set_result({"type": "chat.frame"})
+    await asyncio.sleep(0)  # the receive is done; the stream has not run since
+    accepted = waiting.cancel()
+    (outcome,) = await asyncio.gather(waiting, return_exceptions=True)
+    assert accepted == isinstance(outcome, asyncio.CancelledError)
 
 
 @pytest.mark.cluster

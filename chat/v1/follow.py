@@ -1,18 +1,16 @@
 """Following one reply for an API call: its text as it streams, from the live log and the channel
 layer exactly as the SSE stream follows a conversation, and then the reply as the database saved it."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 from chat import actions, events
 from chat.models import Message
-from chat.sse import release_database
+from chat.sse import next_event, release_database
 
 
 @dataclass(frozen=True)
@@ -76,9 +74,8 @@ async def _live_deltas(
 ) -> AsyncIterator[Delta | None]:
     """Deltas of the reply after `covered`, until its `done` frame."""
     while True:
-        try:
-            event = await asyncio.wait_for(layer.receive(channel), settings.CHAT_SSE_HEARTBEAT_SECONDS)
-        except TimeoutError:
+        event = await next_event(layer, channel)
+        if event is None:
             yield None
             continue
         if event.get("type") != "chat.frame" or event.get("message") != reply_id:
