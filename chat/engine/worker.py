@@ -229,7 +229,9 @@ class ChatWorker(Worker):
         running = len(self.runner.running)
         logger.info("worker stopping: %s replies running, %ss grace", running, settings.CHAT_SHUTDOWN_GRACE_SECONDS)
         try:
-            await asyncio.wait_for(self.runner.idle.wait(), settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow a cancellation (gh-86296).
+            async with asyncio.timeout(settings.CHAT_SHUTDOWN_GRACE_SECONDS):
+                await self.runner.idle.wait()
         except TimeoutError:
             generations = list(self.runner.running.values())
             for generation in generations:
@@ -247,7 +249,8 @@ class ChatWorker(Worker):
             )
             await best_effort(beat)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.runner.fullness_changed.wait(), self.maintenance_interval)
+                async with asyncio.timeout(self.maintenance_interval):
+                    await self.runner.fullness_changed.wait()
 
     async def renewing_leases(self) -> None:
         while True:
