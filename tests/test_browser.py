@@ -144,7 +144,12 @@ def thoughts_text(page: Any) -> Any:
 
 
 def open_thoughts_with_the_keyboard(page: Any) -> None:
-    thoughts_summary(page).focus()
+    """Tab to the Thinking block's summary and press Enter. The page may still be settling (a reply's
+    last frames, a reload's snapshot): Enter is pressed once the summary really has the focus."""
+    summary = thoughts_summary(page)
+    expect(summary).to_be_visible()
+    summary.focus()
+    expect(summary).to_be_focused()
     page.keyboard.press("Enter")
     expect(thoughts(page)).to_have_js_property("open", True)
     expect(thoughts_text(page)).to_be_visible()
