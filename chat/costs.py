@@ -6,7 +6,6 @@ count reasoning within the output tokens. Each kind of token is priced at its ow
 """
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from chat.models import DailyUsage, ModelPrice
 from chat.providers import registry
+from chat.providers.base import tokens_for_chars
 
 MILLION = Decimal(1_000_000)
 PRICES_FILE = Path(__file__).resolve().parent / "data" / "prices.json"
@@ -96,9 +96,9 @@ def running_cost(
     if price is None:
         return ZERO
     usage = Usage(
-        input_tokens=math.ceil(prompt_chars / 4),
-        output_tokens=math.ceil(output_chars / 4),
-        reasoning_tokens=math.ceil(reasoning_chars / 4),
+        input_tokens=tokens_for_chars(prompt_chars),
+        output_tokens=tokens_for_chars(output_chars),
+        reasoning_tokens=tokens_for_chars(reasoning_chars),
     )
     return cost_of(usage=usage, price=price, provider=provider)
 

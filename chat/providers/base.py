@@ -128,10 +128,10 @@ class StreamResult:
         """Fill in the counts a provider did not report (a reply cut short, a server that sends no usage)
         at four characters a token, and say so. `output_chars` counts every part, reasoning included."""
         if self.output_tokens is None:
-            self.output_tokens = math.ceil(output_chars / 4)
+            self.output_tokens = tokens_for_chars(output_chars)
             self.tokens_estimated = True
             if reasoning_chars and self.reasoning_tokens is None:
-                self.reasoning_tokens = math.ceil(reasoning_chars / 4)
+                self.reasoning_tokens = tokens_for_chars(reasoning_chars)
         if self.input_tokens is None:
             self.input_tokens = estimate_tokens(request.system + "".join(turn.content for turn in request.turns))
             self.tokens_estimated = True
@@ -184,9 +184,13 @@ class Delta:
         return bool(self.signature or self.redacted)
 
 
+def tokens_for_chars(count: int) -> int:
+    """About four characters a token: the one estimate, used only where no count is reported (yet)."""
+    return math.ceil(count / 4)
+
+
 def estimate_tokens(text: str) -> int:
-    """About four characters a token: used only where a provider reports no usage."""
-    return math.ceil(len(text) / 4) if text else 0
+    return tokens_for_chars(len(text))
 
 
 @dataclass
