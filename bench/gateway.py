@@ -12,8 +12,8 @@ the relay's CPU (utime + stime of its processes, from /proc) per 1,000 tokens de
 counts the transcripts streamchat stored (LiteLLM stores none without a database).
 
 LiteLLM lives in its own virtualenv (`--litellm-venv`, default bench/.litellm-venv, git-ignored),
-created with `python -m venv` and `pip install litellm[proxy]==LITELLM_VERSION` from PyPI if missing,
-so nothing of it reaches the app's environment. Writes bench/results/gateway-<time>.json and .md.
+created with `python -m venv` and `pip install litellm[proxy]==LITELLM_VERSION` (bench/peers/) from PyPI
+if missing, so nothing of it reaches the app's environment. Writes bench/results/gateway-<time>.json and .md.
 """
 
 import argparse
@@ -27,17 +27,15 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
+import peers  # noqa: E402 - bench/peers/: LiteLLM's virtualenv and process
 import run as relay  # noqa: E402 - bench/run.py's process, client and /proc helpers
 
 from tests.harness.ports import wait_until_answering  # noqa: E402
 
-# The newest LiteLLM whose `proxy` extra resolves from PyPI alone (later ones pin litellm-proxy-extras
-# builds that were not published there).
-LITELLM_VERSION = "1.100.0"
-MODEL = "openai:gpt-test"
-LITELLM_KEY = "sk-litellm-bench"
+MODEL = peers.LITELLM_MODEL
+LITELLM_KEY = peers.LITELLM_KEY
 
 
 def arguments() -> argparse.Namespace:
@@ -47,34 +45,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between tokens of a stream")
     parser.add_argument("--first-delay", type=float, default=0.02)
     parser.add_argument("--port", type=int, default=8790, help="streamchat; +1 the upstream, +2 LiteLLM")
-    parser.add_argument("--litellm-venv", type=Path, default=BENCH / ".litellm-venv")
+    parser.add_argument("--litellm-venv", type=Path, default=peers.LITELLM_VENV)
     parser.add_argument("--label", default="")
     return parser.parse_args()
 
 
-def ensure_litellm(venv: Path) -> Path:
-    """The `litellm` command of its own virtualenv, made from PyPI the first time."""
-    command = venv / "bin" / "litellm"
-    if not command.exists():
-        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"]
-        subprocess.run(pip, check=True)
-    return command
-
-
-# One user makes every call: the per-user limits would refuse the load itself.
-LIMITS_OFF = [
-    "CHAT_MAX_CONCURRENT_PER_USER=0",
-    "CHAT_MESSAGES_PER_MINUTE=0",
-    "CHAT_DAILY_TOKEN_BUDGET=0",
-    "CHAT_MAX_QUEUED_PER_USER=100000",
-]
-
-
 def streamchat_env(upstream_url: str, sqlite_path: str) -> dict[str, str]:
     """bench/run.py's embedded server environment, with the per-user limits off."""
-    options = argparse.Namespace(env=LIMITS_OFF, database_url="", redis_port=0)
+    options = argparse.Namespace(env=relay.LIMITS_OFF, database_url="", redis_port=0)
     return relay.server_env(options, "embedded", upstream_url, sqlite_path, users=1)
 
 
@@ -97,36 +75,6 @@ def start_streamchat(args: argparse.Namespace, env: dict[str, str], work: Path) 
     )  # fmt: skip
     wait_until_answering(f"http://127.0.0.1:{args.port}/healthz", daphne)
     return daphne, secret
-
-
-def start_litellm(command: Path, port: int, upstream_url: str, work: Path) -> relay.Process:
-    config = work / "litellm.yaml"
-    config.write_text(
-        "model_list:\n"
-        f"  - model_name: {MODEL}\n"
-        "    litellm_params:\n"
-        "      model: openai/gpt-test\n"
-        f"      api_base: {upstream_url}\n"
-        "      api_key: sk-bench\n"
-        "general_settings:\n"
-        f"  master_key: {LITELLM_KEY}\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "OPENAI"))}
-    env.update(LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False", PYTHONUNBUFFERED="1")
-    args = [str(command), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-    process = relay.start_child("litellm", args, env, work)
-    wait_until_answering(f"http://127.0.0.1:{port}/health/liveliness", process, timeout=180)
-    return process
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (a proxy may fork its server), for their CPU."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        for child in children:
-            pids += process_tree(int(child))
-    return pids
 
 
 def measure(name: str, c: int, spec: dict, pids: list[int], work: Path) -> dict:
@@ -176,7 +124,7 @@ def main() -> None:
     args = arguments()
     relay.RESULTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="streamchat-gateway-bench-"))
-    litellm = ensure_litellm(args.litellm_venv)
+    litellm = peers.ensure_litellm(args.litellm_venv)
     upstream_port, litellm_port = args.port + 1, args.port + 2
     upstream = relay.start_child(
         "upstream",
@@ -196,15 +144,11 @@ def main() -> None:
     try:
         daphne, secret = start_streamchat(args, streamchat_env(upstream_url, sqlite_path), work)
         children.append(daphne)
-        proxy = start_litellm(litellm, litellm_port, upstream_url, work)
+        proxy = peers.start_litellm(litellm, litellm_port, upstream_url, work)
         children.append(proxy)
-        base = {
-            "upstream_url": upstream_url,
-            "tokens": args.tokens,
-            "first_delay": args.first_delay,
-            "ramp": 0.0,
-            "timeout": args.tokens * args.interval + 120,
-        }
+        base = relay.base_spec(
+            argparse.Namespace(**vars(args), ramp=0.0, stream_timeout=60 + args.tokens * args.interval), upstream_url
+        )
         targets = [
             ("none: the SDK straight to the upstream", {"base_url": upstream_url, "api_key": "x", "model": "gpt-test"}),
             (
@@ -213,7 +157,7 @@ def main() -> None:
             ),
             ("LiteLLM proxy", {"base_url": f"http://127.0.0.1:{litellm_port}", "api_key": LITELLM_KEY, "model": MODEL}),
         ]
-        pids = {targets[1][0]: [daphne.popen.pid], targets[2][0]: process_tree(proxy.popen.pid)}
+        pids = {targets[1][0]: [daphne.popen.pid], targets[2][0]: relay.process_tree(proxy.popen.pid)}
         for _, target in targets[1:]:  # warm both relays up: first-request imports are not the relay's cost
             relay.run_client({**base, "kind": "sdk", "concurrency": 1, "sdk": target}, work)
         for c in relay.ints(args.concurrency):
