@@ -612,25 +612,33 @@ def brief(r: dict) -> str:
 
 def start_peers(args: argparse.Namespace, upstream_url: str, work: Path) -> dict[str, tuple[Process, dict]]:
     """Each peer's process and what its clients are told: kind `tutorial`, or kind `raw` for LiteLLM
-    (the OpenAI streaming API read by the floor's own cheap SSE reader, not the heavier SDK)."""
+    (the OpenAI streaming API read by the floor's own cheap SSE reader, not the heavier SDK). A peer that
+    cannot be installed or started is left out, said on stderr: the other rows still count."""
+    litellm_port, tutorial_port = args.port + 3, args.port + 2
+    litellm = {
+        "url": f"http://127.0.0.1:{litellm_port}/chat/completions",
+        "headers": {"Authorization": f"Bearer {peers.LITELLM_KEY}"},
+        "model": peers.LITELLM_MODEL,
+    }
+    known = {
+        "tutorial": (
+            lambda: peers.start_tutorial(tutorial_port, upstream_url, work),
+            {"kind": "tutorial", "tutorial_url": f"http://127.0.0.1:{tutorial_port}/chat"},
+        ),
+        "litellm": (
+            lambda: peers.start_litellm(peers.ensure_litellm(), litellm_port, upstream_url, work),
+            {"kind": "raw", "raw": litellm},
+        ),
+    }
     started: dict[str, tuple[Process, dict]] = {}
-    names = words(args.peers)
-    if "tutorial" in names:
-        port = args.port + 2
-        process = peers.start_tutorial(port, upstream_url, work)
-        started["tutorial"] = (process, {"kind": "tutorial", "tutorial_url": f"http://127.0.0.1:{port}/chat"})
-    if "litellm" in names:
-        port = args.port + 3
-        process = peers.start_litellm(peers.ensure_litellm(), port, upstream_url, work)
-        target = {
-            "url": f"http://127.0.0.1:{port}/chat/completions",
-            "headers": {"Authorization": f"Bearer {peers.LITELLM_KEY}"},
-            "model": peers.LITELLM_MODEL,
-        }
-        started["litellm"] = (process, {"kind": "raw", "raw": target})
-    unknown = set(names) - set(started)
-    if unknown:
-        raise SystemExit(f"unknown peers: {sorted(unknown)} (tutorial, litellm)")
+    for name in words(args.peers):
+        if name not in known:
+            raise SystemExit(f"unknown peer {name!r} (tutorial, litellm)")
+        start, extra = known[name]
+        try:
+            started[name] = (start(), extra)
+        except Exception as exc:  # noqa: BLE001 - keep the other rows
+            print(f"[{name}] not started: {exc} (logs in {work})", file=sys.stderr)
     return started
 
 
