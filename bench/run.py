@@ -566,20 +566,36 @@ def run_mode(args: argparse.Namespace, mode: str, limits: str, upstream_url: str
                         if (kind, c, n) == ("ws", PROFILED_C, 0)
                         else None
                     )
-                    try:
-                        result = measure(kind, c, {**spec, "conversations": conversations_now}, relay, work, profile)
-                    except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
-                        print(f"[{tag}] {kind} C={c} failed: {exc}", file=sys.stderr)
-                        continue
-                    result["ideal_tokens_per_s"] = ideal_tokens_per_s(args, c)
-                    print(f"[{tag}] {kind} C={c}: {brief(result)}", file=sys.stderr)
-                    runs.append(result)
+                    point = {**spec, "conversations": conversations_now}
+                    measure_point(args, runs, tag, kind, c, point, relay, work, profile)
         return {"mode": mode, "limits": limits, "idle": idle, "runs": runs}
     finally:
         for child in reversed(children):
             child.stop(grace=25)  # longer than the worker's shutdown grace
         if redis_server is not None:
             redis_server.stop()
+
+
+def measure_point(
+    args: argparse.Namespace,
+    runs: list[dict],
+    tag: str,
+    kind: str,
+    c: int,
+    spec: dict,
+    relay: Relay,
+    work: Path,
+    profile: dict[int, Path] | None = None,
+) -> None:
+    """Measure one point and add it to `runs`; a failed point is said on stderr and the others still run."""
+    try:
+        result = measure(kind, c, spec, relay, work, profile)
+    except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
+        print(f"[{tag}] {kind} C={c} failed: {exc}", file=sys.stderr)
+        return
+    result["ideal_tokens_per_s"] = ideal_tokens_per_s(args, c)
+    print(f"[{tag}] {kind} C={c}: {brief(result)}", file=sys.stderr)
+    runs.append(result)
 
 
 def profile_paths(
@@ -662,14 +678,7 @@ def run_floors_and_peers(args: argparse.Namespace, base: dict, upstream_url: str
                 )
             for name, extra, relay in rows:
                 for _ in range(args.passes):
-                    try:
-                        result = measure(extra["kind"], c, {**base, **extra}, relay, work)
-                    except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
-                        print(f"[{name}] {extra['kind']} C={c} failed: {exc}", file=sys.stderr)
-                        continue
-                    result["ideal_tokens_per_s"] = ideal_tokens_per_s(args, c)
-                    print(f"[{name}] {extra['kind']} C={c}: {brief(result)}", file=sys.stderr)
-                    runs.append(result)
+                    measure_point(args, runs, name, extra["kind"], c, {**base, **extra}, relay, work)
     finally:
         for process, _ in started.values():
             process.stop()
