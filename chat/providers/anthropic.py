@@ -7,7 +7,6 @@ from typing import Any
 
 import anthropic
 
-from chat.per_loop import PerLoop
 from chat.providers.base import (
     ChatTurn,
     Delta,
@@ -20,7 +19,7 @@ from chat.providers.base import (
 )
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, STOP, ParameterError, ParameterRule
 from chat.providers.sdk import SDKReplyStream
-from chat.providers.transport import error_for_kind, error_for_status, request_timeout
+from chat.providers.transport import error_for_kind, error_for_status, http_client, loop_client, request_timeout
 
 CONTEXT_TOKENS = 200_000
 EFFORTS = ("low", "medium", "high", "xhigh", "max")  # output_config.effort
@@ -73,11 +72,17 @@ class AnthropicProvider(Provider):
         # no budget for them.
         self.adaptive_models = frozenset(adaptive_models)
         self.thinking_models = frozenset(thinking_models) - self.adaptive_models
+        self._api_key = api_key
+        self._base_url = base_url
+
+    def _new_client(self) -> anthropic.AsyncAnthropic:
         # The worker retries before the first token itself, so the SDK must not.
-        self._clients = PerLoop(
-            lambda: anthropic.AsyncAnthropic(
-                api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout()
-            )
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            max_retries=0,
+            timeout=request_timeout(),
+            http_client=http_client(),
         )
 
     def models(self) -> list[ModelInfo]:
@@ -129,7 +134,7 @@ class AnthropicProvider(Provider):
             optional["thinking"] = {"type": "adaptive", "display": "summarized"}
         elif budget := self.thinking_budget_of(request.model, request.parameters.thinking_budget):
             optional["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        return self._clients.get().messages.stream(
+        return loop_client(self, self._new_client).messages.stream(
             model=request.model,
             messages=[_message(turn) for turn in alternating_turns(request.turns)],
             max_tokens=request.max_output_tokens,
