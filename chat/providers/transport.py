@@ -37,8 +37,9 @@ def request_timeout() -> httpx2.Timeout:
 def http_client() -> httpx2.AsyncClient | None:
     """The HTTP client both SDKs send with (CHAT_PROVIDER_TRANSPORT): aiohttp's, which reads a streamed body
     with far less Python per chunk (docs/benchmarks.md, *Provider transport*), or None: the SDK's own
-    httpx2 client. Anthropic's aiohttp adapter serves the OpenAI SDK too: OpenAI's maps every aiohttp
-    connection error, a refused connection included, to ConnectTimeout, a "timeout" in our terms."""
+    httpx2 client. Anthropic's aiohttp adapter serves the OpenAI SDK too: OpenAI's (openai 3.54) maps
+    every aiohttp connection error, a refused connection included, to ConnectTimeout, a "timeout" in
+    our terms (tests/test_provider_contract.py would see it)."""
     if settings.CHAT_PROVIDER_TRANSPORT == "httpx":
         return None
     return anthropic.DefaultAioHttpClient(timeout=request_timeout())
