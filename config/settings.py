@@ -304,6 +304,10 @@ if ANTHROPIC_THINKING_BUDGET:
                 f"ANTHROPIC_THINKING_BUDGET must be 0 (off) or at least 1024 and below the reply budget of every "
                 f"thinking model; {_model} replies in {_reply_budget} tokens, got {ANTHROPIC_THINKING_BUDGET}"
             )
+# The HTTP client the provider SDKs send with: aiohttp (less CPU per streamed token) or the SDKs' own httpx.
+CHAT_PROVIDER_TRANSPORT = env_str("CHAT_PROVIDER_TRANSPORT", "aiohttp")
+if CHAT_PROVIDER_TRANSPORT not in ("aiohttp", "httpx"):
+    raise ImproperlyConfigured(f"CHAT_PROVIDER_TRANSPORT must be aiohttp or httpx, got {CHAT_PROVIDER_TRANSPORT!r}")
 CHAT_TIMEOUT_CONNECT = env_float("CHAT_TIMEOUT_CONNECT", 10.0)
 CHAT_TIMEOUT_FIRST_TOKEN = env_float("CHAT_TIMEOUT_FIRST_TOKEN", 60.0)
 CHAT_TIMEOUT_IDLE = env_float("CHAT_TIMEOUT_IDLE", 30.0)

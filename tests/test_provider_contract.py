@@ -1,5 +1,6 @@
 """The contract every SDK-based provider keeps, whatever its wire format: each test runs the real SDK of
-OpenAI, of Anthropic and of an OpenAI-compatible server against the fake upstream on 127.0.0.1.
+OpenAI, of Anthropic and of an OpenAI-compatible server against the fake upstream on 127.0.0.1, sending
+with aiohttp and with httpx2 (CHAT_PROVIDER_TRANSPORT).
 
 These failures also walk the error ladder of chat/providers/sdk.py: an HTTP status (APIStatusError), a
 server that never answers (APITimeoutError), one that refuses (APIConnectionError), transport errors
@@ -82,6 +83,13 @@ CASES = [
 
 @pytest.fixture(params=CASES, ids=[case.name for case in CASES])
 def case(request) -> Case:
+    return request.param
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "httpx"])
+def transport(request, settings) -> str:
+    """Every case keeps the contract on either HTTP client the SDKs may send with (CHAT_PROVIDER_TRANSPORT)."""
+    settings.CHAT_PROVIDER_TRANSPORT = request.param
     return request.param
 
 

@@ -1,7 +1,6 @@
 """What only the Anthropic provider does: its request body, alternating turns, and errors sent as an
 `event: error` in a 200 response. What every provider does is in tests/test_provider_contract.py."""
 
-import anthropic
 import pytest
 
 from chat.providers.anthropic import AnthropicProvider, alternating_turns
@@ -67,9 +66,16 @@ async def test_an_error_event_in_a_200_response_maps_by_its_type_and_shows_no_ht
 
     assert caught.value.code == "upstream_error"  # not "bad_request", as HTTP 200 would map to
     assert "HTTP" not in caught.value.message
-    assert isinstance(caught.value.__cause__, anthropic.APIStatusError)
-    assert caught.value.__cause__.status_code == 200
     assert "".join(received) == "Hello,"
+
+
+async def test_an_overloaded_error_event_mid_stream_is_overloaded(provider, upstream, read_reply):
+    upstream.script(Scenario.error_mid_stream(after=2, error_type="overloaded_error"))
+
+    with pytest.raises(ProviderError) as caught:
+        await read_reply(provider.stream(REQUEST))
+
+    assert caught.value.code == "overloaded"
 
 
 async def test_usage_keeps_the_uncached_input_and_the_cache_reads_and_writes_apart(provider, upstream, read_reply):

@@ -36,6 +36,12 @@ def test_production_mode_refuses_to_start_without_a_secret_key():
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
 
 
+def test_an_unknown_provider_transport_refuses_to_start():
+    result = run_check(CHAT_PROVIDER_TRANSPORT="curl")
+    assert result.returncode != 0
+    assert "CHAT_PROVIDER_TRANSPORT must be aiohttp or httpx" in result.stderr
+
+
 def test_check_deploy_is_clean_in_production_mode():
     result = run_check(
         "--deploy",

@@ -203,6 +203,7 @@ class ChatWorker(Worker):
         for task in rounds:
             task.cancel()
         await best_effort(heartbeat.worker_gone(worker_id=self.worker_id))
+        await registry.close_clients()  # runworker's loop ends without closing what it opened
 
     async def listener(self, channel: str) -> None:
         backoff = Backoff(base=0.1, cap=5.0)

@@ -1,13 +1,13 @@
-"""Anthropic's Messages API."""
+"""Anthropic's Messages API, its stream parsed like Chat Completions (chat.providers.openai): the SDK sends
+the request, orjson reads the raw events."""
 
-import json
 from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 from typing import Any
 
 import anthropic
+import orjson
 
-from chat.per_loop import PerLoop
 from chat.providers.base import (
     ChatTurn,
     Delta,
@@ -20,7 +20,7 @@ from chat.providers.base import (
 )
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, STOP, ParameterError, ParameterRule
 from chat.providers.sdk import SDKReplyStream
-from chat.providers.transport import error_for_kind, error_for_status, request_timeout
+from chat.providers.transport import error_for_kind, http_client, loop_client, request_timeout, sse_data
 
 CONTEXT_TOKENS = 200_000
 EFFORTS = ("low", "medium", "high", "xhigh", "max")  # output_config.effort
@@ -73,11 +73,17 @@ class AnthropicProvider(Provider):
         # no budget for them.
         self.adaptive_models = frozenset(adaptive_models)
         self.thinking_models = frozenset(thinking_models) - self.adaptive_models
+        self._api_key = api_key
+        self._base_url = base_url
+
+    def _new_client(self) -> anthropic.AsyncAnthropic:
         # The worker retries before the first token itself, so the SDK must not.
-        self._clients = PerLoop(
-            lambda: anthropic.AsyncAnthropic(
-                api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout()
-            )
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            max_retries=0,
+            timeout=request_timeout(),
+            http_client=http_client(),
         )
 
     def models(self) -> list[ModelInfo]:
@@ -119,7 +125,7 @@ class AnthropicProvider(Provider):
         return self.thinking_budget if conversation_budget is None else conversation_budget
 
     def open_stream(self, request: GenerationRequest) -> Any:
-        """The SDK's stream manager; entering it sends the request."""
+        """The SDK's streaming-response context manager: the SDK sends, we parse the raw events."""
         optional: dict[str, Any] = {"system": request.system} if request.system else {}
         if request.parameters.stop:
             optional["stop_sequences"] = list(request.parameters.stop)
@@ -129,10 +135,11 @@ class AnthropicProvider(Provider):
             optional["thinking"] = {"type": "adaptive", "display": "summarized"}
         elif budget := self.thinking_budget_of(request.model, request.parameters.thinking_budget):
             optional["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        return self._clients.get().messages.stream(
+        return loop_client(self, self._new_client).messages.with_streaming_response.create(
             model=request.model,
             messages=[_message(turn) for turn in alternating_turns(request.turns)],
             max_tokens=request.max_output_tokens,
+            stream=True,
             timeout=request_timeout(),
             **optional,
         )
@@ -186,9 +193,12 @@ def alternating_turns(turns: list[ChatTurn]) -> list[ChatTurn]:
 
 
 class AnthropicReplyStream(SDKReplyStream):
+    """Parses the SSE bytes with orjson, as Chat Completions does: no SDK model object per event, and no
+    message snapshot rebuilt by the SDK's stream helper at every delta."""
+
     sdk = anthropic
     sdk_error = anthropic.AnthropicError
-    undecodable = (json.JSONDecodeError,)  # the SDK parses each event with json.loads
+    undecodable = (orjson.JSONDecodeError,)
 
     def __init__(self, request: GenerationRequest, *, provider: AnthropicProvider) -> None:
         super().__init__(request)
@@ -198,56 +208,66 @@ class AnthropicReplyStream(SDKReplyStream):
         return self._provider.open_stream(self.request)
 
     async def texts(self, response: Any) -> AsyncIterator[str | Delta]:
-        async for event in response:
-            if delta := self._take(event):
+        async for payload in sse_data(response):
+            if self._complete:
+                continue  # read on to the end of the body, so the connection goes back to the pool
+            if delta := self._take(orjson.loads(payload)):
                 yield delta
         if error := STOP_ERRORS.get(self.result.finish_reason):
             raise ProviderError(*error)
 
-    def status_error(self, exc: Any) -> ProviderError:
-        """An HTTP error status, or (status 200) an `event: error` received mid-stream."""
-        if exc.status_code != 200:
-            return error_for_status(exc.status_code, exc.response.headers)
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error", body)
-        return error_for_kind(error.get("type") if isinstance(error, dict) else None)
-
-    def _take(self, event: Any) -> str | Delta:
-        """Record what the event reports; return its delta. Unknown event types are ignored."""
-        if event.type in ("content_block_start", "content_block_delta"):
-            return _block_delta(event)
-        if event.type == "message_start":
-            usage = event.message.usage  # its output_tokens is a placeholder: a cut-short reply gets an estimate
-            self.result.input_tokens = usage.input_tokens  # the uncached ones only
-            self.result.cached_input_tokens = usage.cache_read_input_tokens
-            self.result.cache_write_tokens = usage.cache_creation_input_tokens
-        elif event.type == "message_delta":
-            self.result.finish_reason = event.delta.stop_reason or ""
-            usage = event.usage
-            self.result.output_tokens = usage.output_tokens  # cumulative, thinking included
-            # Newer API versions repeat the (cumulative) input counts here: these win where present.
-            if usage.input_tokens is not None:
-                self.result.input_tokens = usage.input_tokens
-            if usage.cache_read_input_tokens is not None:
-                self.result.cached_input_tokens = usage.cache_read_input_tokens
-            if usage.cache_creation_input_tokens is not None:
-                self.result.cache_write_tokens = usage.cache_creation_input_tokens
-            if usage.output_tokens_details is not None:
-                self.result.reasoning_tokens = usage.output_tokens_details.thinking_tokens
+    def _take(self, event: dict[str, Any]) -> str | Delta:
+        """Record what the event reports; return its delta. Unknown event types (ping, tool input,
+        citations) are ignored."""
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            return _delta(event.get("delta") or {})
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            return (
+                Delta("", "reasoning", redacted=block.get("data") or "")
+                if block.get("type") == "redacted_thinking"
+                else ""
+            )
+        if kind == "message_start":
+            # Its output_tokens is a placeholder: a cut-short reply gets an estimate.
+            usage = (event.get("message") or {}).get("usage") or {}
+            self.result.input_tokens = usage.get("input_tokens")  # the uncached ones only
+            self.result.cached_input_tokens = usage.get("cache_read_input_tokens")
+            self.result.cache_write_tokens = usage.get("cache_creation_input_tokens")
+        elif kind == "message_delta":
+            self.result.finish_reason = (event.get("delta") or {}).get("stop_reason") or ""
+            self._take_usage(event.get("usage") or {})
+        elif kind == "message_stop":
+            self._complete = True
+        elif kind == "error":  # mid-stream, e.g. overloaded_error
+            error = event.get("error")
+            raise error_for_kind(error.get("type") if isinstance(error, dict) else None)
         return ""
 
+    def _take_usage(self, usage: dict[str, Any]) -> None:
+        """message_delta's usage: output_tokens cumulative, thinking included. Newer API versions repeat
+        the (cumulative) input counts here: these win where present."""
+        self.result.output_tokens = usage.get("output_tokens")
+        for field, name in (
+            ("input_tokens", "input_tokens"),
+            ("cached_input_tokens", "cache_read_input_tokens"),
+            ("cache_write_tokens", "cache_creation_input_tokens"),
+        ):
+            if (count := usage.get(name)) is not None:
+                setattr(self.result, field, count)
+        if (details := usage.get("output_tokens_details")) is not None:
+            self.result.reasoning_tokens = details.get("thinking_tokens")
 
-def _block_delta(event: Any) -> str | Delta:
-    """What a content block's start or delta adds to the reply: answer text, thinking text, the
-    signature that ends a thinking block, or a redacted thinking block (its opaque data, no text)."""
-    if event.type == "content_block_start":
-        block = event.content_block
-        return Delta("", "reasoning", redacted=block.data) if block.type == "redacted_thinking" else ""
-    delta = event.delta
-    if delta.type == "text_delta":
-        return delta.text
-    if delta.type == "thinking_delta":
-        return Delta(delta.thinking, "reasoning")
-    if delta.type == "signature_delta":
-        return Delta("", "reasoning", signature=delta.signature)
+
+def _delta(delta: dict[str, Any]) -> str | Delta:
+    """What a content block's delta adds to the reply: answer text, thinking text, or the signature that
+    ends a thinking block."""
+    kind = delta.get("type")
+    if kind == "text_delta":
+        return delta.get("text") or ""
+    if kind == "thinking_delta":
+        return Delta(delta.get("thinking") or "", "reasoning")
+    if kind == "signature_delta":
+        return Delta("", "reasoning", signature=delta.get("signature") or "")
     return ""

@@ -8,13 +8,12 @@ from typing import Any
 import openai
 import orjson
 
-from chat.per_loop import PerLoop
 from chat.providers.base import ChatTurn, Delta, GenerationRequest, ModelInfo, Provider, ReplyStream
 from chat.providers.openai_responses import ResponsesReplyStream, reasoning_efforts
 from chat.providers.parameters import MAX_OUTPUT_TOKENS, REASONING_EFFORT, GenerationParameters, ParameterRule
 from chat.providers.sdk import SDKReplyStream
 from chat.providers.think_tags import ThinkTagSplitter
-from chat.providers.transport import error_for_kind, request_timeout, sse_data
+from chat.providers.transport import error_for_kind, http_client, loop_client, request_timeout, sse_data
 
 # Context windows of OpenAI's models; other servers' models get the conservative default unless their
 # entry in the settings gives their own (`llama3.1:8b@131072/8192`: chat.providers.registry.models_of).
@@ -55,10 +54,8 @@ class OpenAIProvider(Provider):
         # Some models on compatible servers write their reasoning inline as <think>…</think>; OpenAI's
         # own never do, and their answers keep any such text untouched.
         self.inline_reasoning = name != "openai"
-        # The worker retries before the first token itself, so the SDK must not.
-        self._clients = PerLoop(
-            lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout())
-        )
+        self._api_key = api_key
+        self._base_url = base_url
 
     def models(self) -> list[ModelInfo]:
         return [
@@ -74,7 +71,17 @@ class OpenAIProvider(Provider):
     @property
     def client(self) -> openai.AsyncOpenAI:
         """This event loop's client."""
-        return self._clients.get()
+        return loop_client(self, self._new_client)
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        # The worker retries before the first token itself, so the SDK must not.
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            max_retries=0,
+            timeout=request_timeout(),
+            http_client=http_client(),
+        )
 
     def stream(self, request: GenerationRequest) -> ReplyStream:
         if request.model in self.responses_models:

@@ -110,6 +110,14 @@ def default_model_ref() -> str:
     return refs[0] if refs else ""
 
 
+async def close_clients() -> None:
+    """Close the SDK clients (their aiohttp sessions and pooled connections) the running event loop opened:
+    the worker does on its way out; any other loop's are closed as it shuts down (chat.providers.transport)."""
+    from chat.providers.transport import close_clients
+
+    await close_clients()
+
+
 def reset() -> None:
     """Forget the providers built from settings (tests change settings)."""
     providers.cache_clear()
