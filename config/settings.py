@@ -160,9 +160,17 @@ if REDIS_URL:
         },
     }
 else:
+    # channels' in-memory layer, without its sweep of every channel on every frame (chat/memory_layer.py).
+    # Its defaults bite at C=500: a capacity of 100 on the job channel refused the sends beyond 100 that
+    # landed before the worker took them (`queue_full`), and a job that waited 60 s for a slot expired, its
+    # reply left pending until the pending expiry. Jobs get the Redis job queue's capacity and expiry; a
+    # socket's frame channel room for a few seconds of a lagging loop (a frame over it is recovered by seq).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
-        "jobs": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "default": {"BACKEND": "chat.memory_layer.EmbeddedChannelLayer", "CONFIG": {"capacity": 1000}},
+        "jobs": {
+            "BACKEND": "chat.memory_layer.EmbeddedChannelLayer",
+            "CONFIG": {"capacity": env_int("CHAT_JOB_QUEUE_CAPACITY", 1000), "expiry": 600},
+        },
     }
 
 AUTH_PASSWORD_VALIDATORS = [
