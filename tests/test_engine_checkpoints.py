@@ -38,7 +38,7 @@ async def let_go(writes: HeldWrites, batches: int) -> None:
 
 async def test_checkpoints_asked_for_during_a_write_go_together_in_the_next_batch_each_with_its_outcome():
     writes = HeldWrites()
-    writer = CheckpointWriter(writes)
+    writer = CheckpointWriter(writes, batch_seconds=0)
 
     first = asyncio.ensure_future(writer.save({"message_id": 1}))
     while not writes.batches:
@@ -54,7 +54,7 @@ async def test_checkpoints_asked_for_during_a_write_go_together_in_the_next_batc
 
 async def test_a_failed_batch_fails_every_checkpoint_in_it_and_the_next_batch_is_written_again():
     writes = HeldWrites(fail=ConnectionError("database away"))
-    writer = CheckpointWriter(writes)
+    writer = CheckpointWriter(writes, batch_seconds=0)
 
     saves = [asyncio.ensure_future(writer.save({"message_id": pk})) for pk in (1, 2)]
     await let_go(writes, 1)
@@ -69,7 +69,7 @@ async def test_a_failed_batch_fails_every_checkpoint_in_it_and_the_next_batch_is
 
 async def test_a_reply_whose_checkpoint_is_cancelled_leaves_the_others_of_its_batch_their_outcome():
     writes = HeldWrites()
-    writer = CheckpointWriter(writes)
+    writer = CheckpointWriter(writes, batch_seconds=0)
 
     gone, kept = (asyncio.ensure_future(writer.save({"message_id": pk})) for pk in (1, 2))
     while not writes.batches:
@@ -78,6 +78,23 @@ async def test_a_reply_whose_checkpoint_is_cancelled_leaves_the_others_of_its_ba
     await let_go(writes, 1)
 
     assert await kept == "saved 2" and gone.cancelled()
+
+
+async def test_checkpoints_asked_for_within_the_batch_interval_wait_for_one_batch_that_hurry_writes_at_once():
+    writes = HeldWrites()
+    writes.release.set()
+    writer = CheckpointWriter(writes, batch_seconds=3600)
+    assert await writer.save({"message_id": 1}) == "saved 1"  # the first batch in an hour: at once
+
+    later = [asyncio.ensure_future(writer.save({"message_id": pk})) for pk in (2, 3, 4)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    waited = list(writes.batches)
+    writes.release.set()
+    writer.hurry()
+
+    assert await asyncio.gather(*later) == ["saved 2", "saved 3", "saved 4"]
+    assert waited == [[1]] and writes.batches == [[1], [2, 3, 4]]
 
 
 async def test_each_event_loop_has_one_writer():

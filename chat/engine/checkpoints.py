@@ -4,8 +4,8 @@ one transaction on one thread.
 A reply checkpoints about once a second; at 200 replies that was 200 thread hops and 200 commits a
 second, each queued behind the claims and final saves on the worker's one database thread. Each reply
 still asks for its own checkpoint (Generation._checkpoint) and gets its own outcome back (saved, stop
-requested, lease lost, budget exceeded); the writer only gathers those that wait while a batch is
-written and writes them together. A batch that fails (the database away) fails every checkpoint in it,
+requested, lease lost, budget exceeded); the writer only gathers those asked for within a tenth of a
+second (BATCH_SECONDS) and writes them together. A batch that fails (the database away) fails every checkpoint in it,
 each reported by its reply as before and retried a second later.
 
 On PostgreSQL the batches run on a thread (and connection) of their own, like the lease renewals
@@ -15,6 +15,7 @@ process: two writing threads would only wait on each other for the write lock.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,14 +43,43 @@ def _on_database_thread() -> Callable[[Sequence[Progress]], Awaitable[list[servi
     return DatabaseSyncToAsync(write_batch, thread_sensitive=False, executor=_checkpoint_thread)
 
 
-class CheckpointWriter:
-    """Gathers the checkpoints asked for while a batch is being written, and writes them as the next batch."""
+# Batches start at most this often: the checkpoints asked for in between wait for the next one. A reply
+# checkpoints once a second, so a lone reply never waits; 200 make about 1 / BATCH_SECONDS batches a second.
+BATCH_SECONDS = 0.1
 
-    def __init__(self, write: Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint]]]) -> None:
+
+class CheckpointWriter:
+    """Gathers the checkpoints asked for while a batch is being written, or within BATCH_SECONDS of the
+    last batch's start, and writes them as the next batch. `hurry()` cuts the wait short: a reply that
+    ended waits for its last checkpoint before its final save (and its last frames)."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint]]],
+        *,
+        batch_seconds: float = BATCH_SECONDS,
+    ) -> None:
         self._write = write
+        self.batch_seconds = batch_seconds
         self._waiting: list[tuple[Progress, asyncio.Future[services.Checkpoint]]] = []
         self._writing: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
+        self._last_batch_at = float("-inf")
         self.batches = 0  # written so far (for tests and the benchmark)
+
+    def hurry(self) -> None:
+        """Write the checkpoints waiting now without waiting for more."""
+        self._hurry.set()
+
+    async def _gather(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_batch_at + self.batch_seconds - loop.time()
+        if wait > 0 and not self._hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._hurry.wait()
+        self._hurry.clear()
+        self._last_batch_at = loop.time()
 
     async def save(self, progress: Progress) -> services.Checkpoint:
         """This reply's checkpoint, written with the others of its moment; raises what the batch raised."""
@@ -62,6 +92,13 @@ class CheckpointWriter:
 
     async def _write_all(self) -> None:
         while self._waiting:
+            try:
+                await self._gather()
+            except BaseException:
+                for _, outcome in self._waiting:
+                    outcome.cancel()
+                self._waiting = []
+                raise
             batch, self._waiting = self._waiting, []
             try:
                 outcomes = await self._write([progress for progress, _ in batch])

@@ -123,6 +123,8 @@ class Generation:
         if self.over_budget and status == Message.Status.CANCELLED:
             error = BUDGET_STOP
         if self._checkpointing is not None:
+            if not self._checkpointing.done():
+                checkpoint_writer().hurry()  # its last frames and final save wait for it
             await self._checkpointing  # the final save must come after it
         if self.lease_lost:
             await frames.discard()  # the reaper announced the end: no text may follow it
