@@ -124,6 +124,28 @@ def test_a_batch_gives_each_reply_its_own_outcome_saved_stop_requested_or_lease_
     assert [Message.objects.get(pk=c.reply.pk).content for c in contexts] == ["So far", "", ""]
 
 
+@pytest.mark.usefixtures("db", "engine")
+def test_a_checkpoint_failing_on_its_own_fails_alone_and_the_others_of_its_batch_are_saved(make_user, monkeypatch):
+    owner = make_user()
+    contexts = []
+    for _ in range(2):
+        conversation = services.conversation_create(owner=owner, model=TEST_MODEL)
+        reply = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hi").reply
+        contexts.append(services.generation_begin(message_id=reply.pk, worker_id="w"))
+    broken = services.BudgetProbe(user_id=owner.pk, limits=None, running=None)
+    monkeypatch.setattr(services.BudgetProbe, "exceeded", lambda probe: 1 / 0)
+    batch = [
+        {"message_id": c.reply.pk, "parts": [("text", "So far")], "seq": 4, "lease_holder": c.lease_holder}
+        for c in contexts
+    ]
+    batch[0]["budget"] = broken
+
+    failed, saved = write_batch(batch)
+
+    assert isinstance(failed, ZeroDivisionError) and saved == services.Checkpoint.SAVED
+    assert Message.objects.get(pk=contexts[1].reply.pk).content == "So far"
+
+
 @pytest.mark.usefixtures("transactional_db", "engine")
 async def test_a_reply_checkpointing_through_the_writer_saves_its_text(make_user):
     owner = await database_sync_to_async(make_user)()

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from chat import services
 from chat.per_loop import PerLoop
@@ -31,13 +31,23 @@ Progress = Mapping[str, Any]  # the keyword arguments of services.generation_che
 _checkpoint_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-checkpoints")
 
 
-def write_batch(batch: Sequence[Progress]) -> list[services.Checkpoint]:
-    """Every checkpoint of the batch in one transaction, each reply's outcome in the batch's order."""
+def write_batch(batch: Sequence[Progress]) -> list[services.Checkpoint | Exception]:
+    """Every checkpoint of the batch in one transaction, each reply's outcome in the batch's order. A
+    database error fails the whole batch (raised); any other error fails its own checkpoint only (its
+    outcome is the exception), as when each checkpoint ran alone."""
+    outcomes: list[services.Checkpoint | Exception] = []
     with transaction.atomic():
-        return [services.generation_checkpoint(**progress) for progress in batch]
+        for progress in batch:
+            try:
+                outcomes.append(services.generation_checkpoint(**progress))
+            except DatabaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported by its own reply
+                outcomes.append(exc)
+    return outcomes
 
 
-def _on_database_thread() -> Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint]]]:
+def _on_database_thread() -> Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint | Exception]]]:
     if connection.vendor == "sqlite":
         return database_sync_to_async(write_batch)
     return DatabaseSyncToAsync(write_batch, thread_sensitive=False, executor=_checkpoint_thread)
@@ -55,7 +65,7 @@ class CheckpointWriter:
 
     def __init__(
         self,
-        write: Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint]]],
+        write: Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint | Exception]]],
         *,
         batch_seconds: float = BATCH_SECONDS,
     ) -> None:
@@ -115,7 +125,11 @@ class CheckpointWriter:
             finally:
                 self.batches += 1
             for (_, outcome), result in zip(batch, outcomes, strict=True):
-                if not outcome.done():  # its reply's checkpoint task may have been cancelled meanwhile
+                if outcome.done():  # its reply's checkpoint task was cancelled meanwhile
+                    continue
+                if isinstance(result, Exception):
+                    outcome.set_exception(result)
+                else:
                     outcome.set_result(result)
 
 
