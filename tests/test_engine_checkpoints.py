@@ -101,6 +101,7 @@ async def test_each_event_loop_has_one_writer():
     assert checkpoint_writer() is checkpoint_writer()
 
 
+@pytest.mark.cluster
 @pytest.mark.usefixtures("db", "engine")
 def test_a_batch_gives_each_reply_its_own_outcome_saved_stop_requested_or_lease_lost(make_user):
     owner = make_user()
@@ -124,6 +125,7 @@ def test_a_batch_gives_each_reply_its_own_outcome_saved_stop_requested_or_lease_
     assert [Message.objects.get(pk=c.reply.pk).content for c in contexts] == ["So far", "", ""]
 
 
+@pytest.mark.cluster
 @pytest.mark.usefixtures("db", "engine")
 def test_a_checkpoint_failing_on_its_own_fails_alone_and_the_others_of_its_batch_are_saved(make_user, monkeypatch):
     owner = make_user()
@@ -146,6 +148,7 @@ def test_a_checkpoint_failing_on_its_own_fails_alone_and_the_others_of_its_batch
     assert Message.objects.get(pk=contexts[1].reply.pk).content == "So far"
 
 
+@pytest.mark.cluster
 @pytest.mark.usefixtures("transactional_db", "engine")
 async def test_a_reply_checkpointing_through_the_writer_saves_its_text(make_user):
     owner = await database_sync_to_async(make_user)()
