@@ -102,6 +102,10 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            # Kept open: a new SQLite connection (Django's functions registered, the PRAGMAs below) costs
+            # ~0.7 ms of CPU, paid on every database call with CONN_MAX_AGE=0 (each claim, checkpoint,
+            # send). One connection per thread that uses the database: asgiref's one, the lease thread.
+            "CONN_MAX_AGE": None,
             # WAL lets the worker checkpoint while pages read; the timeout absorbs short write locks.
             "OPTIONS": {
                 "timeout": 20,
@@ -160,9 +164,17 @@ if REDIS_URL:
         },
     }
 else:
+    # channels' in-memory layer, without its sweep of every channel on every frame (chat/memory_layer.py).
+    # Its defaults bite at C=500: a capacity of 100 on the job channel refused the sends beyond 100 that
+    # landed before the worker took them (`queue_full`), and a job that waited 60 s for a slot expired, its
+    # reply left pending until the pending expiry. Jobs get the Redis job queue's capacity and expiry; a
+    # socket's frame channel room for a few seconds of a lagging loop (a frame over it is recovered by seq).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
-        "jobs": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "default": {"BACKEND": "chat.memory_layer.EmbeddedChannelLayer", "CONFIG": {"capacity": 1000}},
+        "jobs": {
+            "BACKEND": "chat.memory_layer.EmbeddedChannelLayer",
+            "CONFIG": {"capacity": env_int("CHAT_JOB_QUEUE_CAPACITY", 1000), "expiry": 600},
+        },
     }
 
 AUTH_PASSWORD_VALIDATORS = [

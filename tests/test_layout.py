@@ -11,7 +11,16 @@ PACKAGES = ("chat", "config")
 
 # Lowest first. A module may import only from its own layer or a lower one (and never in a loop).
 LAYERS: list[tuple[str, ...]] = [
-    ("chat.errors", "chat.models", "chat.per_loop", "chat.tree", "chat.files", "config.env", "config.settings"),
+    (
+        "chat.errors",
+        "chat.models",
+        "chat.per_loop",
+        "chat.memory_layer",
+        "chat.tree",
+        "chat.files",
+        "config.env",
+        "config.settings",
+    ),
     ("chat.providers", "chat.redis_clients"),
     (
         "chat.live",

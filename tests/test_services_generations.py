@@ -4,6 +4,7 @@ the usage ledger, and the reaping of replies whose worker vanished."""
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,7 @@ from django.db import connection
 from chat import services
 from chat.errors import ChatError
 from chat.limits import tokens_used_today
-from chat.models import Conversation, DailyUsage, Message
+from chat.models import Attachment, Conversation, DailyUsage, Message, ModelPrice
 from chat.prompts import reply_budget
 from chat.providers import registry
 from chat.providers.base import ChatTurn, StreamResult
@@ -158,6 +159,45 @@ def test_a_reply_whose_model_the_server_stopped_offering_fails_as_unknown_model(
     assert failed.error_message == ChatError("unknown_model").message
     assert (failed.lease_expires_at, failed.lease_holder, failed.finished_at) == (None, "", frozen_now)
     assert services.generation_begin(message_id=reply.pk) is None
+
+
+def test_a_claim_with_files_reads_the_reply_its_path_with_their_files_and_the_limits_in_six_statements(
+    conversation, django_assert_num_queries
+):
+    reply = pending_reply(conversation, "Sum this table")
+    question = Message.objects.get(pk=reply.parent_id)
+    Attachment.objects.create(
+        owner=conversation.owner,
+        conversation=conversation,
+        message=question,
+        kind="text",
+        mime="text/csv",
+        name="table.csv",
+        storage_name="u1/t.csv",
+        size=8,
+        text="a,b\n1,2\n",
+    )
+
+    # The claim, the reply with its conversation, the tree, the path, the path's files, the owner's groups.
+    with django_assert_num_queries(6):
+        context = services.generation_begin(message_id=reply.pk)
+
+    assert "table.csv" in context.request.turns[-1].content and context.price is None
+
+
+def test_a_claim_reads_the_models_price_only_for_an_owner_with_a_money_budget(
+    conversation, settings, django_assert_num_queries
+):
+    settings.CHAT_DAILY_COST_BUDGET = Decimal("5")
+    ModelPrice.objects.create(
+        model=TEST_MODEL, effective_from=datetime(2020, 1, 1, tzinfo=UTC), input_per_million=1, output_per_million=2
+    )
+    reply = pending_reply(conversation)
+
+    with django_assert_num_queries(7):
+        context = services.generation_begin(message_id=reply.pk)
+
+    assert context.price is not None and context.limits.has_money_budget
 
 
 # --- generation_checkpoint / generation_leases_renew ---------------------------------------------

@@ -135,3 +135,37 @@ def test_responses_models_default_to_the_reasoning_families_and_background_model
     assert outside_responses.returncode != 0
     assert "OPENAI_BACKGROUND_MODELS: gpt-5 not in OPENAI_RESPONSES_MODELS" in outside_responses.stderr
     assert settings.OPENAI_RESPONSES_MODELS == [], "the default OpenAI models all stay on Chat Completions"
+
+
+EMBEDDED_DATABASE_PROBE = """
+import asyncio, django
+from channels.db import database_sync_to_async
+from django.db import connection
+from django.db.backends.signals import connection_created
+django.setup()
+opened = []
+connection_created.connect(lambda **kwargs: opened.append(1))
+
+def pragmas():
+    with connection.cursor() as cursor:
+        return [cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous", "busy_timeout")]
+
+async def main():
+    for _ in range(5):
+        found = await database_sync_to_async(pragmas)()
+    print(found, len(opened))
+
+asyncio.run(main())
+"""
+
+
+def test_the_embedded_database_is_in_wal_mode_waits_for_locks_and_keeps_its_connection(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    environment.update(SQLITE_PATH=str(tmp_path / "db.sqlite3"), DJANGO_SETTINGS_MODULE="config.settings")
+
+    probe = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_DATABASE_PROBE], cwd=BASE_DIR, env=environment, capture_output=True, text=True
+    )
+
+    # WAL, synchronous=NORMAL (1), a 20 s busy timeout; five database calls, one connection.
+    assert probe.stdout.split() == ["['wal',", "1,", "20000]", "1"], probe.stderr

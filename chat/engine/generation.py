@@ -9,12 +9,12 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from chat import events, services
+from chat.engine.checkpoints import checkpoint_writer
 from chat.engine.frames import Clock, FrameCoalescer
 from chat.engine.resilience import best_effort, retry_delay, timeout_error, with_database_retry
 from chat.engine.resume import ResumePoint, resume_point
@@ -123,6 +123,8 @@ class Generation:
         if self.over_budget and status == Message.Status.CANCELLED:
             error = BUDGET_STOP
         if self._checkpointing is not None:
+            if not self._checkpointing.done():
+                checkpoint_writer().hurry()  # its last frames and final save wait for it
             await self._checkpointing  # the final save must come after it
         if self.lease_lost:
             await frames.discard()  # the reaper announced the end: no text may follow it
@@ -280,7 +282,8 @@ class Generation:
     async def _checkpoint(self, frames: FrameCoalescer) -> None:
         progress = {**self._progress(frames), "budget": self._budget_probe(frames)}
         try:
-            outcome = await database_sync_to_async(services.generation_checkpoint)(**progress)
+            # Written with every other reply's checkpoint of the moment, in one transaction (chat.engine.checkpoints).
+            outcome = await checkpoint_writer().save(progress)
         except Exception:  # noqa: BLE001 - a missed checkpoint is retried a second later
             logger.warning("checkpoint of reply %s failed", self.message_id, exc_info=True)
             return

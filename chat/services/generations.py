@@ -116,7 +116,8 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         )
         return None
     history = selectors.history_for(reply=reply)
-    attachments = selectors.attachments_by_message(message_ids=[m.pk for m in history if m.role == Message.Role.USER])
+    # The path comes with its files (prefetched, in upload order): no second query for them.
+    attachments = {m.pk: files for m in history if m.role == Message.Role.USER and (files := list(m.attachments.all()))}
     question = next((m for m in reversed(history) if m.role == Message.Role.USER), None)
     parameters, conversation_max_output = parameters_for_request(
         provider=provider, model=model, values=conversation.parameters
@@ -144,14 +145,18 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
             lease_holder=lease_holder,
         )
         return None
+    limits = teams.limits_for(user_id=conversation.owner_id)
     return GenerationContext(
         reply=reply,
         conversation=conversation,
         request=request,
         provider=provider,
         lease_holder=lease_holder,
-        limits=teams.limits_for(user_id=conversation.owner_id),
-        price=costs.price_at(model_ref=reply.model_reference, moment=reply.created_at),
+        limits=limits,
+        # The price serves the money budget's checkpoints only: no query for an owner without one.
+        price=costs.price_at(model_ref=reply.model_reference, moment=reply.created_at)
+        if limits.has_money_budget
+        else None,
     )
 
 
