@@ -187,11 +187,11 @@ async def test_a_stream_cancelled_as_its_next_event_arrives_is_cancelled():
     same loop turn as an event (Python 3.11's `asyncio.wait_for` would return the event instead)."""
     arrived = asyncio.get_running_loop().create_future()
 
-    class Layer:
-        async def receive(self, channel: str) -> dict:
-            return await asyncio.ensure_future(arrived)  # a task of its own, as channels_redis waits
+    class Inbox:
+        async def get(self) -> dict:
+            return await asyncio.ensure_future(arrived)  # a task of its own
 
-    waiting = asyncio.create_task(next_event(Layer(), "specific.test!1"))
+    waiting = asyncio.create_task(next_event(Inbox()))
     await asyncio.sleep(0)
     arrived.set_result({"type": "chat.frame"})
     await asyncio.sleep(0)  # the receive is done; the stream has not run since
