@@ -255,10 +255,17 @@ class LayerFanout:
 
     async def follow(self, group: str, inbox: Inbox) -> None:
         self._followers.add(group, inbox)
-        if group not in self._ready:
+        ready = self._ready.get(group)
+        if ready is None:
             ready = self._ready[group] = asyncio.get_running_loop().create_future()
             self._readers[group] = asyncio.get_running_loop().create_task(self._read(group, ready))
-        await asyncio.shield(self._ready[group])
+        try:
+            async with asyncio.timeout(CONFIRM_SECONDS):
+                await asyncio.shield(ready)
+        except TimeoutError:
+            await self.unfollow(group, inbox)
+            logger.warning("the channel layer did not take the subscription to %s", group)
+            raise ChatError("unavailable") from None
 
     async def unfollow(self, group: str, inbox: Inbox) -> None:
         if not self._followers.remove(group, inbox):

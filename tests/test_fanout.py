@@ -6,11 +6,12 @@ import asyncio
 import orjson
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 
 from chat import events, fanout, services
 from chat.errors import ChatError
-from chat.fanout import Inbox, RedisFanout, resync_event
+from chat.fanout import Inbox, LayerFanout, RedisFanout, resync_event
 from chat.redis_clients import log_client
 from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import Scenario
@@ -152,6 +153,20 @@ def test_an_inbox_that_falls_too_far_behind_gets_one_resync_instead():
         inbox.put({"type": "chat.frame", "n": n})
     assert len(inbox) == 1
     assert asyncio.run(inbox.get()) == resync_event(None)
+
+
+async def test_over_a_channel_layer_a_group_is_one_layer_channel_for_every_follower_of_the_process():
+    layer = InMemoryChannelLayer()
+    fan = LayerFanout(layer)
+    inboxes = [Inbox() for _ in range(3)]
+    for inbox in inboxes:
+        await fan.follow("conversation-1", inbox)
+    assert len(layer.groups["conversation-1"]) == 1
+    await layer.group_send("conversation-1", {"type": "chat.frame", "n": 1})
+    assert [await asyncio.wait_for(inbox.get(), 5) for inbox in inboxes] == [{"type": "chat.frame", "n": 1}] * 3
+    for inbox in inboxes:
+        await fan.unfollow("conversation-1", inbox)
+    await until(lambda: not layer.groups.get("conversation-1"))
 
 
 # --- against Redis, through the real ASGI application ------------------------------------------------
