@@ -9,9 +9,11 @@ import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.test import AsyncClient, Client
 
-from chat import services
+from chat import events, services
+from chat.fanout import resync_event
 from chat.models import Message
 from chat.sse import next_event
 from tests.engine_fixtures import TEST_MODEL, session_cookie_for
@@ -173,6 +175,18 @@ async def test_a_snapshot_with_no_reply_has_the_id_0_0_and_resuming_from_it_send
     resumed = await open_events(client, conversation, last_event_id=first["id"])
     again = await resumed.next_event()
     await resumed.close()
+    assert (again["event"], again["id"], again["data"]["message"]) == ("snapshot", "0:0", None)
+
+
+@pytest.mark.cluster
+async def test_a_stream_the_fanout_tells_to_resync_sends_a_fresh_snapshot(client_and_conversation):
+    client, conversation = client_and_conversation
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    group = events.conversation_group(conversation.pk)
+    await get_channel_layer().group_send(group, resync_event(group))  # as after a Redis reconnect
+    again = await stream.next_event()
+    await stream.close()
     assert (again["event"], again["id"], again["data"]["message"]) == ("snapshot", "0:0", None)
 
 
