@@ -32,7 +32,8 @@ CLOSE_BAD_REQUEST = 4400  # the URL asked for a protocol version this server doe
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4403
 CLOSE_FLOODING = 4429
-CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard)
+CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard), or Redis
+# did not confirm the subscription to the user's events (chat.fanout)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
