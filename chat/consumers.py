@@ -2,8 +2,8 @@
 
 import asyncio
 import contextlib
-import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -12,7 +12,6 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
@@ -39,22 +38,20 @@ CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middle
 class ChatConsumer(AsyncWebsocketConsumer):
     """One browser tab. It follows the user's sidebar and any conversations it subscribes to.
 
-    Its events (the user's sidebar and `session.ended`, the live frames of the conversations it
-    follows) come from the process's fan-out (chat.fanout: one subscription per group and process)
-    into this socket's inbox. Its channel-layer channel only names it (`answered`)."""
+    Every event it gets (the user's sidebar and `session.ended`, the live frames of the conversations
+    it follows) comes from the process's fan-out (chat.fanout: one subscription per group and
+    process) into this socket's inbox: it has no channel-layer channel of its own to receive on."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Channels' AsyncConsumer.__call__ (4.3), with a third source in the same dispatch loop: the
-        # inbox. Frames are still handled one at a time, after the client frame being handled (a
-        # `subscribe` sends its snapshot before any live frame that arrived meanwhile).
+        # Channels' AsyncConsumer.__call__ (4.3), with the inbox in place of the channel layer: events are
+        # still handled one at a time, after the client frame being handled (a `subscribe` sends its
+        # snapshot before any live frame that arrived meanwhile).
         self.scope = scope
         self.inbox = Inbox()
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.channel_name = f"socket.{uuid.uuid4().hex}"  # names this socket in `answered` frames
         self.base_send = send
         with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self.channel_receive, self.inbox.get], self.dispatch)
+            await await_many_dispatch([receive, self.inbox.get], self.dispatch)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -205,7 +202,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.fanout.follow(events.conversation_group(conversation_id), self.inbox)
             self.following.add(conversation_id)
 
-    # --- channel layer events ----------------------------------------------------------------
+    # --- fan-out events ----------------------------------------------------------------
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
