@@ -1,14 +1,18 @@
 """The WebSocket endpoint: parse a frame, check it, hand it to chat.actions; relay live frames."""
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest
@@ -18,6 +22,7 @@ from django.utils.translation import gettext as _
 from chat import actions, events, sessions
 from chat.errors import ChatError
 from chat.events import Frame
+from chat.fanout import Inbox, fanout
 from chat.limits import FrameRate
 
 logger = logging.getLogger(__name__)
@@ -26,11 +31,27 @@ CLOSE_BAD_REQUEST = 4400  # the URL asked for a protocol version this server doe
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4403
 CLOSE_FLOODING = 4429
-CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard)
+CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard), or Redis
+# did not confirm the subscription to the user's events (chat.fanout)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """One browser tab. It follows the user's sidebar and any conversations it subscribes to."""
+    """One browser tab. It follows the user's sidebar and any conversations it subscribes to.
+
+    Every event it gets (the user's sidebar and `session.ended`, the live frames of the conversations
+    it follows) comes from the process's fan-out (chat.fanout: one subscription per group and
+    process) into this socket's inbox: it has no channel-layer channel of its own to receive on."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ (4.3), with the inbox in place of the channel layer: events are
+        # still handled one at a time, after the client frame being handled (a `subscribe` sends its
+        # snapshot before any live frame that arrived meanwhile).
+        self.scope = scope
+        self.inbox = Inbox()
+        self.channel_name = f"socket.{uuid.uuid4().hex}"  # names this socket in `answered` frames
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive, self.inbox.get], self.dispatch)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -48,13 +69,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame(events.error_frame(error))
             await self.close(code=CLOSE_BAD_REQUEST)
             return
+        self.fanout = fanout()
+        try:
+            # The sidebar's frames on the same fan-out as the conversations': one Redis connection, so
+            # they keep the order they were published in (`conversation` running, the reply, `done`...).
+            await self.fanout.follow(events.user_group(user.pk), self.inbox)
+        except ChatError:  # Redis did not confirm the subscription: the client retries, as in an outage
+            await self.accept()
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return
         self.user = user
         # The language of the error frames this socket gets: the page's (cookie, else Accept-Language).
         self.language = _language(self.scope)
         self.following: set[int] = set()
         # Per message: the last seq a snapshot covered; live deltas up to it are dropped.
         self.covered: dict[int, int] = {}
-        await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
         self.frame_rate = FrameRate(settings.CHAT_WS_FRAMES_PER_SECOND)
         self.session_watch = asyncio.create_task(self._watch_session(self.scope["session"].session_key))
         await self.accept()
@@ -69,9 +98,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not hasattr(self, "user"):
             return
         self.session_watch.cancel()
-        await self.channel_layer.group_discard(events.user_group(self.user.pk), self.channel_name)
+        await self.fanout.unfollow(events.user_group(self.user.pk), self.inbox)
         for conversation_id in self.following:
-            await self.channel_layer.group_discard(events.conversation_group(conversation_id), self.channel_name)
+            await self.fanout.unfollow(events.conversation_group(conversation_id), self.inbox)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Live frames touch no database: skip Channels' per-message connection cleanup (a thread hop).
@@ -129,7 +158,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         if conversation.pk in self.following:
             self.following.discard(conversation.pk)
-            await self.channel_layer.group_discard(events.conversation_group(conversation.pk), self.channel_name)
+            await self.fanout.unfollow(events.conversation_group(conversation.pk), self.inbox)
 
     async def on_start(self, frame: Frame) -> None:
         """send, regenerate, retry, edit, continue: each starts a reply."""
@@ -168,11 +197,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame(events.pong_frame())
 
     async def _follow(self, conversation_id: int) -> None:
+        """Follow a conversation's live frames; returns once they are subscribed to (then read a snapshot)."""
         if conversation_id not in self.following:
-            await self.channel_layer.group_add(events.conversation_group(conversation_id), self.channel_name)
+            await self.fanout.follow(events.conversation_group(conversation_id), self.inbox)
             self.following.add(conversation_id)
 
-    # --- channel layer events ----------------------------------------------------------------
+    # --- fan-out events ----------------------------------------------------------------
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if event["kind"] == "delta" and event["seq"] <= self.covered.get(event["message"], 0):
@@ -184,6 +214,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event["kind"] == "done":
             self.covered.pop(event["message"], None)
         await self.send(text_data=event["json"])
+
+    async def fanout_resync(self, event: dict[str, Any]) -> None:
+        """Live frames were lost (Redis reconnected, or this socket fell far behind): a fresh snapshot of
+        each conversation concerned, as after a `subscribe`, and live frames go on from it."""
+        for conversation_id in list(self.following):
+            if event["group"] not in (None, events.conversation_group(conversation_id)):
+                continue
+            try:
+                catch_up, message_id, seq = await actions.catch_up(conversation_id, None, protocol=self.protocol)
+            except DatabaseError:
+                logger.warning("could not re-snapshot conversation %s for a socket", conversation_id, exc_info=True)
+                continue
+            if message_id is not None:
+                self.covered[message_id] = seq
+            await self.send_frame(catch_up)
 
     async def _watch_session(self, session_key: str | None) -> None:
         """Close the socket once its login session has expired or was ended elsewhere."""

@@ -7,7 +7,7 @@ socket without decoding and re-encoding it for every listener.
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -462,13 +462,22 @@ def delta_wire(**delta: Any) -> tuple[str, bytes] | None:
 
 def _pubsub_wire(group: str, event: Frame) -> tuple[str, bytes] | None:
     layer = get_channel_layer()
+    channel_of = pubsub_channel_of(layer)
+    if channel_of is None:
+        return None
+    return channel_of(group), layer.serialize(event)
+
+
+def pubsub_channel_of(layer: Any) -> Callable[[str], str] | None:
+    """On the Redis pub/sub layer, the Redis channel each group is published on (chat.fanout subscribes
+    to the same); None on other layers. Call it in the event loop that will use it."""
     if type(layer).__name__ != "RedisPubSubChannelLayer":
         return None
     # channels_redis 4.3 internals (pinned): one shard, and the channel a group is published on.
     loop_layer = layer._get_layer()
     if len(loop_layer._shards) != 1:
         return None
-    return loop_layer._get_group_channel_name(group), layer.serialize(event)
+    return loop_layer._get_group_channel_name
 
 
 async def publish_delta(**delta: Any) -> None:

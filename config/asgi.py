@@ -2,10 +2,11 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -13,6 +14,23 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from chat.engine.jobs import with_in_process_worker  # noqa: E402
 from chat.middleware import UploadSizeGuard, WebSocketOriginValidator, WebSocketOutageGuard  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.sse import is_stream_path  # noqa: E402
+
+
+class StreamingASGIHandler(ASGIHandler):
+    """Django's handler, but a request that may stream for hours (chat.sse.is_stream_path) is served
+    outside its ThreadSensitiveContext: inside one, the request's first sync call (a session load, a
+    query) gets a thread of its own, kept until the response ends, so every open stream held a thread.
+    Outside it, those brief calls share the process's one sync thread and a stream holds none."""
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "http" and is_stream_path(scope.get("path", "")):
+            await self.handle(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+django_asgi_app = StreamingASGIHandler()
 
 application = with_in_process_worker(
     ProtocolTypeRouter(

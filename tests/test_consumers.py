@@ -5,9 +5,11 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from chat import services
+from chat import events, services
+from chat.fanout import resync_event
 from chat.models import Message
 from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import Scenario
@@ -222,6 +224,22 @@ async def test_two_clients_receive_identical_content(connect, user, conversation
         reply_id = await started_reply(first, conversation)
         (text_one, _), (text_two, _) = await asyncio.gather(first.reply_text(reply_id), second.reply_text(reply_id))
     assert text_one == text_two == "".join(Scenario.slow(60).tokens)
+
+
+@pytest.mark.cluster
+async def test_a_socket_told_to_resync_mid_reply_sends_a_fresh_snapshot_and_the_rest_with_no_gap(
+    connect, user, conversation, upstream
+):
+    upstream.script(Scenario.slow(100, delay=0.01))
+    group = events.conversation_group(conversation.pk)
+    async with connect(user) as ws:
+        reply_id = await started_reply(ws, conversation)
+        await deltas(ws, 3)
+        await get_channel_layer().group_send(group, resync_event(group))  # as after a Redis reconnect
+        snapshot = await ws.receive_until(lambda f: f["type"] in {"snapshot", "done"})
+        assert snapshot["type"] == "snapshot" and snapshot["message"]["id"] == reply_id
+        text, _ = await ws.reply_text(reply_id, text=snapshot["message"]["content"])
+    assert text == "".join(Scenario.slow(100).tokens)
 
 
 @pytest.mark.cluster

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("chat.events", "chat.services"),
     ("chat.engine",),
-    ("chat.actions", "chat.sessions", "chat.health"),
+    ("chat.actions", "chat.sessions", "chat.health", "chat.fanout"),
     (
         "chat.api",
         "chat.history_api",

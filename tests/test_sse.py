@@ -1,17 +1,22 @@
 """The HTTP transport: the SSE stream of a conversation and the JSON endpoints that drive it."""
 
 import asyncio
+import threading
 import uuid
+import weakref
 
 import orjson
 import pytest
+from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.test import AsyncClient, Client
 
-from chat import services
+from chat import events, services
+from chat.fanout import resync_event
 from chat.models import Message
 from chat.sse import next_event
-from tests.engine_fixtures import TEST_MODEL
+from tests.engine_fixtures import TEST_MODEL, session_cookie_for
 from tests.fake_upstream import Scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
@@ -173,6 +178,18 @@ async def test_a_snapshot_with_no_reply_has_the_id_0_0_and_resuming_from_it_send
     assert (again["event"], again["id"], again["data"]["message"]) == ("snapshot", "0:0", None)
 
 
+@pytest.mark.cluster
+async def test_a_stream_the_fanout_tells_to_resync_sends_a_fresh_snapshot(client_and_conversation):
+    client, conversation = client_and_conversation
+    stream = await open_events(client, conversation)
+    await stream.next_event("snapshot")
+    group = events.conversation_group(conversation.pk)
+    await get_channel_layer().group_send(group, resync_event(group))  # as after a Redis reconnect
+    again = await stream.next_event()
+    await stream.close()
+    assert (again["event"], again["id"], again["data"]["message"]) == ("snapshot", "0:0", None)
+
+
 async def test_an_idle_stream_sends_a_heartbeat_comment(client_and_conversation, settings):
     settings.CHAT_SSE_HEARTBEAT_SECONDS = 0.2
     client, conversation = client_and_conversation
@@ -187,11 +204,11 @@ async def test_a_stream_cancelled_as_its_next_event_arrives_is_cancelled():
     same loop turn as an event (Python 3.11's `asyncio.wait_for` would return the event instead)."""
     arrived = asyncio.get_running_loop().create_future()
 
-    class Layer:
-        async def receive(self, channel: str) -> dict:
-            return await asyncio.ensure_future(arrived)  # a task of its own, as channels_redis waits
+    class Inbox:
+        async def get(self) -> dict:
+            return await asyncio.ensure_future(arrived)  # a task of its own
 
-    waiting = asyncio.create_task(next_event(Layer(), "specific.test!1"))
+    waiting = asyncio.create_task(next_event(Inbox()))
     await asyncio.sleep(0)
     arrived.set_result({"type": "chat.frame"})
     await asyncio.sleep(0)  # the receive is done; the stream has not run since
@@ -366,3 +383,83 @@ async def test_a_message_id_of_another_users_conversation_is_not_found_over_http
         assert (response.status_code, response.json()["error"]["code"]) == (404 if code == "not_found" else 400, code)
 
     assert await database_sync_to_async(Message.objects.count)() == count
+
+
+# --- what an open stream holds: no thread, no database connection ----------------------------------
+
+
+class RawStream:
+    """One SSE request straight to config.asgi's application, as Daphne would make it."""
+
+    def __init__(self, application, path: str, cookie: bytes) -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"cookie", cookie)],
+            "client": ("127.0.0.1", 40000),
+            "server": ("localhost", 80),
+        }
+        self.communicator = ApplicationCommunicator(application, scope)
+
+    async def open(self) -> bytes:
+        """Send the request; returns the first chunk of the body (the snapshot)."""
+        await self.communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+        start = await self.communicator.receive_output(20)
+        assert (start["type"], start["status"]) == ("http.response.start", 200), start
+        return (await self.communicator.receive_output(20))["body"]
+
+    async def close(self) -> None:
+        await self.communicator.send_input({"type": "http.disconnect"})
+        await self.communicator.wait(20)
+
+
+def open_connections(monkeypatch):
+    """Every database connection any thread opens from now on; `held()` lists those still open."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    opened = weakref.WeakSet()
+    connect = BaseDatabaseWrapper.connect
+
+    def recording_connect(self):
+        opened.add(self)
+        return connect(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "connect", recording_connect)
+    return lambda: [wrapper for wrapper in opened if wrapper.connection is not None]
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("handler", ["streaming", "django"])
+async def test_open_streams_hold_no_thread_and_no_database_connection(handler, client_and_conversation, monkeypatch):
+    """Served by config.asgi's handler, N open streams add no thread; Django's own handler (the
+    contrast) keeps a thread per stream for as long as it is open."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from config import asgi
+
+    _, conversation = client_and_conversation
+    owner = await database_sync_to_async(lambda: conversation.owner)()
+    cookie = await session_cookie_for(owner)
+    app = asgi.application if handler == "streaming" else ASGIHandler()
+    held = open_connections(monkeypatch)
+    path = f"/api/conversations/{conversation.pk}/events"
+    streams = [RawStream(app, path, cookie)]
+    assert b"event: snapshot" in await streams[0].open()  # starts what a first request starts (worker, pools)
+    threads, connections = threading.active_count(), len(held())
+    for _ in range(8):
+        streams.append(RawStream(app, path, cookie))
+        assert b"event: snapshot" in await streams[-1].open()
+    added_threads, added_connections = threading.active_count() - threads, len(held()) - connections
+    for stream in streams:
+        await stream.close()
+    if handler == "streaming":
+        assert (added_threads, added_connections) == (0, 0)
+    else:
+        assert added_threads >= 8
