@@ -81,8 +81,13 @@ async def start_reply(
     user: AbstractBaseUser, conversation_id: object, *, kind: str, fields: Mapping[str, Any]
 ) -> ReplyStarted:
     """Send, regenerate (retry), edit or continue, as named by `kind` (see REPLY_STARTERS)."""
-    service, names = REPLY_STARTERS[kind]
     conversation = await conversation_for(user, conversation_id)
+    return await start_reply_in(conversation, kind=kind, fields=fields)
+
+
+async def start_reply_in(conversation: Conversation, *, kind: str, fields: Mapping[str, Any]) -> ReplyStarted:
+    """`start_reply` in a conversation already checked to be the user's (`conversation_for`)."""
+    service, names = REPLY_STARTERS[kind]
     arguments = {name: fields.get(name) for name in names}
     return await _start(conversation, service, client_id=fields.get("client_id"), **arguments)
 

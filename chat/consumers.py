@@ -136,7 +136,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Follow first, so the frames of the new reply reach this tab too.
         conversation = await actions.conversation_for(self.user, frame.get("conversation"))
         await self._follow(conversation.pk)
-        started = await actions.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
+        started = await actions.start_reply_in(conversation, kind=frame["type"], fields=frame)
         await self.send_frame(started.frame(client_id=frame["client_id"]))
 
     async def on_switch(self, frame: Frame) -> None:
