@@ -75,6 +75,8 @@ def _of(policy: GroupPolicy, field: str, default: int | Decimal) -> int | Decima
 
 # The clock of the policy cache (seconds); tests replace it.
 clock: Callable[[], float] = time.monotonic
+# At most this many users' policies are kept: the users of the last few seconds, not every user ever.
+POLICY_CACHE_USERS = 10_000
 # user id -> (read at, their groups' policies)
 _policies: dict[int, tuple[float, tuple[GroupPolicy, ...]]] = {}
 
@@ -87,6 +89,8 @@ def _policies_of(user_id: int) -> tuple[GroupPolicy, ...]:
         return cached[1]
     policies = tuple(GroupPolicy.objects.filter(group__user__id=user_id).order_by("pk"))
     if ttl > 0:
+        if len(_policies) >= POLICY_CACHE_USERS:
+            _policies.clear()
         _policies[user_id] = (now, policies)
     return policies
 

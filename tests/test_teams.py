@@ -163,6 +163,15 @@ def test_a_policy_or_membership_changed_in_this_process_applies_at_once(user, in
     assert teams.limits_for(user_id=user.pk).messages_per_minute == settings.CHAT_MESSAGES_PER_MINUTE
 
 
+def test_the_cache_keeps_a_bounded_number_of_users(user, make_user, clock, monkeypatch):
+    monkeypatch.setattr(teams, "POLICY_CACHE_USERS", 2)
+    others = [make_user() for _ in range(2)]
+    for someone in [user, *others]:
+        teams.limits_for(user_id=someone.pk)
+    assert len(teams._policies) <= 2
+    assert policy_reads(others[-1]) == 0
+
+
 def test_a_cache_window_of_zero_reads_the_policies_every_time(user, in_group, clock, settings):
     settings.CHAT_LIMITS_CACHE_SECONDS = 0
     in_group(user, messages_per_minute=3)
