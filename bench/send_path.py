@@ -1,13 +1,15 @@
 """The send path on Daphne: CPU and SQL statements one `send` costs, from the frame to its `accepted` answer.
 
-    python bench/send_path.py [--sends 200] [--limits on|off]
+    python bench/send_path.py [--sends 200] [--limits on|off] [--burst 200]
 
 Embedded settings (a temporary SQLite file, the in-memory channel layer), the real ASGI application
 driven by channels' WebsocketCommunicator. No worker runs: the job a send hands over is dropped, and the
 reply is marked done between sends (outside what is measured), so every send is a real one. Prints, for
 the first send in a new conversation and for a follow-up send, the CPU milliseconds per send
 (time.process_time of the whole process, the database thread included) and the SQL statements per send
-(every statement of the database thread, counted by an execute wrapper).
+(every statement of the database thread, counted by an execute wrapper). With --burst C, also C users'
+sockets send at the same instant, each a first send: CPU and statements per send, and the time from
+the burst to each `accepted` (wall time: noisy on a shared machine, for the shape only).
 """
 
 import argparse
@@ -34,6 +36,7 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sends", type=int, default=200, help="sends of each kind measured (default 200)")
     parser.add_argument("--limits", choices=("on", "off"), default="on", help="the limits checked, or none")
+    parser.add_argument("--burst", type=int, default=0, help="also C sockets sending at once (default: none)")
     return parser.parse_args()
 
 
@@ -97,14 +100,17 @@ async def _run(args: argparse.Namespace) -> None:
         client.force_login(user)
         return user, f"sessionid={client.cookies['sessionid'].value}".encode()
 
-    user, cookie = await database_sync_to_async(login)()
-    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)]
-    socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
-    connected, _ = await socket.connect(timeout=10)
-    assert connected, "the socket was refused"
-    await socket.receive_json_from()  # hello
+    async def open_socket() -> tuple[object, WebsocketCommunicator]:
+        user, cookie = await database_sync_to_async(login)()
+        headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)]
+        socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        connected, _ = await socket.connect(timeout=10)
+        assert connected, "the socket was refused"
+        await socket.receive_json_from()  # hello
+        return user, socket
 
-    new_conversation = database_sync_to_async(lambda: services.conversation_create(owner=user).pk)
+    user, socket = await open_socket()
+    new_conversation = database_sync_to_async(lambda owner=user: services.conversation_create(owner=owner).pk)
     finish = database_sync_to_async(
         lambda pk: Message.objects.filter(pk=pk).update(status=Message.Status.COMPLETE, content="Fine, thanks.")
     )
@@ -134,6 +140,8 @@ async def _run(args: argparse.Namespace) -> None:
             kinds["first send in a new conversation"].append(first)
             kinds["follow-up send"].append(follow_up)
     await socket.disconnect()
+    if args.burst:
+        await _burst(args.burst, open_socket, new_conversation, counter)
 
     print(f"{args.sends} sends of each kind, limits {args.limits}, embedded (SQLite, in-memory layer), no worker\n")
     print("| Send | CPU ms per send | SQL statements per send |")
@@ -142,6 +150,32 @@ async def _run(args: argparse.Namespace) -> None:
         cpu = sum(sample[0] for sample in samples) / len(samples) * 1000
         statements = sum(sample[1] for sample in samples) / len(samples)
         print(f"| {name} | {cpu:.2f} | {statements:.1f} |")
+
+
+async def _burst(size: int, open_socket, new_conversation, counter: StatementCount) -> None:  # noqa: ANN001
+    """`size` users' sockets send at the same instant; each waits for its `accepted`."""
+    sockets = [await open_socket() for _ in range(size)]
+    conversations = [await new_conversation(user) for user, _ in sockets]
+
+    async def send(socket, conversation_id: int, started: float) -> float:  # noqa: ANN001
+        frame = {"type": "send", "conversation": conversation_id, "client_id": uuid.uuid4().hex, "content": "Hello?"}
+        await socket.send_json_to(frame)
+        while (answer := await socket.receive_json_from(timeout=120))["type"] not in ("accepted", "error"):
+            pass
+        assert answer["type"] == "accepted", answer
+        return time.perf_counter() - started
+
+    statements, cpu, started = counter.count, time.process_time(), time.perf_counter()
+    waits = sorted(
+        await asyncio.gather(*(send(s, c, started) for (_, s), c in zip(sockets, conversations, strict=True)))
+    )
+    cpu, statements = time.process_time() - cpu, counter.count - statements
+    for _, socket in sockets:
+        await socket.disconnect()
+    print(
+        f"Burst of {size} first sends at once: {cpu / size * 1000:.2f} CPU ms and {statements / size:.1f} statements"
+        f" per send; accepted after {waits[len(waits) // 2] * 1000:.0f} ms (median), {waits[-1] * 1000:.0f} ms (last)\n"
+    )
 
 
 def main() -> None:
