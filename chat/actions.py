@@ -1,7 +1,7 @@
 """What a client can ask for, whatever the transport: the WebSocket consumer and the HTTP API both
 call these. Each runs a service, tells every follower, and hands any new reply to a worker."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from chat import events, selectors, services
 from chat.engine import jobs
+from chat.errors import ChatError
 from chat.events import Frame
 from chat.live import LiveState, live_log
 from chat.models import ApiKey, Conversation, Message
@@ -48,11 +49,6 @@ async def conversation_for(user: AbstractBaseUser, conversation_id: object) -> C
     return await _owned(user, conversation_id)
 
 
-async def _start(conversation: Conversation, service: Any, **kwargs: Any) -> ReplyStarted:
-    result: services.SendResult = await database_sync_to_async(service)(conversation=conversation, **kwargs)
-    return await _announce(conversation, result)
-
-
 async def _announce(conversation: Conversation, result: services.SendResult) -> ReplyStarted:
     """Tell every follower about a reply just started, and hand it to a worker."""
     started = ReplyStarted(
@@ -77,14 +73,39 @@ REPLY_STARTERS: dict[str, tuple[Callable[..., services.SendResult], tuple[str, .
 }
 
 
+def _owned_and_started(
+    user: AbstractBaseUser, conversation_id: object, service: Callable[..., services.SendResult], **kwargs: Any
+) -> tuple[Conversation, services.SendResult | ChatError]:
+    conversation = selectors.conversation_get_for(user=user, conversation_id=conversation_id)
+    try:
+        return conversation, service(conversation=conversation, **kwargs)
+    except ChatError as refusal:
+        return conversation, refusal
+
+
 async def start_reply(
-    user: AbstractBaseUser, conversation_id: object, *, kind: str, fields: Mapping[str, Any]
+    user: AbstractBaseUser,
+    conversation_id: object,
+    *,
+    kind: str,
+    fields: Mapping[str, Any],
+    follow: Callable[[int], Awaitable[None]] | None = None,
 ) -> ReplyStarted:
-    """Send, regenerate (retry), edit or continue, as named by `kind` (see REPLY_STARTERS)."""
+    """Send, regenerate (retry), edit or continue, as named by `kind` (see REPLY_STARTERS), in the user's
+    conversation (else `conversation_for`'s errors): checked and started in one trip to the database thread.
+
+    `follow(conversation id)` runs once the conversation is known to be the user's, the start refused or
+    not, and before anyone is told about the new reply (a socket that follows it gets its frames too)."""
     service, names = REPLY_STARTERS[kind]
-    conversation = await conversation_for(user, conversation_id)
     arguments = {name: fields.get(name) for name in names}
-    return await _start(conversation, service, client_id=fields.get("client_id"), **arguments)
+    conversation, outcome = await database_sync_to_async(_owned_and_started)(
+        user, conversation_id, service, client_id=fields.get("client_id"), **arguments
+    )
+    if follow is not None:
+        await follow(conversation.pk)
+    if isinstance(outcome, ChatError):
+        raise outcome
+    return await _announce(conversation, outcome)
 
 
 @database_sync_to_async

@@ -162,10 +162,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_start(self, frame: Frame) -> None:
         """send, regenerate, retry, edit, continue: each starts a reply."""
-        # Follow first, so the frames of the new reply reach this tab too.
-        conversation = await actions.conversation_for(self.user, frame.get("conversation"))
-        await self._follow(conversation.pk)
-        started = await actions.start_reply(self.user, conversation.pk, kind=frame["type"], fields=frame)
+        # Followed before the new reply's frames are published, so they reach this tab too.
+        conversation_id, kind = frame.get("conversation"), frame["type"]
+        started = await actions.start_reply(self.user, conversation_id, kind=kind, fields=frame, follow=self._follow)
         await self.send_frame(started.frame(client_id=frame["client_id"]))
 
     async def on_switch(self, frame: Frame) -> None:

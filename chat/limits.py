@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -36,17 +37,11 @@ def _recent_conversations(*, user_id: int, since: datetime) -> Any:
     return Conversation.objects.filter(owner_id=user_id, updated_at__gte=since).values("pk")
 
 
-def _running_count(*, user_id: int) -> int:
-    active = Message.objects.filter(status__in=Message.ACTIVE_STATUSES, conversation__owner_id=user_id)
-    return active.count()
-
-
-def _check_running(*, user_id: int, limit: int) -> None:
-    if limit > 0 and _running_count(user_id=user_id) >= limit:
-        message = _(
-            "%(limit)s of your replies are already running. Wait for one to finish or stop one, then try again."
-        ) % {"limit": limit}
-        raise ChatError("too_many_running", message, retry_after=SLOT_RETRY_AFTER_SECONDS)
+def _refuse_running(limit: int) -> None:
+    message = _(
+        "%(limit)s of your replies are already running. Wait for one to finish or stop one, then try again."
+    ) % {"limit": limit}
+    raise ChatError("too_many_running", message, retry_after=SLOT_RETRY_AFTER_SECONDS)
 
 
 def _check_rate(*, user_id: int, now: datetime, limit: int) -> None:
@@ -79,8 +74,8 @@ def tokens_used_today(*, user_id: int, now: datetime | None = None) -> int:
     return DailyUsage.objects.filter(user_id=user_id, day=day).values_list("tokens", flat=True).first() or 0
 
 
-def _check_budget(*, user_id: int, now: datetime, budget: int) -> None:
-    if budget <= 0 or tokens_used_today(user_id=user_id, now=now) < budget:
+def _check_budget(*, now: datetime, budget: int, used: int) -> None:
+    if budget <= 0 or used < budget:
         return
     retry_after = max(1, int((_midnight(now) + timedelta(days=1) - now).total_seconds() + 0.999))
     message = _("You have used today's budget of %(budget)s tokens. It renews at midnight UTC, in %(minutes)s min.") % {
@@ -94,15 +89,85 @@ def _midnight(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def reply_start_check(*, user_id: int) -> None:
+@dataclass(frozen=True)
+class StartCheck:
+    """What one statement read when a reply was about to start (`reply_start_check`).
+
+    `existing_id`: the message this conversation already has with the send's client id (a repeat:
+    never refused). `busy`: a reply runs in the conversation. `queued`: the user's replies told they
+    wait for a free worker."""
+
+    existing_id: int | None = None
+    busy: bool = False
+    queued: int = 0
+
+
+# The figures of a start check, each a scalar subquery of one SELECT (see `reply_start_check`). Written
+# out, not built with the ORM: composing and compiling these subqueries cost more CPU than running them,
+# on the one database thread every send of a Daphne process waits for. Same filters, same indexes as
+# the ORM's (tests/test_limits.py reads the plan); `deleted_by_owner_at` as Conversation.objects has it.
+_MESSAGES, _CONVERSATIONS, _USAGE = "chat_message", "chat_conversation", "chat_dailyusage"
+_ACTIVE = "m.status IN (%s, %s)"
+_FIGURES = {
+    "queued": f"SELECT COUNT(*) FROM {_MESSAGES} m JOIN {_CONVERSATIONS} c ON m.conversation_id = c.id"
+    " WHERE c.owner_id = %s AND m.status = %s AND NOT m.cancel_requested AND m.queued_at IS NOT NULL",
+    "running": f"SELECT COUNT(*) FROM {_MESSAGES} m JOIN {_CONVERSATIONS} c ON m.conversation_id = c.id"
+    f" WHERE c.owner_id = %s AND {_ACTIVE}",
+    "started": f"SELECT COUNT(*) FROM {_MESSAGES} m WHERE m.conversation_id IN (SELECT c.id FROM {_CONVERSATIONS} c"
+    " WHERE c.owner_id = %s AND c.updated_at >= %s AND c.deleted_by_owner_at IS NULL)"
+    " AND m.role = %s AND m.created_at >= %s",
+    "tokens": f"SELECT u.tokens FROM {_USAGE} u WHERE u.user_id = %s AND u.day = %s",
+    "busy": f"SELECT EXISTS (SELECT 1 FROM {_MESSAGES} m WHERE m.conversation_id = %s AND {_ACTIVE})",
+    "existing_id": f"SELECT m.id FROM {_MESSAGES} m WHERE m.conversation_id = %s AND m.client_id = %s LIMIT 1",
+}
+
+
+def _figures(
+    *, user_id: int, limits: EffectiveLimits, now: datetime, conversation_id: int | None, client_id: str
+) -> dict[str, Any]:
+    """The figures the user's limits need (and, in a conversation, its running reply and the message of
+    `client_id`): one statement."""
+    ops = connection.ops
+    since = ops.adapt_datetimefield_value(now - MINUTE)
+    active = list(Message.ACTIVE_STATUSES)
+    wanted: dict[str, list[Any]] = {"queued": [user_id, Message.Status.PENDING]}
+    if limits.max_running > 0:
+        wanted["running"] = [user_id, *active]
+    if limits.messages_per_minute > 0:
+        wanted["started"] = [user_id, since, Message.Role.ASSISTANT, since]
+    if limits.daily_token_budget > 0:
+        wanted["tokens"] = [user_id, ops.adapt_datefield_value(_midnight(now).date())]
+    if conversation_id is not None:
+        wanted["busy"] = [conversation_id, *active]
+        if client_id:
+            wanted["existing_id"] = [conversation_id, client_id]
+    sql = "SELECT " + ", ".join(f"({_FIGURES[name]})" for name in wanted)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for params in wanted.values() for value in params])
+        row = cursor.fetchone()
+    return {name: value or 0 for name, value in zip(wanted, row, strict=True)}
+
+
+def reply_start_check(*, user_id: int, conversation_id: int | None = None, client_id: str = "") -> StartCheck:
     """Refuse a new reply with `too_many_running`, `rate_limited`, `budget_exhausted` (tokens) or
-    `budget_exceeded` (money), with retry_after, by the user's effective limits."""
+    `budget_exceeded` (money), with retry_after, by the user's effective limits.
+
+    Every figure (and, for a conversation, its running reply and the message of `client_id`) is read
+    in one statement; a repeat of a client id is not refused. The group policies are cached
+    (chat/teams.py); money budgets cost a query each (the user's, each group's shared one)."""
     now = timezone.now()
     limits = teams.limits_for(user_id=user_id)
-    _check_running(user_id=user_id, limit=limits.max_running)
-    _check_rate(user_id=user_id, now=now, limit=limits.messages_per_minute)
-    _check_budget(user_id=user_id, now=now, budget=limits.daily_token_budget)
+    row = _figures(user_id=user_id, limits=limits, now=now, conversation_id=conversation_id, client_id=client_id)
+    check = StartCheck(existing_id=row.get("existing_id") or None, busy=bool(row.get("busy")), queued=row["queued"])
+    if check.existing_id is not None:
+        return check
+    if limits.max_running > 0 and row["running"] >= limits.max_running:
+        _refuse_running(limits.max_running)
+    if limits.messages_per_minute > 0 and row["started"] >= limits.messages_per_minute:
+        _check_rate(user_id=user_id, now=now, limit=limits.messages_per_minute)  # the refusal's retry_after
+    _check_budget(now=now, budget=limits.daily_token_budget, used=row.get("tokens", 0))
     money_check(user_id=user_id, limits=limits, now=now)
+    return check
 
 
 def _next_month(now: datetime) -> datetime:

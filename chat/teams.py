@@ -3,11 +3,16 @@
 A user's effective limits are the most generous of their groups' policies (a field a policy leaves
 empty is the global default for that group); a user in no group with a policy has the global defaults.
 For a limit, 0 means none, and none beats any number. Every figure is read from the database, so
-every server process and worker sees the same.
+every server process and worker sees the same, within CHAT_LIMITS_CACHE_SECONDS: a process keeps the
+group policies it read for a user that long (every send needs them), and forgets them at once when a
+policy or a group membership changes in that process (`policies_forget`, connected in chat/apps.py).
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -68,10 +73,37 @@ def _of(policy: GroupPolicy, field: str, default: int | Decimal) -> int | Decima
     return default if value is None else value
 
 
+# The clock of the policy cache (seconds); tests replace it.
+clock: Callable[[], float] = time.monotonic
+# At most this many users' policies are kept: the users of the last few seconds, not every user ever.
+POLICY_CACHE_USERS = 10_000
+# user id -> (read at, their groups' policies)
+_policies: dict[int, tuple[float, tuple[GroupPolicy, ...]]] = {}
+
+
+def _policies_of(user_id: int) -> tuple[GroupPolicy, ...]:
+    """The user's groups' policies: one query, or none within CHAT_LIMITS_CACHE_SECONDS of the last."""
+    now, ttl = clock(), settings.CHAT_LIMITS_CACHE_SECONDS
+    cached = _policies.get(user_id)
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1]
+    policies = tuple(GroupPolicy.objects.filter(group__user__id=user_id).order_by("pk"))
+    if ttl > 0:
+        if len(_policies) >= POLICY_CACHE_USERS:
+            _policies.clear()
+        _policies[user_id] = (now, policies)
+    return policies
+
+
+def policies_forget(**_: Any) -> None:
+    """A policy, a group or a membership changed: every user's policies are read again at their next use."""
+    _policies.clear()
+
+
 def limits_for(*, user_id: int) -> EffectiveLimits:
-    """The user's effective limits: one query."""
+    """The user's effective limits: one query, none while their policies are cached."""
     defaults = _defaults()
-    policies = list(GroupPolicy.objects.filter(group__user__id=user_id).order_by("pk"))
+    policies = _policies_of(user_id)
     if not policies:
         return defaults
     limits = {

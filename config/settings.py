@@ -359,6 +359,8 @@ CHAT_API_MAX_BODY_BYTES = env_int("CHAT_API_MAX_BODY_BYTES", 1024 * 1024)
 # Counted in the database when a reply would start, so they hold across server processes.
 CHAT_MAX_CONCURRENT_PER_USER = env_int("CHAT_MAX_CONCURRENT_PER_USER", 6)  # pending + streaming replies
 CHAT_MESSAGES_PER_MINUTE = env_int("CHAT_MESSAGES_PER_MINUTE", 20)  # replies started (send/retry/edit/continue)
+# How long a process keeps a user's group policies (the limits of every send); 0: read them every time.
+CHAT_LIMITS_CACHE_SECONDS = env_float("CHAT_LIMITS_CACHE_SECONDS", 5.0)
 CHAT_DAILY_TOKEN_BUDGET = env_int("CHAT_DAILY_TOKEN_BUDGET", 200_000)  # input + output tokens per UTC day
 CHAT_WS_FRAMES_PER_SECOND = env_float("CHAT_WS_FRAMES_PER_SECOND", 10.0)  # per socket, bursts of twice that
 # Live sockets and SSE streams re-check their login session this often (logout closes them at once).

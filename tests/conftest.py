@@ -60,6 +60,15 @@ def database_cleanup_on() -> None:
     communicators.reset()
 
 
+@pytest.fixture(autouse=True)
+def group_policies_read_afresh() -> None:
+    """Every test reads group policies from its own database: a rolled-back test fires no signal, and
+    the next test's user may have the same id."""
+    from chat import teams
+
+    teams.policies_forget()
+
+
 # --- Modes ---------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import limits, services
+from chat import limits, services, teams
 from chat.models import Conversation, Message
 from chat.providers.base import StreamResult
 from tests.engine_fixtures import TEST_MODEL
@@ -224,14 +224,17 @@ def test_a_zero_setting_switches_a_limit_off(user, settings):
 # --- cost of the checks --------------------------------------------------------------------------
 
 
-def test_the_checks_are_four_indexed_queries_the_users_group_policies_one_of_them(user, make_user):
+def test_the_checks_are_one_indexed_statement_once_the_users_group_policies_are_cached(user, make_user):
     for other in [make_user() for _ in range(3)]:
         for _ in range(5):
             past_reply(other, tokens=(10, 10))
-    past_reply(user, tokens=(10, 10))
+    conversation = past_reply(user, tokens=(10, 10)).conversation
+    teams.policies_forget()
+    with CaptureQueriesContext(connection) as first:
+        limits.reply_start_check(user_id=user.pk, conversation_id=conversation.pk, client_id="c1")
     with CaptureQueriesContext(connection) as queries:
-        limits.reply_start_check(user_id=user.pk)
-    assert len(queries) == 4
+        limits.reply_start_check(user_id=user.pk, conversation_id=conversation.pk, client_id="c2")
+    assert (len(first), len(queries)) == (2, 1)  # the group policies, then the figures
     with connection.cursor() as cursor:
         for query in queries.captured_queries:
             cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")

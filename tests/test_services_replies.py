@@ -197,15 +197,15 @@ def test_a_new_message_is_busy_while_a_reply_runs_and_writes_nothing(conversatio
     assert snapshot() == before
 
 
-def test_a_send_that_races_another_past_the_busy_check_is_busy_and_leaves_no_user_message(conversation, monkeypatch):
-    check = selectors.active_reply_for
+def test_a_send_that_races_another_past_the_start_check_is_busy_and_leaves_no_user_message(conversation, monkeypatch):
+    check = limits.reply_start_check
 
     def another_process_starts_a_reply_right_after_the_check(**kwargs):
-        running = check(**kwargs)
+        figures = check(**kwargs)
         Message.objects.create(conversation=conversation, role="assistant", status="pending", client_id="theirs")
-        return running
+        return figures
 
-    monkeypatch.setattr(selectors, "active_reply_for", another_process_starts_a_reply_right_after_the_check)
+    monkeypatch.setattr(limits, "reply_start_check", another_process_starts_a_reply_right_after_the_check)
 
     refused("busy", send, conversation=conversation, content="mine")
 

@@ -8,7 +8,9 @@ import openai
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chat import limits, services, teams
 from chat.models import Conversation, GroupPolicy, Message
@@ -106,6 +108,74 @@ async def test_a_groups_running_limit_refuses_over_the_websocket(connect, user, 
     async with connect(user) as ws:
         refused = await ws.send_message(conversation.pk, "hello")
     assert refused["code"] == "too_many_running" and "1 of your replies" in refused["message"]
+
+
+# --- the policies a process keeps -----------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The policy cache's clock, moved by hand (seconds)."""
+    now = [1000.0]
+    monkeypatch.setattr(teams, "clock", lambda: now[0])
+    return now
+
+
+def policy_reads(user) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        teams.limits_for(user_id=user.pk)
+    return len(queries)
+
+
+def test_a_users_policies_are_read_once_within_the_cache_window(user, in_group, clock, settings):
+    settings.CHAT_LIMITS_CACHE_SECONDS = 5
+    in_group(user, messages_per_minute=3)
+    assert policy_reads(user) == 1
+    clock[0] += 4.9
+    assert policy_reads(user) == 0
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 3
+
+
+def test_a_policy_changed_in_another_process_applies_once_the_window_is_over(user, in_group, clock, settings):
+    settings.CHAT_LIMITS_CACHE_SECONDS = 5
+    group = in_group(user, messages_per_minute=3)
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 3
+    GroupPolicy.objects.filter(group=group).update(messages_per_minute=9)  # no signal: as another process would
+    clock[0] += 4.9
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 3
+    clock[0] += 0.2
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 9
+
+
+def test_a_policy_or_membership_changed_in_this_process_applies_at_once(user, in_group, clock, settings):
+    settings.CHAT_LIMITS_CACHE_SECONDS = 5
+    group = in_group(user, messages_per_minute=3)
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 3
+    policy = GroupPolicy.objects.get(group=group)
+    policy.messages_per_minute = 9
+    policy.save()
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 9
+    user.groups.remove(group)
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == settings.CHAT_MESSAGES_PER_MINUTE
+    user.groups.add(group)
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == 9
+    group.delete()
+    assert teams.limits_for(user_id=user.pk).messages_per_minute == settings.CHAT_MESSAGES_PER_MINUTE
+
+
+def test_the_cache_keeps_a_bounded_number_of_users(user, make_user, clock, monkeypatch):
+    monkeypatch.setattr(teams, "POLICY_CACHE_USERS", 2)
+    others = [make_user() for _ in range(2)]
+    for someone in [user, *others]:
+        teams.limits_for(user_id=someone.pk)
+    assert len(teams._policies) <= 2
+    assert policy_reads(others[-1]) == 0
+
+
+def test_a_cache_window_of_zero_reads_the_policies_every_time(user, in_group, clock, settings):
+    settings.CHAT_LIMITS_CACHE_SECONDS = 0
+    in_group(user, messages_per_minute=3)
+    assert (policy_reads(user), policy_reads(user)) == (1, 1)
 
 
 # --- models a group may not use ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from chat import limits, selectors
+from chat import selectors
 from chat.errors import ChatError
 from chat.models import ApiKey, Conversation, Message
 from chat.services.api_keys import api_key_model_check
@@ -73,8 +73,7 @@ def completion_start(*, api_key: ApiKey, call: ApiCall) -> CallStarted:
     api_key_model_check(api_key=api_key, model_ref=model)
     turns = _checked_turns(call)
     parameters = parameters_validate(model_ref=model, given=dict(call.parameters), current={})
-    # Refused before anything is stored; message_send checks again, in the same transaction as its writes.
-    limits.reply_start_check(user_id=api_key.user_id)
+    # message_send checks the limits, in the same transaction as every write: a refusal stores nothing.
     with transaction.atomic():
         found = selectors.api_conversation_continued_by(
             api_key_id=api_key.pk, system_prompt=call.system_prompt, turns=turns

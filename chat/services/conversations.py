@@ -16,7 +16,11 @@ from chat.models import Conversation
 from chat.providers import registry
 from chat.services.parameters import parameters_accepted, parameters_validate
 from chat.services.retention import conversation_hide_held, conversation_is_held
-from chat.services.search_index import search_index_conversations, search_index_forget
+from chat.services.search_index import (
+    search_index_conversation_title,
+    search_index_conversations,
+    search_index_forget,
+)
 
 TITLE_MAX_CHARS = 60
 
@@ -74,7 +78,7 @@ def conversation_create(
             if parameters is None
             else parameters_validate(model_ref=model_ref, given=parameters, current={}),
         )
-        search_index_conversations(conversation_ids=[conversation.pk])
+        search_index_conversation_title(conversation_id=conversation.pk, title=conversation.title)
     return conversation
 
 
@@ -170,6 +174,17 @@ def conversation_leaf_set(*, conversation: Conversation, leaf_id: int) -> None:
     """Make `leaf_id` the end of the branch the conversation shows."""
     conversation.current_leaf_id = leaf_id
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=leaf_id)
+
+
+def conversation_advance(*, conversation: Conversation, leaf_id: int, title: str | None = None) -> None:
+    """A reply just started: `leaf_id` ends the branch shown, the conversation is active now (the sidebar's
+    order, the limits' index) and, given, has its first `title`; one statement."""
+    changes: dict[str, Any] = {"current_leaf_id": leaf_id, "updated_at": timezone.now()}
+    if title is not None:
+        changes["title"] = title
+    Conversation.objects.filter(pk=conversation.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(conversation, name, value)
 
 
 def conversation_switch(*, conversation: Conversation, message: object) -> selectors.Path:

@@ -3,7 +3,7 @@
 Every new message goes into the conversation's tree (chat/tree.py) and ends the current branch."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import wraps
 from typing import Any
 
@@ -17,14 +17,8 @@ from chat import limits, selectors
 from chat.errors import ChatError
 from chat.models import Attachment, Conversation, Message
 from chat.services.attachments import attachments_attach, attachments_check_model, attachments_for_message
-from chat.services.conversations import (
-    conversation_leaf_set,
-    conversation_touch,
-    model_validate,
-    text_storable,
-    title_from,
-)
-from chat.services.search_index import search_index_conversations, search_index_messages
+from chat.services.conversations import conversation_advance, model_validate, text_storable, title_from
+from chat.services.search_index import search_index_conversation_title, search_index_new_message
 from chat.tree import Tree
 
 CLIENT_ID_MAX_CHARS = 64
@@ -35,8 +29,9 @@ class SendResult:
     user_message: Message | None
     reply: Message
     created: bool
-    # The conversation's tree once the reply exists (sibling positions for the frames).
-    tree: Tree = field(default_factory=lambda: Tree.of(()))
+    # The conversation's tree once the reply exists (sibling positions for the frames); None until
+    # `_idempotent_and_limited` reads it, when the service did not have it already.
+    tree: Tree | None = None
 
 
 def _validate_content(content: object, *, with_files: bool = False) -> str:
@@ -78,15 +73,20 @@ def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str,
 def _start_reply(
     conversation: Conversation,
     *,
+    check: limits.StartCheck,
     client_id: str,
     parent_id: int | None,
     user_content: str | None = None,
     model: str | None = None,
     attachments: Sequence[Attachment] = (),
+    tree: Tree | None = None,
 ) -> SendResult:
     """Create (optionally) a user message under `parent_id` and a pending reply under it (else under
-    `parent_id` itself), atomically, and make the reply the current leaf; `busy` if one runs."""
-    _check_queue_room(owner_id=conversation.owner_id)
+    `parent_id` itself), atomically, and make the reply the current leaf; `busy` if one runs.
+
+    `tree`, the conversation's as read before: the result's tree is it with the new messages, not read again."""
+    _check_queue_room(queued=check.queued)
+    title = None
     try:
         with transaction.atomic():
             user_message = None
@@ -98,41 +98,47 @@ def _start_reply(
                     content=user_content,
                     client_id=client_id,
                 )
-                attachments_attach(message=user_message, attachments=attachments)
-                prefetch_related_objects([user_message], "attachments")  # for the frames
+                if attachments:
+                    attachments_attach(message=user_message, attachments=attachments)
+                    prefetch_related_objects([user_message], "attachments")  # for the frames
                 reply = _new_reply(conversation, parent_id=user_message.pk, model=model or conversation.model)
-                search_index_messages(message_ids=[user_message.pk])
+                search_index_new_message(message_id=user_message.pk, content=user_content)
+                if not conversation.title:
+                    title = title_from(user_content or (attachments[0].name if attachments else ""))
             else:
                 reply = _new_reply(
                     conversation, parent_id=parent_id, model=model or conversation.model, client_id=client_id
                 )
-            if not conversation.title and user_message is not None:
-                conversation.title = title_from(user_content or (attachments[0].name if attachments else ""))
-                Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
-                search_index_conversations(conversation_ids=[conversation.pk])
-            conversation_leaf_set(conversation=conversation, leaf_id=reply.pk)
-            conversation_touch(conversation=conversation)
+            conversation_advance(conversation=conversation, leaf_id=reply.pk, title=title)
+            if title is not None:
+                search_index_conversation_title(conversation_id=conversation.pk, title=title)
     except IntegrityError:
-        # The partial unique index lets one reply run per conversation, whichever process asks.
+        # The partial unique indexes: one reply runs per conversation, whichever process asks, and a
+        # client id is used once per conversation (a repeat that raced its first send).
         existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
         if existing is not None:
             return _replay(existing)
         raise ChatError("busy") from None
-    return SendResult(user_message=user_message, reply=reply, created=True)
+    if tree is not None:
+        rows = [(pk, parent, tree.roles[pk]) for pk, parent in tree.parents.items()]
+        rows += [(m.pk, m.parent_id, m.role) for m in (user_message, reply) if m is not None]
+        tree = Tree.of(rows)
+    return SendResult(user_message=user_message, reply=reply, created=True, tree=tree)
 
 
 def _waiting_replies() -> "models.QuerySet[Message]":
     return Message.objects.filter(status=Message.Status.PENDING, cancel_requested=False)
 
 
-def _check_queue_room(*, owner_id: int) -> None:
-    """`queue_full` when the allowed number of the user's replies really wait for a worker: they were told
-    `queued` because no worker had a free slot. A pending reply a free worker is about to take does not count.
+def _check_queue_room(*, queued: int) -> None:
+    """`queue_full` when the allowed number of the user's replies really wait for a worker (`queued`, as
+    the start check counted them): they were told `queued` because no worker had a free slot. A pending
+    reply a free worker is about to take does not count.
 
     The database is the count every process shares; two sends at the same instant may both pass.
     """
     limit = settings.CHAT_MAX_QUEUED_PER_USER
-    if _waiting_replies().filter(conversation__owner_id=owner_id, queued_at__isnull=False).count() >= limit:
+    if queued >= limit:
         message = _("%(limit)s of your replies are waiting for a free worker. Try again once one has started.") % {
             "limit": limit
         }
@@ -182,41 +188,62 @@ def _idempotent_and_limited(service: Callable[..., SendResult]) -> Callable[...,
     @wraps(service)
     def start(*, conversation: Conversation, client_id: object, **kwargs: Any) -> SendResult:
         client_id = _validate_client_id(client_id)
-        existing = selectors.message_by_client_id(conversation=conversation, client_id=client_id)
-        if existing is not None:
-            result = _replay(existing)
+        check = limits.reply_start_check(
+            user_id=conversation.owner_id, conversation_id=conversation.pk, client_id=client_id
+        )
+        if check.existing_id is not None:
+            result = _replay(Message.objects.get(pk=check.existing_id))
         else:
-            limits.reply_start_check(user_id=conversation.owner_id)
-            result = service(conversation=conversation, client_id=client_id, **kwargs)
-        return replace(result, tree=selectors.tree_for(conversation=conversation))
+            result = service(conversation=conversation, client_id=client_id, check=check, **kwargs)
+        if result.tree is None:
+            result = replace(result, tree=selectors.tree_for(conversation=conversation))
+        return result
 
     return start
 
 
 @_idempotent_and_limited
 def message_send(
-    *, conversation: Conversation, client_id: str, content: object, attachments: object = None
+    *,
+    conversation: Conversation,
+    client_id: str,
+    check: limits.StartCheck,
+    content: object,
+    attachments: object = None,
 ) -> SendResult:
     """Post the user's message at the end of the current branch, with the uploaded files it names
     (`attachments`, ids), and a pending reply. Idempotent on `client_id`; `busy` while a reply runs."""
     files = attachments_for_message(conversation=conversation, ids=attachments)
-    content = _checked_new_message(conversation, content, files)
-    leaf = selectors.current_leaf_in(conversation, selectors.tree_for(conversation=conversation))
-    return _start_reply(conversation, client_id=client_id, parent_id=leaf, user_content=content, attachments=files)
+    content = _checked_new_message(conversation, content, check, files)
+    tree = selectors.tree_for(conversation=conversation)
+    leaf = selectors.current_leaf_in(conversation, tree)
+    return _start_reply(
+        conversation,
+        check=check,
+        client_id=client_id,
+        parent_id=leaf,
+        user_content=content,
+        attachments=files,
+        tree=tree,
+    )
 
 
-def _checked_new_message(conversation: Conversation, content: object, files: Sequence[Attachment] = ()) -> str:
+def _checked_new_message(
+    conversation: Conversation, content: object, check: limits.StartCheck, files: Sequence[Attachment] = ()
+) -> str:
     """A new user message may be posted: its text is valid, the model offered and able to take its
     files, no reply running."""
     content = _validate_content(content, with_files=bool(files))
     model_validate(conversation.model, user_id=conversation.owner_id)
     attachments_check_model(model_ref=conversation.model, attachments=files)
-    _check_not_busy(conversation)
+    _check_not_busy(check)
     return content
 
 
-def _check_not_busy(conversation: Conversation) -> None:
-    if selectors.active_reply_for(conversation_id=conversation.pk):
+def _check_not_busy(check: limits.StartCheck) -> None:
+    """`busy` if the start check saw a reply running in the conversation (the unique index of running
+    replies refuses one that starts after it, see `_start_reply`)."""
+    if check.busy:
         raise ChatError("busy")
 
 
@@ -239,20 +266,27 @@ def _target(conversation: Conversation, message: object, *, role: str, nothing: 
 
 @_idempotent_and_limited
 def reply_regenerate(
-    *, conversation: Conversation, client_id: str, message: object = None, model: object = None
+    *,
+    conversation: Conversation,
+    client_id: str,
+    check: limits.StartCheck,
+    message: object = None,
+    model: object = None,
 ) -> SendResult:
     """A new answer beside a reply (default: the current branch's last), the old one kept as its
     sibling; with `model`, from that model (the conversation's stays as it is). A reply that was
     continued is regenerated as a whole: the new answer is a sibling of its first part."""
     model_ref = model_validate(conversation.model if model is None else model, user_id=conversation.owner_id)
     target = _target(conversation, message, role=Message.Role.ASSISTANT, nothing=ChatError("nothing_to_regenerate"))
-    _check_not_busy(conversation)
+    _check_not_busy(check)
     tree = selectors.tree_for(conversation=conversation)
     head = tree.answer_head(target.pk)
     question = tree.parents[head]
     if question is not None:  # the files of the message it answers must suit the model asked
         attachments_check_model(model_ref=model_ref, attachments=Attachment.objects.filter(message_id=question))
-    return _start_reply(conversation, client_id=client_id, parent_id=tree.parents[head], model=model_ref)
+    return _start_reply(
+        conversation, check=check, client_id=client_id, parent_id=tree.parents[head], model=model_ref, tree=tree
+    )
 
 
 @_idempotent_and_limited
@@ -260,6 +294,7 @@ def message_edit(
     *,
     conversation: Conversation,
     client_id: str,
+    check: limits.StartCheck,
     content: object,
     message: object = None,
     attachments: object = None,
@@ -270,14 +305,19 @@ def message_edit(
     nothing = ChatError("nothing_to_regenerate", _("There is no message to edit."))
     target = _target(conversation, message, role=Message.Role.USER, nothing=nothing)
     files = attachments_for_message(conversation=conversation, ids=attachments, kept_from=target)
-    content = _checked_new_message(conversation, content, files)
+    content = _checked_new_message(conversation, content, check, files)
     return _start_reply(
-        conversation, client_id=client_id, parent_id=target.parent_id, user_content=content, attachments=files
+        conversation,
+        check=check,
+        client_id=client_id,
+        parent_id=target.parent_id,
+        user_content=content,
+        attachments=files,
     )
 
 
 @_idempotent_and_limited
-def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
+def reply_continue(*, conversation: Conversation, client_id: str, check: limits.StartCheck) -> SendResult:
     """Continue a stopped, interrupted or failed reply at the end of the current branch: a new reply,
     its child, picks up after the kept partial text with the same model; both are one answer.
 
@@ -292,7 +332,7 @@ def reply_continue(*, conversation: Conversation, client_id: str) -> SendResult:
     if not kept or last.role != Message.Role.ASSISTANT or last.status not in resumable:
         raise ChatError("nothing_to_continue")
     model_ref = model_validate(last.model_reference or conversation.model, user_id=conversation.owner_id)
-    return _start_reply(conversation, client_id=client_id, parent_id=last.pk, model=model_ref)
+    return _start_reply(conversation, check=check, client_id=client_id, parent_id=last.pk, model=model_ref, tree=tree)
 
 
 def generation_cancel(*, conversation: Conversation) -> Message:

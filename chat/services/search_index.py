@@ -41,6 +41,35 @@ def search_index_messages(*, message_ids: Iterable[int]) -> None:
             cursor.executemany("INSERT INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, %s)", rows)
 
 
+def search_index_new_message(*, message_id: int, content: str) -> None:
+    """Index a message just created with this text (no reasoning), without reading it back. On SQLite
+    a plain insert: ids are never reused (AUTOINCREMENT), so no older row has this one's."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "UPDATE chat_message SET search_vector = to_tsvector(%s::regconfig, %s),"
+                " search_reasoning = to_tsvector(%s::regconfig, '') WHERE id = %s",
+                [settings.CHAT_SEARCH_CONFIG, content, settings.CHAT_SEARCH_CONFIG, message_id],
+            )
+        else:
+            cursor.execute(
+                "INSERT INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, '')", [message_id, content]
+            )
+
+
+def search_index_conversation_title(*, conversation_id: int, title: str) -> None:
+    """(Re)index a conversation's title as just written, without reading it back."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "UPDATE chat_conversation SET search_vector = to_tsvector(%s::regconfig, %s) WHERE id = %s",
+                [settings.CHAT_SEARCH_CONFIG, title, conversation_id],
+            )
+        else:
+            cursor.execute("DELETE FROM chat_conversation_fts WHERE rowid = %s", [conversation_id])
+            cursor.execute("INSERT INTO chat_conversation_fts (rowid, title) VALUES (%s, %s)", [conversation_id, title])
+
+
 def search_index_conversations(*, conversation_ids: Iterable[int]) -> None:
     """(Re)index these conversations' titles as they are stored now."""
     rows = list(Conversation.objects.filter(pk__in=list(conversation_ids)).values_list("pk", "title"))
