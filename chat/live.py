@@ -244,14 +244,13 @@ class RedisLiveLog:
         """Append the frame, then publish it on the pub/sub layer's channel: one script, in one round trip
         shared with every other reply of this process. False (nothing done) if the log lacks earlier frames."""
         channel, payload = wire
-        keys = (
-            self._text_key(message_id, frame.part),
-            self._ends_key(message_id),
-            self._kinds_key(message_id),
-            self._cursor_key(message_id),
-        )
-        args = (
-            frame.text.encode(),
+        base = key("live", message_id)  # the keys as _text_key & co. name them, with one settings read
+        command = _EVALSHA_HEAD + _pack_args(
+            f"{base}:text:{frame.part}",
+            f"{base}:ends",
+            f"{base}:kinds",
+            f"{base}:cursor",
+            frame.text,
             _end_entry(frame.part, frame.end),
             seq,
             channel,
@@ -261,11 +260,11 @@ class RedisLiveLog:
             KIND_CODES[frame.kind],
             "" if frame.cursor is None else frame.cursor,
         )
-        return await self._batcher().run("EVALSHA", APPEND_PUBLISH_SHA, len(keys), *keys, *args) == seq
+        return await self._batcher().run(command) == seq
 
     async def publish(self, channel: str, payload: bytes) -> bool:
         """PUBLISH on the same batched connection as the frames, so this process's messages keep their order."""
-        await self._batcher().run("PUBLISH", channel, payload)
+        await self._batcher().run(_PUBLISH_HEAD + _pack_args(channel, payload))
         return True
 
     def _batcher(self) -> "_Batcher":
@@ -314,17 +313,42 @@ class RedisLiveLog:
         await self._client().delete(*await self._all_keys(message_id))
 
 
+def _pack_args(*args: str | bytes | int) -> bytes:
+    """Arguments of a command in RESP, the protocol's bulk strings (what redis-py's pack_command makes,
+    without its per-argument encoder and buffer logic): str as UTF-8, int in decimal."""
+    packed = []
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        packed.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(packed)
+
+
+# The fixed start of the two commands the batcher sends: RESP array header, name, and for EVALSHA the
+# script's SHA and its 4 keys (then 4 keys and 9 arguments follow).
+_EVALSHA_HEAD = b"*16\r\n" + _pack_args("EVALSHA", APPEND_PUBLISH_SHA, 4)
+_PUBLISH_HEAD = b"*3\r\n" + _pack_args("PUBLISH")
+
+
 class _Batcher:
-    """Sends every command queued while the previous batch was in flight as one pipeline: when the
+    """Sends every command queued while the previous batch was in flight in one write: when the
     process is busy, a round trip carries many replies' frames; when idle, a frame goes at once.
-    (channels_redis' pub/sub layer publishes one message per round trip, under a lock.)"""
+    (channels_redis' pub/sub layer publishes one message per round trip, under a lock.)
+
+    Commands come packed (RESP bytes) and go on a connection of the client's pool, without redis-py's
+    pipeline objects: a frame costs one pack and one reply read. Each reply is read in order, an error
+    reply becomes that command's result; a dropped connection is retried as the client's own commands
+    are (its Retry: reconnect, send the batch again)."""
 
     def __init__(self, client: Any) -> None:  # redis.asyncio.Redis
         self._client = client
-        self._queue: list[tuple[tuple, asyncio.Future]] = []
+        self._queue: list[tuple[bytes, asyncio.Future]] = []
         self._sending = False
 
-    async def run(self, *command: object) -> object:
+    async def run(self, command: bytes) -> object:
+        """Send one packed command with the next batch; its reply, or the error Redis answered it with."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         if not self._sending:
@@ -350,7 +374,7 @@ class _Batcher:
         finally:
             self._sending = False
 
-    async def _execute(self, commands: list[tuple]) -> list:
+    async def _execute(self, commands: list[bytes]) -> list:
         from redis.exceptions import NoScriptError
 
         results = await self._send(commands)
@@ -362,11 +386,28 @@ class _Batcher:
                 results[i] = result
         return results
 
-    async def _send(self, commands: list[tuple]) -> list:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
+    async def _send(self, commands: list[bytes]) -> list:
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            return await connection.retry.call_with_retry(
+                lambda: self._round_trip(connection, commands), lambda error: connection.disconnect()
+            )
+        finally:
+            await pool.release(connection)
+
+    @staticmethod
+    async def _round_trip(connection: Any, commands: list[bytes]) -> list:
+        from redis.exceptions import ResponseError
+
+        await connection.send_packed_command(commands)
+        results: list = []
+        for _ in commands:
+            try:
+                results.append(await connection.read_response())
+            except ResponseError as error:  # this command's answer; the next replies follow it
+                results.append(error)
+        return results
 
 
 _log: LiveLog | None = None

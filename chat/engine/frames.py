@@ -65,6 +65,10 @@ class FrameCoalescer:
         self.conversation_id = conversation_id
         self.message_id = message_id
         self.max_chars = settings.CHAT_FRAME_MAX_CHARS
+        # frame_window's settings, read once: the coalescer asks for its window at every delta.
+        self._window = settings.CHAT_FRAME_WINDOW_MS / 1000
+        self._min_window = settings.CHAT_FRAME_MIN_WINDOW_MS / 1000
+        self._rate = settings.CHAT_FRAME_RATE
         self.seq = 0
         self._kinds: list[str] = []  # each part's kind; the last part is the one being written
         self._sent: list[list[str]] = []  # per part, the texts of its frames (joined lazily)
@@ -188,7 +192,8 @@ class FrameCoalescer:
             self._arm_timer()
 
     def _window_end(self) -> float:
-        return self._last_flush + frame_window(len(_open))
+        # frame_window(len(_open)), with the settings read at the start
+        return self._last_flush + min(self._window, max(self._min_window, len(_open) / self._rate))
 
     def _due(self) -> bool:
         """The batching window since the last frame has passed (the timer's own expression: no rounding gap)."""
