@@ -13,7 +13,9 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from chat import services
+from chat.errors import ChatError
 from chat.models import Conversation, Message
+from chat.v1 import follow
 from tests.engine_fixtures import TEST_MODEL
 from tests.fake_upstream import Scenario
 from tests.harness.waiting import wait_for
@@ -263,6 +265,24 @@ def test_a_provider_failure_mid_stream_is_an_error_event_then_the_stream_ends(sd
     assert "overloaded" in excinfo.value.message
     assert excinfo.value.body["code"] == "overloaded"
     assert Message.objects.get(role="assistant").status == "failed"
+
+
+def test_a_stream_whose_reply_cannot_be_followed_ends_with_an_unavailable_error_event(
+    sdk, make_key, upstream, monkeypatch
+):
+    class Unconfirmed:  # as chat.fanout when Redis does not confirm the subscription
+        async def follow(self, group, inbox):
+            raise ChatError("unavailable")
+
+        async def unfollow(self, group, inbox):
+            pass
+
+    monkeypatch.setattr(follow, "fanout", Unconfirmed)
+    upstream.script(Scenario.text("never followed"))
+    stream = sdk(make_key()).chat.completions.create(model=TEST_MODEL, messages=HI, stream=True)
+    with pytest.raises(openai.APIError) as excinfo:
+        list(stream)
+    assert excinfo.value.body["code"] == "unavailable"
 
 
 def test_a_get_on_completions_and_an_unknown_path_answer_in_openais_shape(v1_url, make_key):

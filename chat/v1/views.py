@@ -138,6 +138,11 @@ async def _streamed(api_key: ApiKey, started: actions.ReplyStarted, include_usag
         logger.warning("database error in an API stream; ending it with `unavailable`")
         yield wire.event(wire.error_body(unavailable())[1])
         return
+    except ChatError as error:
+        # Redis did not confirm the subscription to the reply's frames (chat.fanout): the same, in its terms.
+        logger.warning("could not follow an API stream's reply: %s", error.code)
+        yield wire.event(wire.error_body(error)[1])
+        return
     finally:
         if reply is None:
             # The client closed the stream (Django cancels this generator) or the relay failed: stop the
