@@ -106,7 +106,7 @@ class StartCheck:
 # out, not built with the ORM: composing and compiling these subqueries cost more CPU than running them,
 # on the one database thread every send of a Daphne process waits for. Same filters, same indexes as
 # the ORM's (tests/test_limits.py reads the plan); `deleted_by_owner_at` as Conversation.objects has it.
-_MESSAGES, _CONVERSATIONS, _USAGE = "chat_message", "chat_conversation", "chat_dailyusage"
+_MESSAGES, _CONVERSATIONS, _USAGE = (model._meta.db_table for model in (Message, Conversation, DailyUsage))
 _ACTIVE = "m.status IN (%s, %s)"
 _FIGURES = {
     "queued": f"SELECT COUNT(*) FROM {_MESSAGES} m JOIN {_CONVERSATIONS} c ON m.conversation_id = c.id"
