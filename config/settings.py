@@ -101,7 +101,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's, with the process's write transactions taken in turn (config/sqlite/base.py).
+            "ENGINE": "config.sqlite",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
             # Kept open: a new SQLite connection (Django's functions registered, the PRAGMAs below) costs
             # ~0.7 ms of CPU, paid on every database call with CONN_MAX_AGE=0 (each claim, checkpoint,
