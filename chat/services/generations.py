@@ -241,7 +241,9 @@ def generation_finish(
     with transaction.atomic():
         # The reply read first, so that its cost (its model's price when it was sent) goes in the one
         # fenced UPDATE of the final save instead of a second UPDATE after it.
-        reply = Message.objects.select_related("conversation").get(pk=message_id)
+        reply = Message.objects.select_related("conversation").filter(pk=message_id).first()
+        if reply is None:  # deleted meanwhile (its conversation was): nothing to save, as a lost lease
+            return None
         fields.update(cost=_cost_of(reply, result), cost_estimated=result.tokens_estimated)
         if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
             return None
