@@ -6,6 +6,7 @@ REDIS_URL to Redis (channels-redis) with separate `runworker` processes.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -100,7 +101,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's, with the process's write transactions taken in turn (config/sqlite/base.py).
+            "ENGINE": "config.sqlite",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
             # Kept open: a new SQLite connection (Django's functions registered, the PRAGMAs below) costs
             # ~0.7 ms of CPU, paid on every database call with CONN_MAX_AGE=0 (each claim, checkpoint,
@@ -112,6 +114,10 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
             },
+            # The test database is a file in WAL mode too, not SQLite in memory: there a second writing
+            # thread fails at once ("database table is locked", shared cache) where a file's waits, and
+            # the in-process worker writes on a thread of its own (chat.engine.resilience).
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"streamchat-test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

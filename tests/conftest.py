@@ -1,5 +1,6 @@
 """Shared fixtures. One section per concern; keep each section's fixtures together."""
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -67,6 +68,19 @@ def group_policies_read_afresh() -> None:
     from chat import teams
 
     teams.policies_forget()
+
+
+def pytest_unconfigure(config):
+    """The test database is a SQLite file in WAL mode (config/settings.py): Django deletes the file at the
+    end, and its -wal and -shm companions go with it here (the worker's thread may still hold them open)."""
+    import os
+
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME") if settings.configured else None
+    for path in (f"{name}-wal", f"{name}-shm") if name and not name.startswith("file:") else ():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 # --- Modes ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
         "chat.tree",
         "chat.files",
         "config.env",
+        "config.sqlite",
         "config.settings",
     ),
     ("chat.providers", "chat.redis_clients"),

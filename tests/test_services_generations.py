@@ -379,6 +379,14 @@ def test_a_finish_under_another_lease_holder_saves_nothing(conversation):
     assert row(context.reply).status == "streaming"
 
 
+def test_a_finish_of_a_reply_deleted_meanwhile_saves_nothing_and_adds_no_usage(conversation):
+    context = claimed(conversation)
+    Message.objects.filter(pk=context.reply.pk).delete()
+
+    assert finish(context, status="complete") is None
+    assert not DailyUsage.objects.exists()
+
+
 def test_usage_creates_one_row_a_user_and_day_and_adds_to_it_after(user, make_user, frozen_now):
     other = make_user()
     yesterday = (frozen_now - timedelta(days=1)).date()

@@ -10,8 +10,8 @@ each reported by its reply as before and retried a second later.
 
 On PostgreSQL the batches run on a thread (and connection) of their own, like the lease renewals
 (chat.engine.worker), so that checkpoints never queue behind claims and final saves. On SQLite, which
-takes one writer at a time, they run on asgiref's one database thread with every other write of the
-process: two writing threads would only wait on each other for the write lock.
+takes one writer at a time, they run on the worker's database thread with its claims and final saves
+(chat.engine.resilience.on_worker_database_thread: its own thread on a file, asgiref's in memory).
 """
 
 import asyncio
@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.db import DatabaseError, connection, transaction
 
 from chat import services
+from chat.engine.resilience import on_worker_database_thread
 from chat.per_loop import PerLoop
 
 Progress = Mapping[str, Any]  # the keyword arguments of services.generation_checkpoint
@@ -49,7 +50,7 @@ def write_batch(batch: Sequence[Progress]) -> list[services.Checkpoint | Excepti
 
 def _on_database_thread() -> Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint | Exception]]]:
     if connection.vendor == "sqlite":
-        return database_sync_to_async(write_batch)
+        return on_worker_database_thread(write_batch)
     return DatabaseSyncToAsync(write_batch, thread_sensitive=False, executor=_checkpoint_thread)
 
 

@@ -1,17 +1,18 @@
 """How the engine rides out what it does not control: a backoff for retry loops, the retry delay and
 timeout errors of a provider's stream, best-effort live operations (Redis may be away; the database
-stays the truth) and database calls that must land."""
+stays the truth) and database calls that must land, on the worker's own database thread where the
+database lets two threads write."""
 
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
 from chat.providers.base import ProviderError
 
@@ -52,6 +53,24 @@ async def best_effort(awaitable: Awaitable[object]) -> None:
         logger.warning("live operation failed", exc_info=True)
 
 
+_worker_database_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-worker-db")
+
+
+def on_worker_database_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`func` as the worker's database work runs it: claims, checkpoint batches, final saves.
+
+    On a SQLite file (WAL) the worker's writes run on a thread and connection of their own, so that
+    they overlap the sends' database calls on asgiref's one thread instead of queueing behind them
+    (the claim of reply 200 behind 199 sends): readers never block the writer, and each write waits
+    for the other thread's (busy timeout, transactions begun IMMEDIATE) instead of failing. SQLite in
+    memory with a shared cache fails a second writer at once ("database table is locked"), so there
+    they stay on asgiref's thread; on PostgreSQL too (each pooled connection is its own writer; the
+    checkpoint batches have their own thread there, chat.engine.checkpoints)."""
+    if connection.vendor == "sqlite" and not connection.is_in_memory_db():
+        return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_worker_database_thread)
+    return database_sync_to_async(func)
+
+
 DATABASE_RETRY_SECONDS = 60.0  # a database restart or failover; longer than that, the call fails
 
 
@@ -60,14 +79,15 @@ async def with_database_retry(func: Callable[..., T], /, **kwargs: Any) -> T:
     each attempt may itself wait up to the pool timeout for a connection)."""
     backoff = Backoff(base=0.25, cap=2.0)
     deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+    call = on_worker_database_thread(func)
     while time.monotonic() < deadline:
         try:
-            return await database_sync_to_async(func)(**kwargs)
+            return await call(**kwargs)
         except Exception:  # noqa: BLE001 - the database may be restarting; the last attempt raises
             logger.warning("database call %s for reply %s failed; retrying", func.__name__, kwargs.get("message_id"))
-            await sync_to_async(connections.close_all)()
+            await on_worker_database_thread(connections.close_all)()  # that thread's connection
             await backoff.sleep()
-    return await database_sync_to_async(func)(**kwargs)
+    return await call(**kwargs)
 
 
 def retry_delay(attempt: int, error: ProviderError) -> float:

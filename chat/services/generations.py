@@ -239,11 +239,16 @@ def generation_finish(
         "finished_at": timezone.now(),
     }
     with transaction.atomic():
+        # The reply read first, so that its cost (its model's price when it was sent) goes in the one
+        # fenced UPDATE of the final save instead of a second UPDATE after it.
+        reply = Message.objects.select_related("conversation").filter(pk=message_id).first()
+        if reply is None:  # deleted meanwhile (its conversation was): nothing to save, as a lost lease
+            return None
+        fields.update(cost=_cost_of(reply, result), cost_estimated=result.tokens_estimated)
         if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
             return None
-        reply = Message.objects.select_related("conversation").get(pk=message_id)
-        reply.cost, reply.cost_estimated = _cost_of(reply, result), result.tokens_estimated
-        Message.objects.filter(pk=message_id).update(cost=reply.cost, cost_estimated=reply.cost_estimated)
+        for name, value in fields.items():
+            setattr(reply, name, value)
         search_index_messages(message_ids=[message_id])
         # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
         tokens = (result.input_tokens or 0) + (result.output_tokens or 0)
