@@ -3,9 +3,9 @@
 import asyncio
 
 import channels.db
-from django.db import close_old_connections
 
 from tests.harness import communicators
+from tests.harness.communicators import close_old_connections_outside_test_transactions as close_old_connections
 
 
 async def wait_holding_the_switch(started: asyncio.Event, release: asyncio.Event) -> None:
@@ -37,3 +37,14 @@ async def test_a_wait_cancelled_midway_still_turns_cleanup_back_on():
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     assert communicators.connections_are_closed_again()
+
+
+def test_cleanup_leaves_a_test_transactions_connection_open(db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    assert connection.in_atomic_block  # the test's wrapping transaction
+    close_old_connections()
+    with connection.cursor() as cursor:  # "Cannot operate on a closed database" if it was closed under the test
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)

@@ -7,6 +7,12 @@ those patches, and the last one out "restores" the no-op it found: from then on,
 run, no `database_sync_to_async` call hands its connection back, and in cluster mode every thread
 that touched the database keeps a connection of the pool. Here the switch is counted instead: off
 while any communicator waits, back on when the last wait ends.
+
+"On" is channels' cleanup with one difference: a connection inside a test's wrapping transaction is left
+open. That connection's autocommit differs from the settings', which the cleanup takes for a broken
+connection; SQLite in memory ignored the close, but the tests' database is a file, like production's,
+where it would really close the test's connection. Django's test client keeps that connection open
+around its requests for the same reason (it disconnects close_old_connections).
 """
 
 import threading
@@ -17,8 +23,16 @@ from typing import Any
 import channels.db
 from asgiref.testing import ApplicationCommunicator as AsgirefCommunicator
 from channels.testing import application
+from django.db import connections
 
-_real_close_old_connections = channels.db.close_old_connections
+
+def close_old_connections_outside_test_transactions() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+_real_close_old_connections = close_old_connections_outside_test_transactions
 _lock = threading.Lock()
 _waiting = 0
 
