@@ -144,7 +144,8 @@ def assert_saved_prefix(client_text: str, saved: str, full: str) -> None:
 
 
 async def test_clients_on_two_servers_follow_one_reply_and_two_workers_share_the_load(cluster, upstream):
-    one = cluster()
+    # The held reply below must not time out however long the quick ones take on a busy machine.
+    one = cluster(CHAT_TIMEOUT_IDLE="600", CHAT_TIMEOUT_TOTAL="900")
     workers = [one.worker(), one.worker()]
     server_a, server_b = one.server(), one.server()
     user, conversation = await new_conversation()
@@ -160,12 +161,13 @@ async def test_clients_on_two_servers_follow_one_reply_and_two_workers_share_the
     assert status_a == status_b == saved.status == "complete"
     assert text_a == text_b == saved.content == expected_slow(40)
 
-    # One slow upstream does not hold up the others, and both workers take jobs.
-    upstream.script(Scenario.slow(100, delay=0.1), *[Scenario.text("quick reply") for _ in range(6)])
+    # One slow upstream does not hold up the others, and both workers take jobs: the slow reply is held
+    # mid-stream until the test releases it, after the six quick ones finished (whatever the machine's speed).
+    upstream.script(Scenario.slow(20, hold_after=5), *[Scenario.text("quick reply") for _ in range(6)])
     slow_user, slow_conversation = await new_conversation()
     slow = await follower(server_a.port, slow_user, slow_conversation)
     slow_reply = (await slow.ask("send", content="take your time"))["message"]["id"]
-    assert await asyncio.to_thread(upstream.wait_requests, 2)
+    assert await upstream.wait_held_async(1, within=60), "the slow reply never started streaming"
     quick = []
     for index in range(6):
         quick_user, quick_conversation = await new_conversation()
@@ -173,11 +175,12 @@ async def test_clients_on_two_servers_follow_one_reply_and_two_workers_share_the
         assert (await client.ask("send", content="quick"))["type"] == "accepted"
         quick.append(client)
     for client in quick:
-        assert await client.follow(timeout=10) == ("quick reply", "complete")
-    assert (await reply_of(slow_reply)).status == "streaming", "the quick replies waited for the slow one"
+        assert await client.follow(timeout=60) == ("quick reply", "complete")
+    assert (await reply_of(slow_reply)).status == "streaming", "the slow reply ended before its release"
     taken = [worker.output().count(" claimed by ") for worker in workers]
     assert all(taken), f"one worker took every job: {taken}"
-    await slow.follow()
+    upstream.release()
+    assert await slow.follow(timeout=60) == (expected_slow(20), "complete")
     for client in (on_a, on_b, slow, *quick):
         await client.close()
 

@@ -67,15 +67,20 @@ async def test_a_pending_reply_whose_job_was_lost_with_redis_is_answered_within_
     assert len(upstream.requests) == 1
 
 
+@pytest.mark.parametrize("down_for", ["moments", "longer than the pending expiry"])
 async def test_embedded_a_reply_left_pending_by_the_previous_server_run_is_answered_when_the_worker_starts(
-    user, upstream, monkeypatch
+    user, upstream, monkeypatch, settings, down_for
 ):
     from chat.engine import heartbeat, jobs
 
-    # This process's first in-process worker finds the in-memory job queue new, as after a restart.
+    # This process's first in-process worker finds the in-memory job queue new, as after a restart. The
+    # process starts now: the reply's age must not depend on how long the test run has been going (the
+    # reaper interrupts a reply pending longer than the expiry, unless its job was sent again since).
     monkeypatch.setattr(heartbeat, "_process_queue_claimed", False)
+    monkeypatch.setattr(heartbeat, "PROCESS_STARTED_AT", timezone.now())
     reply = await database_sync_to_async(pending_reply)(user)
-    before_this_run = heartbeat.PROCESS_STARTED_AT - timedelta(seconds=30)
+    down = timedelta(seconds=30 if down_for == "moments" else settings.CHAT_PENDING_EXPIRY_SECONDS + 60)
+    before_this_run = heartbeat.PROCESS_STARTED_AT - down
     await database_sync_to_async(Message.objects.filter(pk=reply.pk).update)(created_at=before_this_run)
 
     jobs.ensure_in_process_worker()

@@ -498,6 +498,19 @@ def test_pending_replies_sent_before_the_job_queue_was_new_are_sent_again_once(u
     assert [row(m).requeued_at for m in (cancelled, taken, after_restart)] == [None, None, None]
 
 
+def test_a_requeued_reply_waits_the_pending_expiry_from_its_requeue_not_from_its_send(user, settings, frozen_now):
+    # The server was down longer than the pending expiry: the reply's job, sent again now, waits in the queue.
+    expiry = timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
+    reply = pending_reply(services.conversation_create(owner=user))
+    Message.objects.filter(pk=reply.pk).update(created_at=frozen_now - 2 * expiry)
+    assert [m.pk for m in services.replies_requeue_lost(created_before=frozen_now)] == [reply.pk]
+
+    assert services.replies_interrupt_stale() == []
+    assert row(reply).status == "pending"
+    Message.objects.filter(pk=reply.pk).update(requeued_at=frozen_now - expiry - timedelta(microseconds=1))
+    assert [m.pk for m in services.replies_interrupt_stale()] == [reply.pk]
+
+
 def test_a_worker_shutting_down_saves_what_it_has_of_a_reply_as_interrupted(user, conversation, frozen_now):
     context = claimed(conversation)
     result = StreamResult(input_tokens=10, output_tokens=4, tokens_estimated=True, duration_ms=300)

@@ -343,15 +343,21 @@ def replies_interrupt_stale() -> list[Message]:
     """Mark replies whose worker vanished as `interrupted`, keeping their last checkpoint.
 
     A streaming reply whose lease ran out lost its worker (those that can be taken up elsewhere were
-    handed off first: replies_hand_off_stale); a pending one waiting longer than the job expiry, since it
-    was sent or handed off, was never taken (its job was lost with a restart). Clearing the lease holder
-    fences the old worker out: should it come back, none of its writes lands.
+    handed off first: replies_hand_off_stale); a pending one waiting longer than the job expiry, since its
+    job was last sent (the send, a hand-off or a requeue), was never taken (its job was lost with a
+    restart). A requeue counts: the job it sent waits in the queue, and the reply is answered however
+    long the server was down. Clearing the lease holder fences the old worker out: should it come back,
+    none of its writes lands.
     """
     now = timezone.now()
     expired = now - timedelta(seconds=settings.CHAT_PENDING_EXPIRY_SECONDS)
-    stale = _lost_worker(now) | Q(
-        Q(resumed_at=None, created_at__lt=expired) | Q(resumed_at__lt=expired), status=Message.Status.PENDING
+    # The latest of the send, the last hand-off and the requeue is before `expired` when each of them is.
+    job_sent_long_ago = (
+        Q(created_at__lt=expired)
+        & (Q(resumed_at=None) | Q(resumed_at__lt=expired))
+        & (Q(requeued_at=None) | Q(requeued_at__lt=expired))
     )
+    stale = _lost_worker(now) | Q(job_sent_long_ago, status=Message.Status.PENDING)
     interrupted = []
     for reply in Message.objects.filter(stale).only("pk", "status"):
         updated = (
