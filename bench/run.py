@@ -208,11 +208,13 @@ def run_client(
 ) -> dict:
     """Run the load client (several processes with `splits`): all connect, `on_start` reads the counters,
     then every process starts its streams at once. Returns the combined result."""
-    clients = []
+    clients, paths = [], []
     try:
         for k, one in enumerate(_client_specs(spec, splits)):
             path = work / f"spec-{spec['kind']}-{spec['concurrency']}-{k}.json"
             path.write_text(json.dumps(one))
+            path.with_suffix(".result.json").unlink(missing_ok=True)
+            paths.append(path)
             command = [PYTHON, str(BENCH / "client.py"), str(path)]
             pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
             clients.append(subprocess.Popen(command, text=True, **pipes))
@@ -228,10 +230,11 @@ def run_client(
                 client.stdin.flush()
         parts = []
         for client in clients:
-            out, err = client.communicate(timeout=spec["timeout"] + 120)
-            if client.returncode != 0 or not out.strip():
+            _, err = client.communicate(timeout=spec["timeout"] + 120)
+            result = paths[clients.index(client)].with_suffix(".result.json")
+            if client.returncode != 0 or not result.exists():
                 raise RuntimeError(f"client failed ({client.returncode}): {err[-3000:]}")
-            parts.append(json.loads(out.strip().splitlines()[-1]))
+            parts.append(json.loads(result.read_text()))
     finally:
         for client in clients:
             if client.poll() is None:
