@@ -2,7 +2,6 @@
 one transaction for all, each reply getting its own outcome (or its batch's failure) back."""
 
 import asyncio
-import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -10,7 +9,7 @@ from channels.db import database_sync_to_async
 from chat import services
 from chat.engine.checkpoints import CheckpointWriter, checkpoint_writer, write_batch
 from chat.models import Message
-from tests.engine_fixtures import TEST_MODEL
+from tests.engine_helpers import pending_reply
 
 
 class HeldWrites:
@@ -105,11 +104,7 @@ async def test_each_event_loop_has_one_writer():
 @pytest.mark.usefixtures("db", "engine")
 def test_a_batch_gives_each_reply_its_own_outcome_saved_stop_requested_or_lease_lost(make_user):
     owner = make_user()
-    contexts = []
-    for _ in range(3):
-        conversation = services.conversation_create(owner=owner, model=TEST_MODEL)
-        reply = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hi").reply
-        contexts.append(services.generation_begin(message_id=reply.pk, worker_id="w"))
+    contexts = [services.generation_begin(message_id=pending_reply(owner).pk, worker_id="w") for _ in range(3)]
     saved, stopped, reaped = contexts
     Message.objects.filter(pk=stopped.reply.pk).update(cancel_requested=True)
     Message.objects.filter(pk=reaped.reply.pk).update(lease_holder="another/worker")
@@ -129,11 +124,7 @@ def test_a_batch_gives_each_reply_its_own_outcome_saved_stop_requested_or_lease_
 @pytest.mark.usefixtures("db", "engine")
 def test_a_checkpoint_failing_on_its_own_fails_alone_and_the_others_of_its_batch_are_saved(make_user, monkeypatch):
     owner = make_user()
-    contexts = []
-    for _ in range(2):
-        conversation = services.conversation_create(owner=owner, model=TEST_MODEL)
-        reply = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Hi").reply
-        contexts.append(services.generation_begin(message_id=reply.pk, worker_id="w"))
+    contexts = [services.generation_begin(message_id=pending_reply(owner).pk, worker_id="w") for _ in range(2)]
     broken = services.BudgetProbe(user_id=owner.pk, limits=None, running=None)
     monkeypatch.setattr(services.BudgetProbe, "exceeded", lambda probe: 1 / 0)
     batch = [
@@ -152,9 +143,7 @@ def test_a_checkpoint_failing_on_its_own_fails_alone_and_the_others_of_its_batch
 @pytest.mark.usefixtures("transactional_db", "engine")
 async def test_a_reply_checkpointing_through_the_writer_saves_its_text(make_user):
     owner = await database_sync_to_async(make_user)()
-    conversation = await database_sync_to_async(services.conversation_create)(owner=owner, model=TEST_MODEL)
-    send = database_sync_to_async(services.message_send)
-    reply = (await send(conversation=conversation, client_id="c1", content="Hi")).reply
+    reply = await database_sync_to_async(pending_reply)(owner)
     context = await database_sync_to_async(services.generation_begin)(message_id=reply.pk, worker_id="w")
     progress = {"message_id": reply.pk, "parts": [("text", "Half")], "seq": 2, "lease_holder": context.lease_holder}
 

@@ -12,7 +12,7 @@ from chat import services
 from chat.engine.checkpoints import write_batch
 from chat.engine.resilience import on_worker_database_thread, with_database_retry
 from chat.models import Message
-from tests.engine_fixtures import TEST_MODEL
+from tests.engine_helpers import pending_reply
 
 
 @pytest.fixture
@@ -57,9 +57,7 @@ async def test_on_a_sqlite_file_the_workers_calls_run_on_its_own_thread_not_asgi
 @pytest.mark.usefixtures("on_a_sqlite_file", "engine")
 async def test_on_a_sqlite_file_a_claim_checkpoint_and_final_save_land_while_asgirefs_thread_is_busy(make_user):
     owner = await database_sync_to_async(make_user)()
-    conversation = await database_sync_to_async(services.conversation_create)(owner=owner, model=TEST_MODEL)
-    send = database_sync_to_async(services.message_send)
-    reply = (await send(conversation=conversation, client_id="c1", content="Hi")).reply
+    reply = await database_sync_to_async(pending_reply)(owner)
 
     async with HeldThread():
         context = await with_database_retry(services.generation_begin, message_id=reply.pk, worker_id="w")
