@@ -137,13 +137,7 @@ class RedisFanout:
             confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
             self._groups[channel] = group
             await self._subscribe(channel)
-        try:
-            async with asyncio.timeout(CONFIRM_SECONDS):
-                await asyncio.shield(confirmed)
-        except TimeoutError:
-            await self.unfollow(group, inbox)
-            logger.warning("Redis did not confirm the subscription to %s", group)
-            raise ChatError("unavailable") from None
+        await _taken(self, group, inbox, confirmed, "Redis did not confirm the subscription to %s")
 
     async def unfollow(self, group: str, inbox: Inbox) -> None:
         if not self._followers.remove(group, inbox):
@@ -259,13 +253,7 @@ class LayerFanout:
         if ready is None:
             ready = self._ready[group] = asyncio.get_running_loop().create_future()
             self._readers[group] = asyncio.get_running_loop().create_task(self._read(group, ready))
-        try:
-            async with asyncio.timeout(CONFIRM_SECONDS):
-                await asyncio.shield(ready)
-        except TimeoutError:
-            await self.unfollow(group, inbox)
-            logger.warning("the channel layer did not take the subscription to %s", group)
-            raise ChatError("unavailable") from None
+        await _taken(self, group, inbox, ready, "the channel layer did not take the subscription to %s")
 
     async def unfollow(self, group: str, inbox: Inbox) -> None:
         if not self._followers.remove(group, inbox):
@@ -301,6 +289,19 @@ class LayerFanout:
                 await asyncio.shield(self._layer.group_discard(group, channel))
             except Exception:  # noqa: BLE001
                 logger.debug("could not leave group %s", group, exc_info=True)
+
+
+async def _taken(fanout: Fanout, group: str, inbox: Inbox, subscribed: asyncio.Future, refusal: str) -> None:
+    """Wait (CONFIRM_SECONDS at most) for a follow's subscription to be live; if it never is, the inbox
+    stops following and the follower gets `unavailable`. Shielded: one follower giving up leaves the
+    subscription to the others waiting on it."""
+    try:
+        async with asyncio.timeout(CONFIRM_SECONDS):
+            await asyncio.shield(subscribed)
+    except TimeoutError:
+        await fanout.unfollow(group, inbox)
+        logger.warning(refusal, group)
+        raise ChatError("unavailable") from None
 
 
 async def _disconnect(connection: Any) -> None:
