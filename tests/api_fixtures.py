@@ -6,21 +6,9 @@ from typing import Any
 
 import openai
 import pytest
-from django.db import connection
-from django.db.backends.signals import connection_created
 
 from chat import services
 from tests.harness.servers import ThreadedServer
-
-
-def _readers_take_no_table_locks(connection: Any, **kwargs: Any) -> None:
-    """Embedded, the test database is SQLite in memory with a shared cache, where a read of a table the
-    worker is writing fails at once ("database table is locked": shared-cache table locks are not waited
-    for, unlike the file database's busy timeout). The server, the worker and the test read and write
-    from several threads at once here, so readers read without table locks, as WAL readers do."""
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA read_uncommitted = 1")
 
 
 @pytest.fixture
@@ -28,15 +16,11 @@ def v1_url(engine) -> Iterator[str]:
     """The base URL of /v1 on a real server of this process (with the engine's settings)."""
     from config.asgi import application
 
-    connection_created.connect(_readers_take_no_table_locks)
-    if connection.connection is not None:
-        _readers_take_no_table_locks(connection)
     server = ThreadedServer(application).start()
     try:
         yield f"{server.url}/v1"
     finally:
         server.stop()
-        connection_created.disconnect(_readers_take_no_table_locks)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import asyncio
 import uuid
 
 from channels.layers import get_channel_layer
-from django.db import OperationalError, close_old_connections
+from django.db import close_old_connections
 
 from chat import events
 from chat.models import Message
@@ -14,16 +14,9 @@ from tests.harness.waiting import wait_for
 MARKER = "test-marker"
 
 
-TABLE_LOCKED_RETRIES = 200  # 10 ms apart: the worker's write that holds the lock is one short statement
-
-
 async def read_row(pk: int) -> Message:
-    """The row as a thread of its own reads it: the database thread may be blocked, or busy.
-
-    Embedded tests share one in-memory SQLite database between connections (shared cache), where a
-    read that meets another connection's write fails at once with "table is locked" instead of
-    waiting: such a read is tried again.
-    """
+    """The row as a thread of its own reads it: the database thread may be blocked, or busy (the test
+    database is a SQLite file in WAL mode, where a reader never waits for a writer)."""
 
     def read() -> Message:
         try:
@@ -31,13 +24,6 @@ async def read_row(pk: int) -> Message:
         finally:
             close_old_connections()
 
-    for _ in range(TABLE_LOCKED_RETRIES):
-        try:
-            return await asyncio.to_thread(read)
-        except OperationalError as error:
-            if "locked" not in str(error):
-                raise
-            await asyncio.sleep(0.01)
     return await asyncio.to_thread(read)
 
 
