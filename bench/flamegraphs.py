@@ -3,7 +3,9 @@
 py-spy (a sampling profiler from PyPI, in bench/.tools-venv) attaches to a running process by its pid,
 which needs ptrace: we run as root. It samples 100 times a second without pausing the process
 (`--nonblocking`: cheaper, at the cost of a rare torn stack) from the moment the clients start until the
-run's last stream ends, and writes an SVG flame graph when it is interrupted.
+run's last stream ends, and writes an SVG flame graph when it is interrupted. It samples only the thread
+holding the GIL (`--gil`): the graph is where the process spends CPU in Python, and a thread waiting (on
+epoll, on PostgreSQL's answer in psycopg) is not counted as work.
 """
 
 import signal
@@ -31,7 +33,7 @@ class Recording:
     def __init__(self, pid: int, path: Path, log: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self._log = path, log.open("wb")
-        args = [str(py_spy()), "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+        args = [str(py_spy()), "record", "--pid", str(pid), "--rate", "100", "--nonblocking", "--gil"]
         args += ["--format", "flamegraph", "--output", str(path)]
         self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
 
