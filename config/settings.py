@@ -335,10 +335,11 @@ CHAT_RETRY_BASE_DELAY = env_float("CHAT_RETRY_BASE_DELAY", 0.5)
 CHAT_RETRY_MAX_DELAY = env_float("CHAT_RETRY_MAX_DELAY", 20.0)
 # Frame coalescing adapts to load: the replies of a process share CHAT_FRAME_RATE frames a second;
 # the window between two frames of a reply is at least CHAT_FRAME_MIN_WINDOW_MS (a token slower than
-# that goes at once) and at most CHAT_FRAME_WINDOW_MS.
-CHAT_FRAME_RATE = env_float("CHAT_FRAME_RATE", 1500.0)
+# that goes at once) and at most CHAT_FRAME_WINDOW_MS. 500 and 150 ms: alone a reply's tokens go at once;
+# from 75 replies a process, each reply gets a frame about every 150 ms (docs/benchmarks.md, "Fewer frames").
+CHAT_FRAME_RATE = env_float("CHAT_FRAME_RATE", 500.0)
 CHAT_FRAME_MIN_WINDOW_MS = env_int("CHAT_FRAME_MIN_WINDOW_MS", 15)
-CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 250)
+CHAT_FRAME_WINDOW_MS = env_int("CHAT_FRAME_WINDOW_MS", 150)
 CHAT_FRAME_MAX_CHARS = env_int("CHAT_FRAME_MAX_CHARS", 4096)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 10.0)

@@ -42,7 +42,7 @@ class FrameCoalescer:
     """Turns deltas into frames: the first delta after a quiet spell goes at once, a burst is batched.
 
     The batching window adapts to load: the replies streaming in this process share a budget of
-    CHAT_FRAME_RATE frames a second (200 replies: about 130 ms), from CHAT_FRAME_MIN_WINDOW_MS (a
+    CHAT_FRAME_RATE frames a second (50 replies: 100 ms, by default), from CHAT_FRAME_MIN_WINDOW_MS (a
     model slower than one token per that window has every token sent at once) up to
     CHAT_FRAME_WINDOW_MS. Every frame costs the same on the channel layer and in every consumer,
     however few characters it carries, so this keeps the relay's cost per token flat as load grows.
