@@ -12,7 +12,6 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest
@@ -43,15 +42,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
     process) into this socket's inbox: it has no channel-layer channel of its own to receive on."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Channels' AsyncConsumer.__call__ (4.3), with the inbox in place of the channel layer: events are
-        # still handled one at a time, after the client frame being handled (a `subscribe` sends its
-        # snapshot before any live frame that arrived meanwhile).
+        # Channels' AsyncConsumer.__call__ (4.3), with the inbox in place of the channel layer and of
+        # `await_many_dispatch`: the client's messages join the inbox (first in line, never dropped), and
+        # one loop handles everything one at a time, a client frame before the events waiting (a
+        # `subscribe` sends its snapshot before any live frame that arrived meanwhile).
         self.scope = scope
         self.inbox = Inbox()
         self.channel_name = f"socket.{uuid.uuid4().hex}"  # names this socket in `answered` frames
         self.base_send = send
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive, self.inbox.get], self.dispatch)
+        client = asyncio.create_task(self._take_client_messages(receive))
+        try:
+            with contextlib.suppress(StopConsumer):
+                while True:
+                    await self.dispatch(await self.inbox.get())
+        finally:
+            client.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await client
+
+    async def _take_client_messages(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        while True:
+            message = await receive()
+            self.inbox.put_own(message)
+            if message["type"] == "websocket.disconnect":
+                return
 
     async def connect(self) -> None:
         user = self.scope.get("user")

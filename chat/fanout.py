@@ -41,10 +41,16 @@ def resync_event(group: str | None) -> Event:
 
 class Inbox:
     """One follower's events, in order. Bounded: a follower that falls `INBOX_CAPACITY` events behind
-    loses them and gets a single `fanout.resync` instead (its snapshot covers what it lost)."""
+    loses them and gets a single `fanout.resync` instead (its snapshot covers what it lost).
+
+    A WebSocket consumer also puts its client's own messages here (`put_own`): never dropped, and read
+    before the events already waiting, as Channels' dispatch loop would take a client frame first. One
+    queue for both lets the consumer read in one plain loop: a frame costs a deque pop, not a task and
+    an `asyncio.wait` as in Channels' `await_many_dispatch`."""
 
     def __init__(self, capacity: int = INBOX_CAPACITY) -> None:
         self._events: collections.deque[Event] = collections.deque()
+        self._own: collections.deque[Event] = collections.deque()
         self._capacity = capacity
         self._waiter: asyncio.Future | None = None
 
@@ -53,17 +59,25 @@ class Inbox:
             self._events.clear()
             event = resync_event(None)
         self._events.append(event)
+        self._wake()
+
+    def put_own(self, message: Event) -> None:
+        """The follower's own message (a client frame, its disconnect): never dropped, read first."""
+        self._own.append(message)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     async def get(self) -> Event:
-        while not self._events:
+        while not self._own and not self._events:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._events.popleft()
+        return self._own.popleft() if self._own else self._events.popleft()
 
     def __len__(self) -> int:
         return len(self._events)

@@ -155,6 +155,30 @@ def test_an_inbox_that_falls_too_far_behind_gets_one_resync_instead():
     assert asyncio.run(inbox.get()) == resync_event(None)
 
 
+async def test_a_followers_own_messages_are_read_before_waiting_events_and_never_dropped():
+    inbox = Inbox(capacity=2)
+    inbox.put({"type": "chat.frame", "n": 1})
+    inbox.put_own({"type": "websocket.receive", "text": "first"})
+    for n in range(2, 5):  # past the capacity: the events give way to one resync, the own message stays
+        inbox.put({"type": "chat.frame", "n": n})
+    inbox.put_own({"type": "websocket.disconnect"})
+    taken = [await inbox.get() for _ in range(4)]
+    assert taken == [
+        {"type": "websocket.receive", "text": "first"},
+        {"type": "websocket.disconnect"},
+        resync_event(None),
+        {"type": "chat.frame", "n": 4},
+    ]
+
+
+async def test_an_own_message_wakes_a_follower_waiting_on_an_empty_inbox():
+    inbox = Inbox()
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_own({"type": "websocket.receive", "text": "hello"})
+    assert await asyncio.wait_for(waiting, 5) == {"type": "websocket.receive", "text": "hello"}
+
+
 async def test_over_a_channel_layer_a_group_is_one_layer_channel_for_every_follower_of_the_process():
     layer = InMemoryChannelLayer()
     fan = LayerFanout(layer)
