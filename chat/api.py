@@ -4,6 +4,7 @@ A person with curl can chat through these alone (docs/protocol.md shows how).
 """
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial, wraps
 from typing import Any
@@ -213,6 +214,15 @@ def _reply_starter(kind: str) -> View:
         return JsonResponse(started.frame(client_id=body["client_id"]), status=200 if started.duplicate else 202)
 
     return start
+
+
+# The reply starters' paths (the four views below): config.asgi serves them outside Django's per-request thread.
+REPLY_START_PATH = re.compile(r"/api/conversations/\d+/(?:messages|regenerate|edit|continue)")
+
+
+def is_reply_start_path(path: str) -> bool:
+    """Whether a request starts a reply: one brief trip to the database thread, as a WebSocket `send` makes."""
+    return REPLY_START_PATH.fullmatch(path) is not None
 
 
 messages = _reply_starter("send")

@@ -463,3 +463,75 @@ async def test_open_streams_hold_no_thread_and_no_database_connection(handler, c
         assert (added_threads, added_connections) == (0, 0)
     else:
         assert added_threads >= 8
+
+
+# --- a send over HTTP: on the process's one sync thread, as a WebSocket `send` -----------------------
+
+CSRF = "testcsrftoken0123456789abcdefghij"[:32]
+
+
+async def post_raw(application, path: str, cookie: bytes, body: dict) -> int:
+    """One JSON POST straight to the application, as Daphne would make it; returns the status."""
+    payload = orjson.dumps(body)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"cookie", cookie + b"; csrftoken=" + CSRF.encode()),
+            (b"x-csrftoken", CSRF.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": payload, "more_body": False})
+    start = await communicator.receive_output(20)
+    await communicator.receive_output(20)  # the body
+    await communicator.wait(20)
+    return start["status"]
+
+
+@pytest.mark.cluster
+async def test_simultaneous_sends_over_http_run_on_the_one_sync_thread_a_websocket_send_uses(make_user, monkeypatch):
+    from chat import actions
+    from config import asgi
+
+    threads = []
+    owned_and_started = actions._owned_and_started
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return owned_and_started(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "_owned_and_started", recorded)
+    users = [await database_sync_to_async(make_user)() for _ in range(6)]
+    conversations = [
+        await database_sync_to_async(services.conversation_create)(owner=user, model=TEST_MODEL) for user in users
+    ]
+    cookies = [await session_cookie_for(user) for user in users]
+
+    statuses = await asyncio.gather(
+        *(
+            post_raw(
+                asgi.application,
+                f"/api/conversations/{conversation.pk}/messages",
+                cookie,
+                {"client_id": uuid.uuid4().hex, "content": "Hi"},
+            )
+            for conversation, cookie in zip(conversations, cookies, strict=True)
+        )
+    )
+
+    assert statuses == [202] * 6
+    websocket_thread = await database_sync_to_async(threading.get_ident)()
+    assert set(threads) == {websocket_thread}
