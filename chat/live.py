@@ -55,6 +55,21 @@ return n + 1
 """
 APPEND_PUBLISH_SHA = hashlib.sha1(APPEND_PUBLISH_SCRIPT).hexdigest()  # Redis names scripts by SHA-1
 
+# Delete a reply's log (every part's text: their count is the length of `kinds`) and, with a TTL in
+# ARGV[2], start it again empty. KEYS: kinds, ends, cursor; ARGV[1]: the text keys' prefix.
+CLEAR_SCRIPT = b"""
+local stale = {KEYS[1], KEYS[2], KEYS[3]}
+for part = 0, redis.call('STRLEN', KEYS[1]) - 1 do
+  stale[#stale + 1] = ARGV[1] .. part
+end
+redis.call('DEL', unpack(stale))
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '', 'EX', ARGV[2]) end
+return 1
+"""
+CLEAR_SHA = hashlib.sha1(CLEAR_SCRIPT).hexdigest()
+# The scripts the batcher runs by SHA: loaded when Redis does not know them (first use, a restart).
+BATCHED_SCRIPTS = (APPEND_PUBLISH_SCRIPT, CLEAR_SCRIPT)
+
 # A reply's parts, seq and cursor at one instant: the text keys are named `<prefix><part index>`.
 STATE_SCRIPT = b"""
 local kinds = redis.call('GET', KEYS[1])
@@ -216,10 +231,14 @@ class RedisLiveLog:
         return [self._kinds_key(message_id), self._ends_key(message_id), self._cursor_key(message_id), *texts]
 
     async def begin(self, message_id: int) -> None:
-        stale = await self._all_keys(message_id)
-        async with self._client().pipeline(transaction=True) as pipe:
-            pipe.delete(*stale).set(self._kinds_key(message_id), "", ex=LOG_TTL_SECONDS)
-            await pipe.execute()
+        await self._clear(message_id, ttl=LOG_TTL_SECONDS)
+
+    async def _clear(self, message_id: int, *, ttl: int | None) -> None:
+        """One script on the batched connection (a frame's): in order with the reply's frames and
+        publishes, and no round trip of its own to learn how many parts there are."""
+        base = key("live", message_id)
+        args = (f"{base}:kinds", f"{base}:ends", f"{base}:cursor", f"{base}:text:", "" if ttl is None else ttl)
+        await self._batcher().run(_CLEAR_HEAD + _pack_args(*args))
 
     async def append(self, message_id: int, frame: LiveFrame) -> int:
         """Without the script (another channel layer): the same append in a transaction. Returns the
@@ -310,7 +329,7 @@ class RedisLiveLog:
         return _parse_end(entry) if entry is not None else None
 
     async def end(self, message_id: int) -> None:
-        await self._client().delete(*await self._all_keys(message_id))
+        await self._clear(message_id, ttl=None)
 
 
 def _pack_args(*args: str | bytes | int) -> bytes:
@@ -326,10 +345,12 @@ def _pack_args(*args: str | bytes | int) -> bytes:
     return b"".join(packed)
 
 
-# The fixed start of the two commands the batcher sends: RESP array header, name, and for EVALSHA the
-# script's SHA and its 4 keys (then 4 keys and 9 arguments follow).
+# The fixed start of the commands the batcher sends: RESP array header, name, and for EVALSHA the
+# script's SHA and its number of keys (the frame's script: 4 keys and 9 arguments follow; the clearing
+# script: 3 keys and 2 arguments).
 _EVALSHA_HEAD = b"*16\r\n" + _pack_args("EVALSHA", APPEND_PUBLISH_SHA, 4)
 _PUBLISH_HEAD = b"*3\r\n" + _pack_args("PUBLISH")
+_CLEAR_HEAD = b"*8\r\n" + _pack_args("EVALSHA", CLEAR_SHA, 3)
 
 
 class _Batcher:
@@ -380,8 +401,9 @@ class _Batcher:
         results = await self._send(commands)
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
-            # First use, or Redis restarted: those scripts did nothing. Load it, send them again.
-            await self._client.script_load(APPEND_PUBLISH_SCRIPT)
+            # First use, or Redis restarted: those scripts did nothing. Load them, send them again.
+            for script in BATCHED_SCRIPTS:
+                await self._client.script_load(script)
             for i, result in zip(missing, await self._send([commands[i] for i in missing]), strict=True):
                 results[i] = result
         return results
