@@ -32,6 +32,8 @@ CLOSE_SESSION_ENDED = 4403
 CLOSE_FLOODING = 4429
 CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middleware.WebSocketOutageGuard), or Redis
 # did not confirm the subscription to the user's events (chat.fanout)
+# The scope key under which chat.middleware.WebSocketOutageGuard leaves the server's own `send`, for live frames.
+LIVE_SEND = "chat.live_send"
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -50,6 +52,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.inbox = Inbox()
         self.channel_name = f"socket.{uuid.uuid4().hex}"  # names this socket in `answered` frames
         self.base_send = send
+        # Live frames go straight to the server (chat.middleware.LIVE_SEND), past the send wrappers.
+        self.live_send = scope.get(LIVE_SEND, send)
         client = asyncio.create_task(self._take_client_messages(receive))
         try:
             with contextlib.suppress(StopConsumer):
@@ -226,7 +230,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if event["kind"] == "done":
             self.covered.pop(event["message"], None)
-        await self.send(text_data=event["json"])
+        await self.live_send({"type": "websocket.send", "text": event["json"]})
 
     async def fanout_resync(self, event: dict[str, Any]) -> None:
         """Live frames were lost (Redis reconnected, or this socket fell far behind): a fresh snapshot of

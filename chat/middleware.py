@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils.decorators import sync_and_async_middleware
 
 from chat import api
-from chat.consumers import CLOSE_UNAVAILABLE
+from chat.consumers import CLOSE_UNAVAILABLE, LIVE_SEND
 from chat.errors import ChatError
 from chat.services.attachments import file_too_large
 
@@ -177,7 +177,12 @@ class WebSocketOriginValidator:
 
 class WebSocketOutageGuard:
     """A database outage while a socket opens (its session and user are loaded first): the socket is
-    accepted, then closed with 4503 "unavailable, retry", instead of a bare HTTP 500."""
+    accepted, then closed with 4503 "unavailable, retry", instead of a bare HTTP 500.
+
+    It also leaves the server's `send` in the scope (LIVE_SEND): the consumer sends live frames with it,
+    past the send wrappers of this guard and of Channels' session middleware, which only act on an
+    accept or a close (a live frame is neither). At 50 tokens a second a socket gets tens of frames a
+    second, and each wrapper was a coroutine call per frame."""
 
     def __init__(self, application: ASGIApp) -> None:
         self.application = application
@@ -197,7 +202,7 @@ class WebSocketOutageGuard:
             await send(message)
 
         try:
-            return await self.application(scope, tracked_receive, tracked_send)
+            return await self.application({**scope, LIVE_SEND: send}, tracked_receive, tracked_send)
         except DatabaseError as error:
             if answered:
                 raise

@@ -613,3 +613,21 @@ async def test_a_message_id_of_another_users_conversation_is_not_found_and_write
             refused = await ask(ws, conversation, kind, client_id=f"x-{message_id}", message=message_id, **fields)
             assert (refused["type"], refused["code"]) == ("error", "not_found")
     assert [(m.pk, m.parent_id, m.status) for m in await messages_of(conversation)] == before
+
+
+async def test_the_outage_guard_hands_the_servers_own_send_down_for_live_frames():
+    from chat.consumers import LIVE_SEND
+    from chat.middleware import WebSocketOutageGuard
+
+    seen = {}
+
+    async def consumer(scope, receive, send):
+        seen.update(scope=scope, send=send)
+
+    async def server_send(message):
+        pass
+
+    await WebSocketOutageGuard(consumer)({"type": "websocket", "path": "/ws/chat/"}, None, server_send)
+
+    assert seen["scope"][LIVE_SEND] is server_send  # live frames: straight to the server
+    assert seen["send"] is not server_send  # everything else: through the guard, which watches accept and close
