@@ -104,3 +104,22 @@ def finished_reply(conversation, asked: str, parts: list[tuple[str, str]], resul
         lease_holder=context.lease_holder,
         parts=parts,
     )
+
+
+def record_worker_writes(monkeypatch) -> list[str]:
+    """The worker's writes in order, by service: its claim, each reply's checkpoint (written in
+    batches, one entry a reply), its final save."""
+    from chat import services
+
+    writes: list[str] = []
+    for name in ("generation_begin", "generation_finish"):
+        original = getattr(services, name)
+        monkeypatch.setattr(services, name, lambda *a, _f=original, _n=name, **k: writes.append(_n) or _f(*a, **k))
+    batched = services.generation_checkpoints
+
+    def checkpoints(batch):
+        writes.extend("generation_checkpoint" for _ in batch)
+        return batched(batch)
+
+    monkeypatch.setattr(services, "generation_checkpoints", checkpoints)
+    return writes

@@ -12,6 +12,7 @@ from chat import events, services
 from chat.fanout import resync_event
 from chat.models import Message
 from tests.engine_fixtures import TEST_MODEL
+from tests.engine_helpers import record_worker_writes
 from tests.fake_upstream import Scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
@@ -433,10 +434,7 @@ async def test_a_5000_token_reply_makes_far_fewer_frames_and_a_bounded_number_of
     connect, user, conversation, upstream, monkeypatch, settings
 ):
     """Bound: one write to claim the reply, one a second while it streams, one at the end."""
-    writes = []
-    for name in ("generation_begin", "generation_checkpoint", "generation_finish"):
-        original = getattr(services, name)
-        monkeypatch.setattr(services, name, lambda *a, _f=original, _n=name, **k: writes.append(_n) or _f(*a, **k))
+    writes = record_worker_writes(monkeypatch)
     upstream.script(Scenario.slow(5000, delay=0.0002))
     async with connect(user) as ws:
         started = time.monotonic()  # before the send: the reply may stream before `accepted` is read

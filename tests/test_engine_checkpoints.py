@@ -151,3 +151,50 @@ async def test_a_reply_checkpointing_through_the_writer_saves_its_text(make_user
 
     assert outcome == services.Checkpoint.SAVED
     assert (await database_sync_to_async(Message.objects.get)(pk=reply.pk)).content == "Half"
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("db", "engine")
+def test_a_batch_is_one_update_that_stores_what_one_checkpoint_at_a_time_stores(make_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = make_user()
+    contexts = [services.generation_begin(message_id=pending_reply(owner).pk, worker_id="w") for _ in range(4)]
+    parts = [("reasoning", "Let me think"), ("text", "So far, <b>ok</b> 'quoted' \\ é")]
+    progress = [
+        {"message_id": c.reply.pk, "parts": parts, "part_ms": [120, 80], "seq": 7, "lease_holder": c.lease_holder}
+        for c in contexts
+    ]
+    progress[1].update(response_id="resp_1", cursor=41)
+    alone, *together = contexts
+
+    services.generation_checkpoint(**progress[0])
+    with CaptureQueriesContext(connection) as queries:
+        assert write_batch(progress[1:]) == [services.Checkpoint.SAVED] * 3
+
+    assert [q["sql"].split()[0] for q in queries if "chat_message" in q["sql"]] == ["WITH"]  # one UPDATE
+    stored = Message.objects.in_bulk([c.reply.pk for c in contexts])
+    first = stored[alone.reply.pk]
+    for context in together:
+        row = stored[context.reply.pk]
+        assert (row.content, row.parts, row.seq) == (first.content, first.parts, first.seq)
+        assert row.lease_expires_at >= first.lease_expires_at
+    assert first.content == "So far, <b>ok</b> 'quoted' \\ é" and first.parts[1]["duration_ms"] == 80
+    with_id, without_id, _ = (stored[c.reply.pk] for c in together)
+    assert (with_id.upstream_response_id, with_id.upstream_cursor) == ("resp_1", 41)
+    assert (without_id.upstream_response_id, without_id.upstream_cursor) == ("", None)
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("db", "engine")
+def test_a_checkpoint_without_a_response_id_keeps_the_one_saved_before(make_user):
+    owner = make_user()
+    context = services.generation_begin(message_id=pending_reply(owner).pk, worker_id="w")
+    base = {"message_id": context.reply.pk, "parts": [("text", "One")], "seq": 1, "lease_holder": context.lease_holder}
+    write_batch([{**base, "response_id": "resp_9", "cursor": 3}])
+
+    write_batch([{**base, "parts": [("text", "One two")], "seq": 2}])
+
+    reply = Message.objects.get(pk=context.reply.pk)
+    assert (reply.content, reply.seq, reply.upstream_response_id, reply.upstream_cursor) == ("One two", 2, "resp_9", 3)

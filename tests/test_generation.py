@@ -12,6 +12,7 @@ from chat.engine.generation import Generation
 from chat.models import Message
 from chat.providers import registry
 from chat.providers.base import GenerationRequest, ModelInfo, Provider, ReplyStream
+from tests.engine_helpers import record_worker_writes
 from tests.harness.clock import ManualClock
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("engine")]
@@ -60,11 +61,7 @@ def scripted(monkeypatch):
 
 @pytest.fixture
 def database_writes(monkeypatch) -> list[str]:
-    writes: list[str] = []
-    for name in ("generation_begin", "generation_checkpoint", "generation_finish"):
-        original = getattr(services, name)
-        monkeypatch.setattr(services, name, lambda *a, _f=original, _n=name, **k: writes.append(_n) or _f(*a, **k))
-    return writes
+    return record_worker_writes(monkeypatch)
 
 
 @database_sync_to_async

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
 from chat import services
 from chat.engine.resilience import on_worker_database_thread
@@ -33,19 +33,12 @@ _checkpoint_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-
 
 
 def write_batch(batch: Sequence[Progress]) -> list[services.Checkpoint | Exception]:
-    """Every checkpoint of the batch in one transaction, each reply's outcome in the batch's order. A
-    database error fails the whole batch (raised); any other error fails its own checkpoint only (its
-    outcome is the exception), as when each checkpoint ran alone."""
-    outcomes: list[services.Checkpoint | Exception] = []
+    """Every checkpoint of the batch in one transaction (one UPDATE: services.generation_checkpoints),
+    each reply's outcome in the batch's order. A database error fails the whole batch (raised); any
+    other error fails its own checkpoint only (its outcome is the exception), as when each checkpoint
+    ran alone."""
     with transaction.atomic():
-        for progress in batch:
-            try:
-                outcomes.append(services.generation_checkpoint(**progress))
-            except DatabaseError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reported by its own reply
-                outcomes.append(exc)
-    return outcomes
+        return services.generation_checkpoints(batch)
 
 
 def _on_database_thread() -> Callable[[Sequence[Progress]], Awaitable[list[services.Checkpoint | Exception]]]:
