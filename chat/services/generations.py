@@ -193,15 +193,14 @@ def generation_checkpoint(
     """Save the parts so far (with how long each took, if known) and renew the lease, if the reply is
     still this worker's and no stop was asked. A reply streaming from a response its provider keeps saves
     that response's id and the cursor its parts reach, for another worker to take it up from there.
-    With a `budget`, BUDGET_EXCEEDED once the owner's spend and this reply's so far reach a money budget."""
-    held = _held(message_id=message_id, lease_holder=lease_holder)
-    fields = {**stored_parts(parts, part_ms), "seq": seq, "lease_expires_at": _lease_deadline()}
-    if response_id:
-        fields.update(upstream_response_id=response_id, upstream_cursor=cursor)
-    if held.filter(cancel_requested=False).update(**fields):
-        return Checkpoint.BUDGET_EXCEEDED if budget is not None and budget.exceeded() else Checkpoint.SAVED
-    # Nothing saved: a stop request (still ours, flagged), or the lease is gone (reaped, or another holder).
-    return Checkpoint.STOP_REQUESTED if held.exists() else Checkpoint.LEASE_LOST
+    With a `budget`, BUDGET_EXCEEDED once the owner's spend and this reply's so far reach a money budget.
+    The worker saves its replies' checkpoints in batches (`generation_checkpoints`): this is a batch of one."""
+    progress = {"message_id": message_id, "seq": seq, "lease_holder": lease_holder, "parts": parts}
+    progress.update(part_ms=part_ms, response_id=response_id, cursor=cursor, budget=budget)
+    (outcome,) = generation_checkpoints([progress])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 # At most this many checkpoints in one statement (8 parameters each: far below SQLite's 32,766).
