@@ -29,6 +29,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=200, help="replies checkpointing at once")
     parser.add_argument("--repeat", type=int, default=200, help="calls measured per operation")
     parser.add_argument("--rounds", type=int, default=10, help="checkpoint rounds measured")
+    parser.add_argument("--turns", type=int, default=10, help="earlier exchanges before a claim with history")
     return parser.parse_args()
 
 
@@ -64,6 +65,7 @@ def measure(label: str, calls, *, each) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    connection.queries_log.clear()  # a log already at its cap (9,000) would count none of these
     with CaptureQueriesContext(connection) as queries:
         each(calls[0])
     cpu, wall = [], []
@@ -85,6 +87,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
 
     from chat import services
+    from chat.models import Message
     from chat.providers.base import StreamResult
 
     try:
@@ -94,9 +97,13 @@ def main() -> None:
 
     owner = get_user_model().objects.create_user(username=f"bench-{uuid.uuid4().hex[:8]}", password="pw")
 
-    def pending() -> int:
+    def pending(turns: int = 0) -> int:
+        """A pending reply, after `turns` answered exchanges in its conversation (its history)."""
         conversation = services.conversation_create(owner=owner, model="openai:gpt-test", system_prompt="Be brief.")
-        send = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content="Plan a trip")
+        for turn in range(turns + 1):
+            send = services.message_send(conversation=conversation, client_id=uuid.uuid4().hex, content=f"Plan {turn}")
+            if turn < turns:
+                Message.objects.filter(pk=send.reply.pk).update(status="complete", content="An answer. " * 20)
         return send.reply.pk
 
     replies = [pending() for _ in range(args.repeat + 1)]
@@ -106,6 +113,8 @@ def main() -> None:
         contexts[pk] = services.generation_begin(message_id=pk, worker_id="bench")
 
     measure("generation_begin", replies, each=begin)
+    deep = [pending(args.turns) for _ in range(args.repeat + 1)]
+    measure(f"generation_begin, {args.turns} exchanges before", deep, each=begin)
     text = "word " * 100
 
     def checkpoint(pk: int) -> None:
