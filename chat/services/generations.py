@@ -116,9 +116,8 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         )
         return None
     history = selectors.history_for(reply=reply)
-    # The path comes with its files (prefetched, in upload order): no second query for them.
-    attachments = {m.pk: files for m in history if m.role == Message.Role.USER and (files := list(m.attachments.all()))}
-    question = next((m for m in reversed(history) if m.role == Message.Role.USER), None)
+    attachments = history.attachments
+    question = next((m for m in reversed(history.messages) if m.role == Message.Role.USER), None)
     parameters, conversation_max_output = parameters_for_request(
         provider=provider, model=model, values=conversation.parameters
     )
@@ -127,7 +126,7 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         attachments_check_model(model_ref=reply.model, attachments=attachments.get(question.pk, []) if question else [])
         request = build_request(
             conversation=conversation,
-            history=history,
+            history=history.messages,
             model=model,
             max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
             parameters=parameters,
