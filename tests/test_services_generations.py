@@ -100,6 +100,7 @@ def test_a_reply_that_ended_or_does_not_exist_is_not_claimed(conversation):
     assert row(reply).status == "failed"
 
 
+@pytest.mark.cluster
 def test_the_claim_comes_with_the_prompt_of_the_current_branch_and_its_resolved_provider(conversation, settings):
     settings.CHAT_MAX_OUTPUT_TOKENS = 100
     first = Message.objects.create(conversation=conversation, role="user", content="First question")
@@ -125,6 +126,7 @@ def test_the_claim_comes_with_the_prompt_of_the_current_branch_and_its_resolved_
     ]
 
 
+@pytest.mark.cluster
 def test_the_prompt_is_the_path_to_the_reply_and_only_that_path(conversation):
     """Q1 → A1 → Q2 → A2, then Q1 edited (Q1b → A1b) and A2 regenerated beside itself; a reply on each
     branch is sent its own path: never a sibling, never a message of another branch, never a newer one."""
@@ -184,6 +186,7 @@ def answered(conversation: Conversation, asked: str, answer: str) -> Message:
     return reply
 
 
+@pytest.mark.cluster
 def test_a_claim_with_files_reads_the_reply_its_path_and_their_files_in_four_statements(
     conversation, django_assert_num_queries
 ):
@@ -198,6 +201,7 @@ def test_a_claim_with_files_reads_the_reply_its_path_and_their_files_in_four_sta
     assert "table.csv" in context.request.turns[-1].content and context.price is None
 
 
+@pytest.mark.cluster
 def test_a_claim_reads_the_models_price_only_for_an_owner_with_a_money_budget(
     conversation, settings, django_assert_num_queries
 ):
@@ -213,6 +217,7 @@ def test_a_claim_reads_the_models_price_only_for_an_owner_with_a_money_budget(
     assert context.price is not None and context.limits.has_money_budget
 
 
+@pytest.mark.cluster
 def test_a_claim_without_files_costs_three_statements_however_long_its_history(conversation, django_assert_num_queries):
     for turn in range(12):
         answered(conversation, f"Question {turn}", f"Answer {turn}.")
@@ -226,6 +231,7 @@ def test_a_claim_without_files_costs_three_statements_however_long_its_history(c
     assert context.request.turns[-1] == ChatTurn(role="user", content="And the last one?")
 
 
+@pytest.mark.cluster
 def test_a_reply_deep_on_a_branch_the_owner_left_is_sent_its_own_path_as_the_tree_has_it(conversation, settings):
     """Twenty exchanges, an edit at the 5th question, a regenerate at the 15th reply on the old branch,
     then the owner back on the edited branch: a reply claimed deep on the old branch gets exactly its path."""
@@ -249,6 +255,7 @@ def test_a_reply_deep_on_a_branch_the_owner_left_is_sent_its_own_path_as_the_tre
     assert Conversation.objects.get(pk=conversation.pk).current_leaf_id != old_branch.pk
 
 
+@pytest.mark.cluster
 def test_the_files_of_earlier_turns_on_the_path_come_with_them_and_no_other_branchs(
     conversation, django_assert_num_queries
 ):
