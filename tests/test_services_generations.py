@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chat import selectors, services
 from chat.errors import ChatError
@@ -465,6 +466,24 @@ def test_a_finish_of_a_reply_deleted_meanwhile_saves_nothing_and_adds_no_usage(c
 
     assert finish(context, status="complete") is None
     assert not DailyUsage.objects.exists()
+
+
+@pytest.mark.cluster
+def test_a_final_save_reads_nothing_back_five_statements_on_postgresql_six_on_sqlite(user, conversation):
+    context = claimed(conversation)
+    services.usage_add(user_id=user.pk, tokens=1)  # the day's ledger row, as after the owner's first reply
+    result = StreamResult(finish_reason="stop", input_tokens=3, output_tokens=4)
+
+    with CaptureQueriesContext(connection) as queries:
+        finish(context, parts=[("reasoning", "Hmm."), ("text", "Four.")], status="complete", result=result)
+
+    # The reply with its conversation, its model's price, the fenced UPDATE (with the index's columns on
+    # PostgreSQL), SQLite's FTS5 row, the ledger, the sidebar's touch.
+    run = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(run) == (5 if connection.vendor == "postgresql" else 6), run
+    assert [sql.split()[0] for sql in run[:2]] == ["SELECT", "SELECT"]
+    assert not any(sql.startswith("SELECT") for sql in run[2:])
+    assert tokens_used_today(user_id=user.pk) == 8
 
 
 def test_usage_creates_one_row_a_user_and_day_and_adds_to_it_after(user, make_user, frozen_now):

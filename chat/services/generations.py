@@ -24,7 +24,7 @@ from chat.providers.base import GenerationRequest, Provider, StreamResult
 from chat.services.attachments import attachments_check_model
 from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
-from chat.services.search_index import search_index_messages
+from chat.services.search_index import search_index_columns, search_index_messages, search_index_written
 from chat.teams import EffectiveLimits
 
 logger = logging.getLogger(__name__)
@@ -244,11 +244,13 @@ def generation_finish(
         if reply is None:  # deleted meanwhile (its conversation was): nothing to save, as a lost lease
             return None
         fields.update(cost=_cost_of(reply, result), cost_estimated=result.tokens_estimated)
-        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
+        # The index from the text in hand: on PostgreSQL in the same UPDATE, on SQLite one FTS5 statement.
+        text = {"content": fields["content"], "parts": fields["parts"]}
+        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields, **search_index_columns(**text)):
             return None
         for name, value in fields.items():
             setattr(reply, name, value)
-        search_index_messages(message_ids=[message_id])
+        search_index_written(message_id=message_id, **text)
         # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
         tokens = (result.input_tokens or 0) + (result.output_tokens or 0)
         usage_add(user_id=reply.conversation.owner_id, tokens=tokens, cost=reply.cost)
