@@ -10,6 +10,7 @@ from django.test import Client
 
 from chat import services
 from chat.models import Conversation, Message
+from chat.providers.base import StreamResult
 from chat.search import search_for, segments
 from tests.engine_fixtures import TEST_MODEL
 from tests.engine_helpers import finished_reply
@@ -174,6 +175,52 @@ def test_rebuilding_the_index_finds_what_was_written_past_the_services(alice):
     services.search_index_rebuild()
 
     assert len(found(alice, "ocelot")) == 1
+
+
+def indexed(message: Message) -> list[tuple]:
+    """What the index holds for a message: PostgreSQL's two columns, or SQLite's FTS5 rows."""
+    if connection.vendor == "postgresql":
+        return list(Message.objects.filter(pk=message.pk).values_list("search_vector", "search_reasoning"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT content, reasoning FROM chat_message_fts WHERE rowid = %s", [message.pk])
+        return cursor.fetchall()
+
+
+def test_a_finished_reply_is_indexed_as_a_rebuild_indexes_it_from_the_text_the_worker_held(alice):
+    conversation = chat(alice, "Fauna")
+    reply = answer(conversation, "think", [("reasoning", "pondering the pangolin"), ("text", "Tapirs swim.")])
+
+    written = indexed(reply)
+    services.search_index_rebuild()
+
+    assert written == indexed(reply) and len(written) == 1
+    assert found(alice, "tapirs") == [(conversation.pk, reply.pk)]
+    assert found(alice, "pangolin") == [] and found(alice, "pangolin", reasoning=True) == [(conversation.pk, reply.pk)]
+
+
+def test_a_reply_indexed_while_it_streamed_is_found_by_its_final_text_only(alice):
+    """A rebuild (`manage.py search_reindex`) while a reply streams indexes its checkpoint; the final
+    save replaces that, on SQLite its FTS5 row too: one row, the final words."""
+    conversation = chat(alice, "Fauna")
+    pending = services.message_send(conversation=conversation, client_id="c-1", content="go").reply
+    context = services.generation_begin(message_id=pending.pk, worker_id="test")
+    services.generation_checkpoint(
+        message_id=pending.pk, parts=[("text", "quokka")], seq=1, lease_holder=context.lease_holder
+    )
+    services.search_index_rebuild()
+    assert found(alice, "quokka") == [(conversation.pk, pending.pk)]
+
+    services.generation_finish(
+        message_id=pending.pk,
+        seq=2,
+        status=Message.Status.COMPLETE,
+        result=StreamResult(),
+        lease_holder=context.lease_holder,
+        parts=[("text", "wombat")],
+    )
+
+    assert found(alice, "quokka") == [] and found(alice, "wombat") == [(conversation.pk, pending.pk)]
+    assert len(indexed(pending)) == 1
 
 
 # --- GET /api/search --------------------------------------------------------------------------------

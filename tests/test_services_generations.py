@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from chat import services
+from chat import selectors, services
 from chat.errors import ChatError
 from chat.limits import tokens_used_today
 from chat.models import Attachment, Conversation, DailyUsage, Message, ModelPrice
@@ -100,6 +101,7 @@ def test_a_reply_that_ended_or_does_not_exist_is_not_claimed(conversation):
     assert row(reply).status == "failed"
 
 
+@pytest.mark.cluster
 def test_the_claim_comes_with_the_prompt_of_the_current_branch_and_its_resolved_provider(conversation, settings):
     settings.CHAT_MAX_OUTPUT_TOKENS = 100
     first = Message.objects.create(conversation=conversation, role="user", content="First question")
@@ -125,6 +127,7 @@ def test_the_claim_comes_with_the_prompt_of_the_current_branch_and_its_resolved_
     ]
 
 
+@pytest.mark.cluster
 def test_the_prompt_is_the_path_to_the_reply_and_only_that_path(conversation):
     """Q1 → A1 → Q2 → A2, then Q1 edited (Q1b → A1b) and A2 regenerated beside itself; a reply on each
     branch is sent its own path: never a sibling, never a message of another branch, never a newer one."""
@@ -161,31 +164,45 @@ def test_a_reply_whose_model_the_server_stopped_offering_fails_as_unknown_model(
     assert services.generation_begin(message_id=reply.pk) is None
 
 
-def test_a_claim_with_files_reads_the_reply_its_path_and_their_files_in_five_statements(
+def attach(message: Message, name: str, text: str = "a,b\n1,2\n") -> Attachment:
+    """A text file on a message (sent to the model as its text: no storage read)."""
+    conversation = message.conversation
+    return Attachment.objects.create(
+        owner=conversation.owner,
+        conversation=conversation,
+        message=message,
+        kind="text",
+        mime="text/csv",
+        name=name,
+        storage_name=f"u1/{name}",
+        size=len(text),
+        text=text,
+    )
+
+
+def answered(conversation: Conversation, asked: str, answer: str) -> Message:
+    """An exchange sent and answered (its reply complete): the next send follows it."""
+    reply = pending_reply(conversation, asked)
+    Message.objects.filter(pk=reply.pk).update(status="complete", content=answer)
+    return reply
+
+
+@pytest.mark.cluster
+def test_a_claim_with_files_reads_the_reply_its_path_and_their_files_in_four_statements(
     conversation, django_assert_num_queries
 ):
     reply = pending_reply(conversation, "Sum this table")
-    question = Message.objects.get(pk=reply.parent_id)
-    Attachment.objects.create(
-        owner=conversation.owner,
-        conversation=conversation,
-        message=question,
-        kind="text",
-        mime="text/csv",
-        name="table.csv",
-        storage_name="u1/t.csv",
-        size=8,
-        text="a,b\n1,2\n",
-    )
+    attach(Message.objects.get(pk=reply.parent_id), "table.csv")
 
-    # The claim, the reply with its conversation, the tree, the path, the path's files; the owner's group
-    # policies were read by the send, within the cache's window (chat/teams.py).
-    with django_assert_num_queries(5):
+    # The claim, the reply with its conversation, its path (one walk up), the path's files; the owner's
+    # group policies were read by the send, within the cache's window (chat/teams.py).
+    with django_assert_num_queries(4):
         context = services.generation_begin(message_id=reply.pk)
 
     assert "table.csv" in context.request.turns[-1].content and context.price is None
 
 
+@pytest.mark.cluster
 def test_a_claim_reads_the_models_price_only_for_an_owner_with_a_money_budget(
     conversation, settings, django_assert_num_queries
 ):
@@ -195,10 +212,73 @@ def test_a_claim_reads_the_models_price_only_for_an_owner_with_a_money_budget(
     )
     reply = pending_reply(conversation)
 
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(4):  # the claim, the reply, its path, the price
         context = services.generation_begin(message_id=reply.pk)
 
     assert context.price is not None and context.limits.has_money_budget
+
+
+@pytest.mark.cluster
+def test_a_claim_without_files_costs_three_statements_however_long_its_history(conversation, django_assert_num_queries):
+    for turn in range(12):
+        answered(conversation, f"Question {turn}", f"Answer {turn}.")
+    reply = pending_reply(conversation, "And the last one?")
+
+    # The claim, the reply with its conversation, its path: no tree, no second read of the path, no files.
+    with django_assert_num_queries(3):
+        context = services.generation_begin(message_id=reply.pk)
+
+    assert len(context.request.turns) == 25
+    assert context.request.turns[-1] == ChatTurn(role="user", content="And the last one?")
+
+
+@pytest.mark.cluster
+def test_a_reply_deep_on_a_branch_the_owner_left_is_sent_its_own_path_as_the_tree_has_it(conversation, settings):
+    """Twenty exchanges, an edit at the 5th question, a regenerate at the 15th reply on the old branch,
+    then the owner back on the edited branch: a reply claimed deep on the old branch gets exactly its path."""
+    settings.CHAT_MESSAGES_PER_MINUTE = 0  # 22 replies started within the test's minute
+    replies = [answered(conversation, f"Q{turn}", f"A{turn}") for turn in range(20)]
+    question_5 = Message.objects.get(pk=replies[5].parent_id)
+    edited = services.message_edit(conversation=conversation, client_id="e-1", message=question_5.pk, content="Q5b")
+    Message.objects.filter(pk=edited.reply.pk).update(status="complete", content="A5b")
+    old_branch = services.reply_regenerate(conversation=conversation, client_id="r-1", message=replies[15].pk).reply
+    Message.objects.filter(pk=old_branch.pk).update(status="pending")
+    services.conversation_switch(conversation=conversation, message=edited.reply.pk)
+
+    history = selectors.history_for(reply=row(old_branch))
+    context = services.generation_begin(message_id=old_branch.pk)
+
+    tree_path = selectors.path_for(conversation=conversation, leaf=old_branch.parent_id).messages
+    assert [m.pk for m in history.messages] == [m.pk for m in tree_path]
+    assert [m.content for m in history.messages][-3:] == ["Q14", "A14", "Q15"]
+    assert "Q5b" not in [turn.content for turn in context.request.turns]
+    assert len(context.request.turns) == 31 and context.request.turns[-1].content == "Q15"
+    assert Conversation.objects.get(pk=conversation.pk).current_leaf_id != old_branch.pk
+
+
+@pytest.mark.cluster
+def test_the_files_of_earlier_turns_on_the_path_come_with_them_and_no_other_branchs(
+    conversation, django_assert_num_queries
+):
+    first = answered(conversation, "Here are two tables", "Got them.")
+    attach(Message.objects.get(pk=first.parent_id), "one.csv")
+    attach(Message.objects.get(pk=first.parent_id), "two.csv", "c,d\n3,4\n")
+    second = answered(conversation, "And a note", "Noted.")
+    sibling = services.message_edit(
+        conversation=conversation, client_id="e-1", message=second.parent_id, content="Another note"
+    ).user_message
+    attach(sibling, "elsewhere.csv")
+    Message.objects.filter(conversation=conversation, status="pending").update(status="complete", content="Ok.")
+    services.conversation_switch(conversation=conversation, message=second.pk)
+    reply = pending_reply(conversation, "Sum them")
+
+    with django_assert_num_queries(4):  # the claim, the reply, its path, the files of its first question
+        context = services.generation_begin(message_id=reply.pk)
+
+    sent = [turn.content for turn in context.request.turns]
+    assert len(sent) == 5 and sent[0].index("one.csv") < sent[0].index("two.csv")
+    assert not any("elsewhere.csv" in text for text in sent)
+    assert sent[2:] == ["And a note", "Noted.", "Sum them"]
 
 
 # --- generation_checkpoint / generation_leases_renew ---------------------------------------------
@@ -386,6 +466,24 @@ def test_a_finish_of_a_reply_deleted_meanwhile_saves_nothing_and_adds_no_usage(c
 
     assert finish(context, status="complete") is None
     assert not DailyUsage.objects.exists()
+
+
+@pytest.mark.cluster
+def test_a_final_save_reads_nothing_back_five_statements_on_postgresql_six_on_sqlite(user, conversation):
+    context = claimed(conversation)
+    services.usage_add(user_id=user.pk, tokens=1)  # the day's ledger row, as after the owner's first reply
+    result = StreamResult(finish_reason="stop", input_tokens=3, output_tokens=4)
+
+    with CaptureQueriesContext(connection) as queries:
+        finish(context, parts=[("reasoning", "Hmm."), ("text", "Four.")], status="complete", result=result)
+
+    # The reply with its conversation, its model's price, the fenced UPDATE (with the index's columns on
+    # PostgreSQL), SQLite's FTS5 row, the ledger, the sidebar's touch.
+    run = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(run) == (5 if connection.vendor == "postgresql" else 6), run
+    assert [sql.split()[0] for sql in run[:2]] == ["SELECT", "SELECT"]
+    assert not any(sql.startswith("SELECT") for sql in run[2:])
+    assert tokens_used_today(user_id=user.pk) == 8
 
 
 def test_usage_creates_one_row_a_user_and_day_and_adds_to_it_after(user, make_user, frozen_now):

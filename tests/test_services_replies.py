@@ -489,7 +489,7 @@ def test_a_reply_stopped_while_still_reasoning_can_be_continued_and_its_reasonin
     result = services.reply_continue(conversation=conversation, client_id="k-1")
 
     assert result.reply.parent_id == stopped.pk
-    history = selectors.history_for(reply=result.reply)
+    history = selectors.history_for(reply=result.reply).messages
     model = ModelInfo.of("openai", "gpt-test", context_tokens=8192)
     request = build_request(conversation=conversation, history=history, model=model, max_output_tokens=64)
     assert [(turn.role, turn.content) for turn in request.turns] == [("user", "Question")]

@@ -25,7 +25,7 @@ from chat.providers.base import GenerationRequest, Provider, StreamResult
 from chat.services.attachments import attachments_check_model
 from chat.services.conversations import conversation_touch
 from chat.services.parameters import parameters_for_request
-from chat.services.search_index import search_index_messages
+from chat.services.search_index import search_index_columns, search_index_messages, search_index_written
 from chat.teams import EffectiveLimits
 
 logger = logging.getLogger(__name__)
@@ -117,9 +117,8 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         )
         return None
     history = selectors.history_for(reply=reply)
-    # The path comes with its files (prefetched, in upload order): no second query for them.
-    attachments = {m.pk: files for m in history if m.role == Message.Role.USER and (files := list(m.attachments.all()))}
-    question = next((m for m in reversed(history) if m.role == Message.Role.USER), None)
+    attachments = history.attachments
+    question = next((m for m in reversed(history.messages) if m.role == Message.Role.USER), None)
     parameters, conversation_max_output = parameters_for_request(
         provider=provider, model=model, values=conversation.parameters
     )
@@ -128,7 +127,7 @@ def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationConte
         attachments_check_model(model_ref=reply.model, attachments=attachments.get(question.pk, []) if question else [])
         request = build_request(
             conversation=conversation,
-            history=history,
+            history=history.messages,
             model=model,
             max_output_tokens=settings.CHAT_MAX_OUTPUT_TOKENS,
             parameters=parameters,
@@ -359,11 +358,13 @@ def generation_finish(
         if reply is None:  # deleted meanwhile (its conversation was): nothing to save, as a lost lease
             return None
         fields.update(cost=_cost_of(reply, result), cost_estimated=result.tokens_estimated)
-        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields):
+        # The index from the text in hand: on PostgreSQL in the same UPDATE, on SQLite one FTS5 statement.
+        text = {"content": fields["content"], "parts": fields["parts"]}
+        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields, **search_index_columns(**text)):
             return None
         for name, value in fields.items():
             setattr(reply, name, value)
-        search_index_messages(message_ids=[message_id])
+        search_index_written(message_id=message_id, **text)
         # Reasoning and cached tokens are already in these two counts: adding them would count them twice.
         tokens = (result.input_tokens or 0) + (result.output_tokens or 0)
         usage_add(user_id=reply.conversation.owner_id, tokens=tokens, cost=reply.cost)

@@ -11,7 +11,9 @@ joins the index with the messages that exist.
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVector
 from django.db import connection
+from django.db.models import Value
 
 from chat.models import Conversation, Message
 
@@ -39,6 +41,31 @@ def search_index_messages(*, message_ids: Iterable[int]) -> None:
         else:
             cursor.executemany("DELETE FROM chat_message_fts WHERE rowid = %s", [(pk,) for pk, _, _ in rows])
             cursor.executemany("INSERT INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, %s)", rows)
+
+
+def search_index_columns(*, content: str, parts: list[dict]) -> dict[str, SearchVector]:
+    """On PostgreSQL, a message's index columns for this answer and these parts, as fields of the UPDATE
+    that writes them: one statement, nothing read back. {} on SQLite (search_index_written)."""
+    if connection.vendor != "postgresql":
+        return {}
+    config = settings.CHAT_SEARCH_CONFIG
+    return {
+        "search_vector": SearchVector(Value(content), config=config),
+        "search_reasoning": SearchVector(Value(_reasoning(parts)), config=config),
+    }
+
+
+def search_index_written(*, message_id: int, content: str, parts: list[dict]) -> None:
+    """Index a message just written with this answer and these parts, without reading it back: on SQLite
+    its FTS5 row, replaced in one statement; on PostgreSQL nothing, the UPDATE that wrote the text wrote
+    its columns too (search_index_columns)."""
+    if connection.vendor == "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT OR REPLACE INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, %s)",
+            [message_id, content, _reasoning(parts)],
+        )
 
 
 def search_index_new_message(*, message_id: int, content: str) -> None:
