@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -169,3 +171,16 @@ def test_the_embedded_database_is_in_wal_mode_waits_for_locks_and_keeps_its_conn
 
     # WAL, synchronous=NORMAL (1), a 20 s busy timeout; five database calls, one connection.
     assert probe.stdout.split() == ["['wal',", "1,", "20000]", "1"], probe.stderr
+
+
+def test_the_embedded_database_refuses_an_sqlite_older_than_3_35_at_its_first_connection(monkeypatch):
+    from django.db import NotSupportedError
+
+    from config.sqlite.base import DatabaseWrapper
+
+    monkeypatch.setattr(DatabaseWrapper, "get_database_version", lambda self: (3, 34, 1))
+    settings_dict = {"NAME": ":memory:", "OPTIONS": {}, "TIME_ZONE": None, "CONN_MAX_AGE": 0}
+    wrapper = DatabaseWrapper({**settings_dict, "AUTOCOMMIT": True, "CONN_HEALTH_CHECKS": False, "TEST": {}})
+
+    with pytest.raises(NotSupportedError, match=r"SQLite 3\.35 or later is required \(found 3\.34\.1\)"):
+        wrapper.check_database_version_supported()

@@ -7,11 +7,15 @@ which polls with sleeps of up to 100 ms: a thread that writes transaction after 
 the lock while the other sleeps, and nobody works meanwhile. Here a transaction (every `atomic`
 block: BEGIN IMMEDIATE) first takes this lock, which hands over in the order asked, at once: the
 threads' transactions alternate. Writes outside a transaction still wait in the busy handler.
+
+It also asks for SQLite 3.35 or newer (Django itself takes 3.31): the worker's checkpoint batch is one
+`UPDATE … FROM … RETURNING` (chat.services.generations). An older library fails at the first
+connection with Django's "SQLite 3.35 or later is required", not mid-reply.
 """
 
 import threading
 
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, features
 
 
 class FairLock:
@@ -51,7 +55,12 @@ def write_lock_for(name: str) -> FairLock:
         return _locks.setdefault(name, FairLock())
 
 
+class DatabaseFeatures(features.DatabaseFeatures):
+    minimum_database_version = (3, 35)  # UPDATE … FROM (3.33) and RETURNING (3.35)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    features_class = DatabaseFeatures
     _holds_write_lock = False
 
     def _start_transaction_under_autocommit(self) -> None:
