@@ -470,8 +470,8 @@ async def test_open_streams_hold_no_thread_and_no_database_connection(handler, c
 CSRF = "testcsrftoken0123456789abcdefghij"[:32]
 
 
-async def post_raw(application, path: str, cookie: bytes, body: dict) -> int:
-    """One JSON POST straight to the application, as Daphne would make it; returns the status."""
+async def post_raw(application, path: str, cookie: bytes, body: dict) -> tuple[int, dict]:
+    """One JSON POST straight to the application, as Daphne would make it; returns the status and body."""
     payload = orjson.dumps(body)
     scope = {
         "type": "http",
@@ -496,13 +496,15 @@ async def post_raw(application, path: str, cookie: bytes, body: dict) -> int:
     communicator = ApplicationCommunicator(application, scope)
     await communicator.send_input({"type": "http.request", "body": payload, "more_body": False})
     start = await communicator.receive_output(20)
-    await communicator.receive_output(20)  # the body
+    body = await communicator.receive_output(20)
     await communicator.wait(20)
-    return start["status"]
+    return start["status"], orjson.loads(body["body"])
 
 
 @pytest.mark.cluster
-async def test_simultaneous_sends_over_http_run_on_the_one_sync_thread_a_websocket_send_uses(make_user, monkeypatch):
+async def test_simultaneous_sends_over_http_run_on_the_one_sync_thread_a_websocket_send_uses(
+    make_user, monkeypatch, upstream
+):
     from chat import actions
     from config import asgi
 
@@ -520,7 +522,7 @@ async def test_simultaneous_sends_over_http_run_on_the_one_sync_thread_a_websock
     ]
     cookies = [await session_cookie_for(user) for user in users]
 
-    statuses = await asyncio.gather(
+    answers = await asyncio.gather(
         *(
             post_raw(
                 asgi.application,
@@ -532,6 +534,9 @@ async def test_simultaneous_sends_over_http_run_on_the_one_sync_thread_a_websock
         )
     )
 
-    assert statuses == [202] * 6
+    for _, accepted in answers:  # the replies end before the test does (their worker writes meanwhile)
+        await until_ended(accepted["message"]["id"])
+
+    assert [status for status, _ in answers] == [202] * 6
     websocket_thread = await database_sync_to_async(threading.get_ident)()
     assert set(threads) == {websocket_thread}
