@@ -130,6 +130,8 @@ async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[s
 
 
 async def sse_stream(session: aiohttp.ClientSession, spec: dict, i: int, stream: Stream, start: "Barrier") -> None:
+    """A browser's way: the event stream open, the send POSTed, and the events read while the POST is in
+    flight (EventSource does not wait for a fetch), so a slow answer to the POST does not delay them."""
     conversation = spec["conversations"][i]
     cookie = f"sessionid={spec['sessions'][i]}; csrftoken={CSRF}"
     headers = {"Origin": spec["origin"], "Cookie": cookie, "X-CSRFToken": CSRF}
@@ -142,21 +144,29 @@ async def sse_stream(session: aiohttp.ClientSession, spec: dict, i: int, stream:
         await _ramp(spec, i)
         stream.sent_at = time.time()
         body = {"client_id": uuid.uuid4().hex, "content": "go"}
-        async with session.post(f"{url}/messages", json=body, headers=headers) as sent:
-            stream.accepted_at = time.time()
-            if sent.status >= 300:
-                stream.error = f"http {sent.status}"
-                return
-        async for kind, data in events:
-            now = time.time()
-            if kind == "delta":
-                stream.take_delta(orjson.loads(data), now)
-            elif kind == "start":
-                stream.started_at = now
-            elif kind == "done":
-                stream.last_at = now
-                stream.done = orjson.loads(data)["message"]["status"] == "complete"
-                return
+        reading = asyncio.ensure_future(_read_reply_events(events, stream))
+        try:
+            async with session.post(f"{url}/messages", json=body, headers=headers) as sent:
+                stream.accepted_at = time.time()
+                if sent.status >= 300:
+                    stream.error = f"http {sent.status}"
+                    return
+            await reading
+        finally:
+            reading.cancel()
+
+
+async def _read_reply_events(events: AsyncIterator[tuple[str, bytes]], stream: Stream) -> None:
+    async for kind, data in events:
+        now = time.time()
+        if kind == "delta":
+            stream.take_delta(orjson.loads(data), now)
+        elif kind == "start":
+            stream.started_at = now
+        elif kind == "done":
+            stream.last_at = now
+            stream.done = orjson.loads(data)["message"]["status"] == "complete"
+            return
 
 
 async def _data_lines(response: aiohttp.ClientResponse, stream: Stream) -> AsyncIterator[bytes]:
