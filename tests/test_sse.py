@@ -388,25 +388,29 @@ async def test_a_message_id_of_another_users_conversation_is_not_found_over_http
 # --- what an open stream holds: no thread, no database connection ----------------------------------
 
 
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    """An HTTP request's ASGI scope, as Daphne makes it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 80),
+    }
+
+
 class RawStream:
     """One SSE request straight to config.asgi's application, as Daphne would make it."""
 
     def __init__(self, application, path: str, cookie: bytes) -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"localhost"), (b"cookie", cookie)],
-            "client": ("127.0.0.1", 40000),
-            "server": ("localhost", 80),
-        }
-        self.communicator = ApplicationCommunicator(application, scope)
+        self.communicator = ApplicationCommunicator(application, http_scope("GET", path, [(b"cookie", cookie)]))
 
     async def open(self) -> bytes:
         """Send the request; returns the first chunk of the body (the snapshot)."""
@@ -467,32 +471,19 @@ async def test_open_streams_hold_no_thread_and_no_database_connection(handler, c
 
 # --- a send over HTTP: on the process's one sync thread, as a WebSocket `send` -----------------------
 
-CSRF = "testcsrftoken0123456789abcdefghij"[:32]
+CSRF = "testcsrftoken0123456789abcdefghi"  # any 32 characters: Django compares cookie and header
 
 
 async def post_raw(application, path: str, cookie: bytes, body: dict) -> tuple[int, dict]:
     """One JSON POST straight to the application, as Daphne would make it; returns the status and body."""
     payload = orjson.dumps(body)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"localhost"),
-            (b"cookie", cookie + b"; csrftoken=" + CSRF.encode()),
-            (b"x-csrftoken", CSRF.encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("localhost", 80),
-    }
+    headers = [
+        (b"cookie", cookie + b"; csrftoken=" + CSRF.encode()),
+        (b"x-csrftoken", CSRF.encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    scope = http_scope("POST", path, headers)
     communicator = ApplicationCommunicator(application, scope)
     await communicator.send_input({"type": "http.request", "body": payload, "more_body": False})
     start = await communicator.receive_output(20)
