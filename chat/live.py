@@ -224,9 +224,8 @@ class RedisLiveLog:
     def _cursor_key(self, message_id: int) -> str:
         return key("live", message_id, "cursor")
 
-    async def _all_keys(self, message_id: int, parts: int | None = None) -> list[str]:
-        if parts is None:
-            parts = await self._client().strlen(self._kinds_key(message_id))
+    async def _all_keys(self, message_id: int) -> list[str]:
+        parts = await self._client().strlen(self._kinds_key(message_id))
         texts = [self._text_key(message_id, part) for part in range(parts)]
         return [self._kinds_key(message_id), self._ends_key(message_id), self._cursor_key(message_id), *texts]
 

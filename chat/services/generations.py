@@ -241,13 +241,13 @@ def _checkpoint_values(progress: Mapping[str, Any], lease_deadline: datetime) ->
 
 def _checkpoints(batch: Sequence[Mapping[str, Any]]) -> list[Checkpoint | Exception]:
     deadline = _lease_deadline()
-    values: dict[int, list[Any] | Exception] = {}
-    for index, progress in enumerate(batch):
+    values: list[list[Any] | Exception] = []
+    for progress in batch:
         try:
-            values[index] = _checkpoint_values(progress, deadline)
+            values.append(_checkpoint_values(progress, deadline))
         except Exception as exc:  # noqa: BLE001 - reported by its own reply
-            values[index] = exc
-    rows = [row for row in values.values() if not isinstance(row, Exception)]
+            values.append(exc)
+    rows = [row for row in values if not isinstance(row, Exception)]
     saved = _save_checkpoints(rows) if rows else set()
     unsaved = [row for row in rows if row[0] not in saved]
     still_held: set[int] = set()
@@ -257,10 +257,10 @@ def _checkpoints(batch: Sequence[Mapping[str, Any]]) -> list[Checkpoint | Except
             held |= Q(pk=message_id, lease_holder=lease_holder)
         still_held = set(Message.objects.filter(held, status=Message.Status.STREAMING).values_list("pk", flat=True))
     outcomes: list[Checkpoint | Exception] = []
-    for index, progress in enumerate(batch):
+    for progress, row in zip(batch, values, strict=True):
         message_id, budget = progress["message_id"], progress.get("budget")
-        if isinstance(values[index], Exception):
-            outcomes.append(values[index])
+        if isinstance(row, Exception):
+            outcomes.append(row)
         elif message_id in saved:
             try:
                 exceeded = budget is not None and budget.exceeded()
@@ -279,8 +279,8 @@ def _save_checkpoints(rows: Sequence[Sequence[Any]]) -> set[int]:
     """The one UPDATE of a batch; the ids it saved."""
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
-    column = {name: f"{table}.{quote(Message._meta.get_field(name).column)}" for name in _CHECKPOINTED}
     bare = {name: quote(Message._meta.get_field(name).column) for name in _CHECKPOINTED}
+    column = {name: f"{table}.{quoted}" for name, quoted in bare.items()}
     # PostgreSQL types a VALUES list by its literals: say what each column is.
     casts = ("::bigint", "", "", "::jsonb", "::integer", "::timestamptz", "", "::integer")
     if connection.vendor != "postgresql":
