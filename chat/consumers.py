@@ -19,6 +19,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chat import actions, events, sessions
+from chat.dispatch import DispatchWithoutCleanup
 from chat.errors import ChatError
 from chat.events import Frame
 from chat.fanout import Inbox, fanout
@@ -36,7 +37,7 @@ CLOSE_UNAVAILABLE = 4503  # the database could not load the session (chat.middle
 LIVE_SEND = "chat.live_send"
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(DispatchWithoutCleanup, AsyncWebsocketConsumer):
     """One browser tab. It follows the user's sidebar and any conversations it subscribes to.
 
     Every event it gets (the user's sidebar and `session.ended`, the live frames of the conversations
@@ -111,6 +112,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         }
         await self.send_frame(events.hello_frame(user_id=user.pk, limits=limits, protocol=self.protocol))
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own ends with a connection cleanup on the one database thread (chat/dispatch.py), and
+        # leaves channel-layer groups this consumer never joins (it follows through chat/fanout.py).
+        await self.disconnect(message["code"])
+        raise StopConsumer
+
     async def disconnect(self, code: int) -> None:
         # The reply goes on without us: closing a tab never stops a generation.
         if not hasattr(self, "user"):
@@ -121,8 +128,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.fanout.unfollow(events.conversation_group(conversation_id), self.inbox)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Live frames touch no database: skip Channels' per-message connection cleanup (a thread hop).
-        if message["type"] == "chat.frame":
+        if message["type"] == "chat.frame":  # the live frames, the most frequent by far
             await self.chat_frame(message)
         else:
             await super().dispatch(message)

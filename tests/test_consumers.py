@@ -297,6 +297,30 @@ async def test_bad_input_gets_an_error_frame_writes_nothing_and_keeps_the_socket
     assert upstream.requests == []
 
 
+async def test_a_client_frame_and_a_close_make_no_connection_cleanup_trip_to_the_database_thread(
+    connect, user, conversation, upstream, monkeypatch
+):
+    # Channels' cleanup before each message (and after a close) would queue every send twice on the one
+    # database thread; the consumer's database calls clean up around themselves. The worker that takes
+    # the job (in this process, embedded) makes none either.
+    import channels.consumer
+    import channels.generic.websocket
+
+    trips = []
+
+    async def cleanup() -> None:
+        trips.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", cleanup)
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", cleanup)
+    async with connect(user) as ws:
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"
+        await ws.send({"type": "send", "conversation": conversation.pk, "client_id": "c-1", "content": "Hi"})
+        await ws.receive_type("done")
+    assert trips == []
+
+
 async def test_an_oversized_frame_is_refused(connect, user, settings):
     settings.CHAT_WS_MAX_FRAME_BYTES = 1000
     async with connect(user) as ws:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import events, services
+from chat.dispatch import DispatchWithoutCleanup
 from chat.engine import heartbeat
 from chat.engine.generation import Generation
 from chat.engine.resilience import Backoff, best_effort
@@ -100,7 +101,7 @@ def current_runner() -> Runner:
     return _runner
 
 
-class GenerationWorker(AsyncConsumer):
+class GenerationWorker(DispatchWithoutCleanup, AsyncConsumer):
     """Receives `generation.start` jobs and `generation.cancel` signals; each reply runs as its own task."""
 
     channel_layer_alias = "jobs"
