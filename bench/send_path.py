@@ -1,13 +1,17 @@
 """The send path on Daphne: CPU and SQL statements one `send` costs, from the frame to its `accepted` answer.
 
-    python bench/send_path.py [--sends 200] [--limits on|off] [--burst 200]
+    python bench/send_path.py [--sends 200] [--limits on|off] [--burst 200] [--database-url postgres://...]
 
-Embedded settings (a temporary SQLite file, the in-memory channel layer), the real ASGI application
+Embedded settings (a temporary SQLite file, or the PostgreSQL database given; the in-memory channel
+layer), the real ASGI application
 driven by channels' WebsocketCommunicator. No worker runs: the job a send hands over is dropped, and the
 reply is marked done between sends (outside what is measured), so every send is a real one. Prints, for
 the first send in a new conversation and for a follow-up send, the CPU milliseconds per send
 (time.process_time of the whole process, the database thread included) and the SQL statements per send
-(every statement of the database thread, counted by an execute wrapper). With --burst C, also C users'
+(every statement of the database thread, counted by an execute wrapper), and how much of that CPU was the
+database thread's own (its thread CPU clock). A ping's round trip shows what the test communicator
+itself costs (a `mock.patch` per receive, JSON both ways), in every row: a send on Daphne costs the
+row's figure less about that. With --burst C, also C users'
 sockets send at the same instant, each a first send: CPU and statements per send, and the time from
 the burst to each `accepted` (wall time: noisy on a shared machine, for the shape only).
 """
@@ -17,6 +21,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,14 +34,22 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--sends", type=int, default=200, help="sends of each kind measured (default 200)")
     parser.add_argument("--limits", choices=("on", "off"), default="on", help="the limits checked, or none")
     parser.add_argument("--burst", type=int, default=0, help="also C sockets sending at once (default: none)")
+    parser.add_argument("--database-url", default="", help="PostgreSQL (created if missing); default a SQLite file")
     return parser.parse_args()
 
 
 def _setup(args: argparse.Namespace) -> None:
+    from run import LIMITS_OFF, ensure_database
+
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
-    os.environ["SQLITE_PATH"] = str(Path(tempfile.mkdtemp(prefix="send-path-")) / "db.sqlite3")
+    if args.database_url:
+        ensure_database(args.database_url)
+        os.environ["DATABASE_URL"] = args.database_url
+    else:
+        os.environ["SQLITE_PATH"] = str(Path(tempfile.mkdtemp(prefix="send-path-")) / "db.sqlite3")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "false")  # no per-query logging: measure what production runs
     os.environ.setdefault("CHAT_WORKER_IN_PROCESS", "false")
     os.environ.setdefault("LOCAL_MODEL_ENABLED", "false")
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
@@ -46,9 +59,7 @@ def _setup(args: argparse.Namespace) -> None:
     os.environ.setdefault("CHAT_WS_FRAMES_PER_SECOND", "0")  # one socket sends them all
     # Limits on: every check runs, at figures these sends never reach.
     os.environ.setdefault("CHAT_MESSAGES_PER_MINUTE", "100000")
-    if args.limits == "off":
-        from run import LIMITS_OFF  # bench/run.py's, NAME=0 each: the peers' rows run with no limits either
-
+    if args.limits == "off":  # bench/run.py's, NAME=0 each: the peers' rows run with no limits either
         os.environ.update(item.split("=", 1) for item in LIMITS_OFF)
     sys.path.insert(0, str(ROOT))
     import django
@@ -109,22 +120,33 @@ async def _run(args: argparse.Namespace) -> None:
         lambda pk: Message.objects.filter(pk=pk).update(status=Message.Status.COMPLETE, content="Fine, thanks.")
     )
 
-    async def send(conversation_id: int) -> tuple[float, int]:
+    database_thread = time.pthread_getcpuclockid(await database_sync_to_async(threading.get_ident)())
+
+    async def send(conversation_id: int) -> tuple[float, float, int]:
         frame = {"type": "send", "conversation": conversation_id, "client_id": uuid.uuid4().hex, "content": "Hello?"}
         statements, cpu = counter.count, time.process_time()
+        on_database_thread = time.clock_gettime(database_thread)
         await socket.send_json_to(frame)
         while True:
             answer = await socket.receive_json_from(timeout=10)
             if answer["type"] in ("accepted", "error"):
                 break
         cpu, statements = time.process_time() - cpu, counter.count - statements
+        on_database_thread = time.clock_gettime(database_thread) - on_database_thread
         assert answer["type"] == "accepted", answer
         await finish(answer["message"]["id"])
         # The frames the send published (message, message, conversation) are not part of its answer.
         while not await socket.receive_nothing(timeout=0.01):
             await socket.receive_output()
-        return cpu, statements
+        return cpu, on_database_thread, statements
 
+    async def ping() -> float:
+        cpu = time.process_time()
+        await socket.send_json_to({"type": "ping"})
+        assert (await socket.receive_json_from(timeout=10))["type"] == "pong"
+        return time.process_time() - cpu
+
+    pings = [await ping() for _ in range(args.sends + 5)][5:]
     kinds = {"first send in a new conversation": [], "follow-up send": []}
     for index in range(args.sends + 5):  # 5 warm-up rounds, not counted
         conversation_id = await new_conversation()
@@ -137,13 +159,17 @@ async def _run(args: argparse.Namespace) -> None:
     if args.burst:
         await _burst(args.burst, open_socket, new_conversation, counter)
 
-    print(f"{args.sends} sends of each kind, limits {args.limits}, embedded (SQLite, in-memory layer), no worker\n")
-    print("| Send | CPU ms per send | SQL statements per send |")
-    print("|---|---:|---:|")
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{args.sends} sends of each kind, limits {args.limits}, {database}, in-memory layer, no worker\n")
+    print("| Send | CPU ms per send | of which on the database thread | SQL statements per send |")
+    print("|---|---:|---:|---:|")
     for name, samples in kinds.items():
-        cpu = sum(sample[0] for sample in samples) / len(samples) * 1000
-        statements = sum(sample[1] for sample in samples) / len(samples)
-        print(f"| {name} | {cpu:.2f} | {statements:.1f} |")
+        cpu, on_database_thread, statements = (sum(column) / len(samples) for column in zip(*samples, strict=True))
+        print(f"| {name} | {cpu * 1000:.2f} | {on_database_thread * 1000:.2f} | {statements:.1f} |")
+    print(
+        f"| a ping's round trip (the test communicator's own cost, in every row) | {sum(pings) / len(pings) * 1000:.2f}"
+        " | 0 | 0 |"
+    )
 
 
 async def _burst(size: int, open_socket, new_conversation, counter: StatementCount) -> None:  # noqa: ANN001

@@ -16,6 +16,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from chat import rows
 from chat.models import DailyUsage, ModelPrice
 from chat.providers import registry
 from chat.providers.base import tokens_for_chars
@@ -44,11 +45,16 @@ class Usage:
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
+# `ModelPrice.objects.filter(model=..., effective_from__lte=...).order_by("-effective_from").first()`, written
+# out (chat/rows.py): every reply's final save reads it.
+_PRICE_AT = "WHERE model = %s AND effective_from <= %s ORDER BY effective_from DESC LIMIT 1"
+
+
 def price_at(*, model_ref: str, moment: datetime | None = None) -> ModelPrice | None:
     """The model's price in force at `moment` (default now): the latest that took effect by then."""
     moment = moment or timezone.now()
-    prices = ModelPrice.objects.filter(model=model_ref, effective_from__lte=moment)
-    return prices.order_by("-effective_from").first()
+    found = rows.read(ModelPrice, _PRICE_AT, [model_ref, rows.lookup_value(ModelPrice, "effective_from", moment)])
+    return found[0] if found else None
 
 
 def _input_includes_cache(provider_name: str) -> bool:

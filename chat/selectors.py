@@ -6,10 +6,12 @@ from datetime import datetime
 from functools import cache
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chat import rows
 from chat.errors import ChatError
 from chat.models import ApiKey, Attachment, Conversation, Feedback, ImportJob, Message, ShareLink
 from chat.tree import Tree
@@ -81,20 +83,30 @@ def conversation_sidebar_for(
     return SidebarPage(conversations=pinned + page, next=_cursor_of(page[-1]) if more else None)
 
 
+# `Conversation.objects` (VisibleConversations) filtered by id and owner, written out (chat/rows.py): every
+# send reads its conversation so, on its Daphne process's one database thread.
+_VISIBLE_OF_OWNER = "id = %s AND owner_id = %s AND deleted_by_owner_at IS NULL"
+_TREE_ROWS = f"SELECT id, parent_id, role FROM {Message._meta.db_table} WHERE conversation_id = %s"  # noqa: S608
+
+
 def conversation_get_for(*, user: AbstractBaseUser, conversation_id: object) -> Conversation:
     """The user's conversation, or `not_found`: another user's conversation answers exactly like a missing one.
     An id that is not an integer is `invalid` (its type says nothing about anyone's conversations)."""
     if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
         raise ChatError("invalid", "`conversation` must be an integer id.")
-    conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    if not rows.storable_id(Conversation, conversation_id):  # as the ORM's lookup: no such row
+        raise ChatError("not_found")
+    conversation = rows.read_one(Conversation, _VISIBLE_OF_OWNER, [conversation_id, user.pk])
     if conversation is None or not user.is_authenticated:
         raise ChatError("not_found")
     return conversation
 
 
 def tree_for(*, conversation: Conversation) -> Tree:
-    """The conversation's messages as a tree (one query, no text)."""
-    return Tree.of(conversation.messages.values_list("id", "parent_id", "role"))
+    """The conversation's messages as a tree (one query, no text; written out, see chat/rows.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TREE_ROWS, [conversation.pk])
+        return Tree.of(cursor.fetchall())
 
 
 def current_leaf_in(conversation: Conversation, tree: Tree) -> int | None:

@@ -138,6 +138,23 @@ def test_a_reply_keeps_the_price_of_the_moment_it_was_sent(user):
     assert DailyUsage.objects.get(user=user).cost == Decimal(1)
 
 
+def test_the_price_at_a_moment_is_the_latest_that_took_effect_by_then_to_the_microsecond():
+    moment = timezone.now()
+
+    def price(model: str, effective_from, rate: int) -> ModelPrice:
+        return ModelPrice.objects.create(
+            model=model, effective_from=effective_from, input_per_million=rate, output_per_million=rate
+        )
+
+    old, new = (price("x:y", moment - timedelta(days=days), days) for days in (9, 1))
+    price("x:y", moment + timedelta(microseconds=1), 0)
+    price("x:other", moment, 5)
+    assert costs.price_at(model_ref="x:y", moment=moment).pk == new.pk
+    assert costs.price_at(model_ref="x:y", moment=moment - timedelta(days=5)).pk == old.pk
+    assert costs.price_at(model_ref="x:y", moment=moment - timedelta(days=10)) is None
+    assert costs.price_at(model_ref="x:y", moment=moment - timedelta(days=1)).input_per_million == Decimal(1)
+
+
 def test_a_model_without_a_price_has_no_cost_and_spends_nothing(user, upstream):
     assert costs.reply_cost(model_ref=TEST_MODEL, usage=costs.Usage(input_tokens=10)) is None
 

@@ -14,6 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "chat.errors",
         "chat.models",
+        "chat.rows",
         "chat.dispatch",
         "chat.per_loop",
         "chat.memory_layer",

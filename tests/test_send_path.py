@@ -44,7 +44,8 @@ def finished(result: services.SendResult) -> None:
 
 
 def test_a_first_send_in_a_new_conversation_costs_at_most_nine_statements(user, conversation):
-    # Ownership, the start check, the tree, two inserts, the index, the conversation, its title's index (2 on SQLite).
+    # Ownership, the start check, the tree, two inserts, the index (in the insert on PostgreSQL), the
+    # conversation, its title's index (2 on SQLite).
     count, _ = sent(user, conversation, content="Plan a trip")
     assert count <= 9
 

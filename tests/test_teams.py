@@ -127,6 +127,19 @@ def policy_reads(user) -> int:
     return len(queries)
 
 
+def test_a_users_policies_are_their_groups_policies_as_the_orm_reads_them(user, make_user, in_group):
+    teams.policies_forget()
+    in_group(user, max_running=2)
+    in_group(user, allowed_models=[OTHER_MODEL], daily_cost_budget=Decimal("1.50"))
+    in_group(make_user(), max_running=9)  # someone else's group
+    read = teams._policies_of(user.pk)
+    by_orm = list(GroupPolicy.objects.filter(group__user__id=user.pk).order_by("pk"))
+    assert [(p.pk, p.group_id, p.max_running, p.allowed_models, p.daily_cost_budget) for p in read] == [
+        (p.pk, p.group_id, p.max_running, p.allowed_models, p.daily_cost_budget) for p in by_orm
+    ]
+    assert len(read) == 2
+
+
 def test_a_users_policies_are_read_once_within_the_cache_window(user, in_group, clock, settings):
     settings.CHAT_LIMITS_CACHE_SECONDS = 5
     in_group(user, messages_per_minute=3)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chat import selectors, teams
+from chat import rows, selectors, teams
 from chat.errors import ChatError
 from chat.models import Conversation
 from chat.providers import registry
@@ -178,11 +178,12 @@ def conversation_leaf_set(*, conversation: Conversation, leaf_id: int) -> None:
 
 def conversation_advance(*, conversation: Conversation, leaf_id: int, title: str | None = None) -> None:
     """A reply just started: `leaf_id` ends the branch shown, the conversation is active now (the sidebar's
-    order, the limits' index) and, given, has its first `title`; one statement."""
+    order, the limits' index) and, given, has its first `title`; one statement (written out: every send
+    makes it, see chat/rows.py)."""
     changes: dict[str, Any] = {"current_leaf_id": leaf_id, "updated_at": timezone.now()}
     if title is not None:
         changes["title"] = title
-    Conversation.objects.filter(pk=conversation.pk).update(**changes)
+    rows.update(Conversation, conversation.pk, changes)
     for name, value in changes.items():
         setattr(conversation, name, value)
 
@@ -200,7 +201,7 @@ def conversation_switch(*, conversation: Conversation, message: object) -> selec
 def conversation_touch(*, conversation: Conversation) -> None:
     """Mark the conversation as active now (the sidebar's order, and the limits' index)."""
     conversation.updated_at = timezone.now()
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=conversation.updated_at)
+    rows.update(Conversation, conversation.pk, {"updated_at": conversation.updated_at})
 
 
 def title_from(text: str) -> str:

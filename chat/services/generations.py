@@ -15,7 +15,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chat import costs, limits, selectors, teams
+from chat import costs, limits, rows, selectors, teams
 from chat.errors import ChatError
 from chat.files import read_file
 from chat.models import Attachment, Conversation, DailyUsage, Message, ModelPrice, ReplyPart, stored_parts
@@ -91,19 +91,22 @@ def _held(*, message_id: int, lease_holder: str) -> "QuerySet[Message]":
     return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, lease_holder=lease_holder)
 
 
+# `_waiting_replies()` (chat/services/replies.py), written out; and `_held`'s fence, the same way.
+_PENDING = "status = %s AND NOT cancel_requested"
+_HELD = "status = %s AND lease_holder = %s"
+
+
 def generation_begin(*, message_id: int, worker_id: str = "") -> GenerationContext | None:
     """Claim a pending reply for this worker and build its prompt; None if it is no longer pending."""
     lease_holder = f"{worker_id}/{uuid.uuid4().hex[:12]}"
-    claimed = Message.objects.filter(pk=message_id, status=Message.Status.PENDING, cancel_requested=False).update(
-        status=Message.Status.STREAMING,
-        started_at=timezone.now(),
-        lease_expires_at=_lease_deadline(),
-        lease_holder=lease_holder,
-    )
-    if not claimed:
+    # The claim answers the reply as claimed (written out, see chat/rows.py: a statement every reply makes).
+    claim = {"status": Message.Status.STREAMING, "started_at": timezone.now(), "lease_expires_at": _lease_deadline()}
+    claim["lease_holder"] = lease_holder
+    reply = rows.update_returning(Message, message_id, claim, where=_PENDING, params=[Message.Status.PENDING])
+    conversation = reply and rows.read_one(Conversation, "id = %s", [reply.conversation_id])
+    if conversation is None:  # taken by another worker, stopped, or gone
         return None
-    reply = Message.objects.select_related("conversation").get(pk=message_id)
-    conversation = reply.conversation
+    reply.conversation = conversation
     try:
         provider, model = registry.resolve(reply.model)
     except registry.UnknownModel:
@@ -354,13 +357,16 @@ def generation_finish(
     with transaction.atomic():
         # The reply read first, so that its cost (its model's price when it was sent) goes in the one
         # fenced UPDATE of the final save instead of a second UPDATE after it.
-        reply = Message.objects.select_related("conversation").filter(pk=message_id).first()
+        reply = rows.read_one_with(Message, "conversation", f"{Message._meta.db_table}.id = %s", [message_id])
         if reply is None:  # deleted meanwhile (its conversation was): nothing to save, as a lost lease
             return None
         fields.update(cost=_cost_of(reply, result), cost_estimated=result.tokens_estimated)
         # The index from the text in hand: on PostgreSQL in the same UPDATE, on SQLite one FTS5 statement.
         text = {"content": fields["content"], "parts": fields["parts"]}
-        if not _held(message_id=message_id, lease_holder=lease_holder).update(**fields, **search_index_columns(**text)):
+        fence = [Message.Status.STREAMING, lease_holder]
+        if not rows.update(
+            Message, message_id, fields, computed=search_index_columns(**text), where=_HELD, params=fence
+        ):
             return None
         for name, value in fields.items():
             setattr(reply, name, value)
@@ -372,6 +378,12 @@ def generation_finish(
     return reply
 
 
+_ADD_USAGE = (
+    f'UPDATE "{DailyUsage._meta.db_table}" SET tokens = tokens + %s, cost = cost + %s'  # noqa: S608 (names only)
+    " WHERE user_id = %s AND day = %s"
+)
+
+
 def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decimal | None = None) -> None:
     """Add a reply's tokens and cost to the user's ledger for the day (UTC), atomically across processes."""
     cost = cost or Decimal(0)
@@ -380,8 +392,19 @@ def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decim
     tokens = max(tokens, 0)
     day = day or timezone.now().astimezone(UTC).date()
     added = {"tokens": F("tokens") + tokens, "cost": F("cost") + cost}
-    if DailyUsage.objects.filter(user_id=user_id, day=day).update(**added):
-        return
+    with connection.cursor() as cursor:  # the UPDATE below, written out (chat/rows.py): every reply's last write
+        cost_field, day_field = DailyUsage._meta.get_field("cost"), DailyUsage._meta.get_field("day")
+        cursor.execute(
+            _ADD_USAGE,
+            [
+                tokens,
+                cost_field.get_db_prep_save(cost, connection),
+                user_id,
+                day_field.get_db_prep_save(day, connection),
+            ],
+        )
+        if cursor.rowcount:
+            return
     try:
         with transaction.atomic():
             DailyUsage.objects.create(user_id=user_id, day=day, tokens=tokens, cost=cost)

@@ -13,12 +13,16 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chat import limits, selectors
+from chat import limits, rows, selectors
 from chat.errors import ChatError
 from chat.models import Attachment, Conversation, Message
 from chat.services.attachments import attachments_attach, attachments_check_model, attachments_for_message
 from chat.services.conversations import conversation_advance, model_validate, text_storable, title_from
-from chat.services.search_index import search_index_conversation_title, search_index_new_message
+from chat.services.search_index import (
+    search_index_columns,
+    search_index_conversation_title,
+    search_index_written,
+)
 from chat.tree import Tree
 
 CLIENT_ID_MAX_CHARS = 64
@@ -59,7 +63,7 @@ def _validate_client_id(client_id: object) -> str:
 
 def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str, client_id: str = "") -> Message:
     provider, _, _ = model.partition(":")
-    return Message.objects.create(
+    reply = Message(
         conversation=conversation,
         parent_id=parent_id,
         role=Message.Role.ASSISTANT,
@@ -68,6 +72,7 @@ def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str,
         provider=provider,
         model=model,
     )
+    return rows.insert(reply)
 
 
 def _start_reply(
@@ -91,18 +96,22 @@ def _start_reply(
         with transaction.atomic():
             user_message = None
             if user_content is not None:
-                user_message = Message.objects.create(
-                    conversation=conversation,
-                    parent_id=parent_id,
-                    role=Message.Role.USER,
-                    content=user_content,
-                    client_id=client_id,
+                # Indexed as it is written: on PostgreSQL in the INSERT itself, on SQLite its FTS5 row below.
+                user_message = rows.insert(
+                    Message(
+                        conversation=conversation,
+                        parent_id=parent_id,
+                        role=Message.Role.USER,
+                        content=user_content,
+                        client_id=client_id,
+                    ),
+                    computed=search_index_columns(content=user_content, parts=[]),
                 )
                 if attachments:
                     attachments_attach(message=user_message, attachments=attachments)
                     prefetch_related_objects([user_message], "attachments")  # for the frames
                 reply = _new_reply(conversation, parent_id=user_message.pk, model=model or conversation.model)
-                search_index_new_message(message_id=user_message.pk, content=user_content)
+                search_index_written(message_id=user_message.pk, content=user_content, parts=[])
                 if not conversation.title:
                     title = title_from(user_content or (attachments[0].name if attachments else ""))
             else:
@@ -120,9 +129,9 @@ def _start_reply(
             return _replay(existing)
         raise ChatError("busy") from None
     if tree is not None:
-        rows = [(pk, parent, tree.roles[pk]) for pk, parent in tree.parents.items()]
-        rows += [(m.pk, m.parent_id, m.role) for m in (user_message, reply) if m is not None]
-        tree = Tree.of(rows)
+        known = [(pk, parent, tree.roles[pk]) for pk, parent in tree.parents.items()]
+        known += [(m.pk, m.parent_id, m.role) for m in (user_message, reply) if m is not None]
+        tree = Tree.of(known)
     return SendResult(user_message=user_message, reply=reply, created=True, tree=tree)
 
 

@@ -11,9 +11,7 @@ joins the index with the messages that exist.
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchVector
 from django.db import connection
-from django.db.models import Value
 
 from chat.models import Conversation, Message
 
@@ -43,22 +41,23 @@ def search_index_messages(*, message_ids: Iterable[int]) -> None:
             cursor.executemany("INSERT INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, %s)", rows)
 
 
-def search_index_columns(*, content: str, parts: list[dict]) -> dict[str, SearchVector]:
-    """On PostgreSQL, a message's index columns for this answer and these parts, as fields of the UPDATE
-    that writes them: one statement, nothing read back. {} on SQLite (search_index_written)."""
+def search_index_columns(*, content: str, parts: list[dict]) -> dict[str, tuple[str, list[str]]]:
+    """On PostgreSQL, a message's index columns for this answer and these parts, as SQL expressions (with
+    their parameters) of the INSERT or UPDATE that writes them (chat/rows.py's `computed`): one
+    statement, nothing read back. {} on SQLite (search_index_written)."""
     if connection.vendor != "postgresql":
         return {}
     config = settings.CHAT_SEARCH_CONFIG
     return {
-        "search_vector": SearchVector(Value(content), config=config),
-        "search_reasoning": SearchVector(Value(_reasoning(parts)), config=config),
+        "search_vector": ("to_tsvector(%s::regconfig, %s)", [config, content]),
+        "search_reasoning": ("to_tsvector(%s::regconfig, %s)", [config, _reasoning(parts)]),
     }
 
 
 def search_index_written(*, message_id: int, content: str, parts: list[dict]) -> None:
     """Index a message just written with this answer and these parts, without reading it back: on SQLite
-    its FTS5 row, replaced in one statement; on PostgreSQL nothing, the UPDATE that wrote the text wrote
-    its columns too (search_index_columns)."""
+    its FTS5 row, replaced in one statement; on PostgreSQL nothing, the INSERT or UPDATE that wrote the
+    text wrote its columns too (search_index_columns)."""
     if connection.vendor == "postgresql":
         return
     with connection.cursor() as cursor:
@@ -66,22 +65,6 @@ def search_index_written(*, message_id: int, content: str, parts: list[dict]) ->
             "INSERT OR REPLACE INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, %s)",
             [message_id, content, _reasoning(parts)],
         )
-
-
-def search_index_new_message(*, message_id: int, content: str) -> None:
-    """Index a message just created with this text (no reasoning), without reading it back. On SQLite
-    a plain insert: ids are never reused (AUTOINCREMENT), so no older row has this one's."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "UPDATE chat_message SET search_vector = to_tsvector(%s::regconfig, %s),"
-                " search_reasoning = to_tsvector(%s::regconfig, '') WHERE id = %s",
-                [settings.CHAT_SEARCH_CONFIG, content, settings.CHAT_SEARCH_CONFIG, message_id],
-            )
-        else:
-            cursor.execute(
-                "INSERT INTO chat_message_fts (rowid, content, reasoning) VALUES (%s, %s, '')", [message_id, content]
-            )
 
 
 def search_index_conversation_title(*, conversation_id: int, title: str) -> None:
