@@ -83,6 +83,49 @@ def _instances(model: type[M], found: list[tuple], reader: _Reader, db: BaseData
     return [model.from_db(db.alias, None, row) for row in found]
 
 
+@dataclass(frozen=True)
+class _Columns:
+    names: frozenset[str]  # the fields' attribute names
+    converters: dict[int, Any]
+    compiler: Any
+
+
+@cache
+def _columns(model: type[models.Model], names: tuple[str, ...], vendor: str) -> _Columns:
+    table = model._meta.db_table
+    order = [field.name for field in model._meta.concrete_fields]
+    if [order.index(name) for name in names] != sorted(order.index(name) for name in names):
+        raise ValueError(
+            f"fields {names} are not in the order of {model.__name__}'s fields: from_db would misread them"
+        )
+    compiler = Query(model).get_compiler(connection=connection)
+    converters = compiler.get_converters([model._meta.get_field(name).get_col(table) for name in names])
+    return _Columns(frozenset(model._meta.get_field(name).attname for name in names), converters, compiler)
+
+
+def read_sql(
+    model: type[M], sql: str, params: Sequence[Any], *, fields: Sequence[str], extra: Sequence[str] = ()
+) -> list[M]:
+    """The instances of `model` a whole written `sql` selects (a recursive walk, say), as the ORM's
+    `raw()` returns them but without its analysis of the columns at every query: the statement's
+    columns are the fields named in `fields` (in the model's order; the others deferred), then one for
+    each name of `extra`, set on each instance as an attribute of that name."""
+    db = _connection()
+    columns = _columns(model, tuple(fields), db.vendor)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    if columns.converters:
+        found = columns.compiler.apply_converters(found, columns.converters)
+    count, instances = len(fields), []
+    for row in found:
+        instance = model.from_db(db.alias, columns.names, row[:count])
+        for name, value in zip(extra, row[count:], strict=True):
+            setattr(instance, name, value)
+        instances.append(instance)
+    return instances
+
+
 def read_one(model: type[M], where: str, params: Sequence[Any]) -> M | None:
     """The first row of `model` matching the SQL condition `where` (its columns named bare, `%s` for
     each of `params`), as the ORM would have returned it; None if there is none."""

@@ -144,6 +144,10 @@ class History:
     attachments: dict[int, list[Attachment]]
 
 
+# Every field of a message on a reply's path but its search columns (deferred: nothing reads them).
+_PATH_FIELDS = tuple(field.name for field in Message._meta.concrete_fields if not field.name.startswith("search_"))
+
+
 @cache
 def _path_up_sql() -> str:
     """The messages from one (the parameter) up to its conversation's root, root first, each with
@@ -155,9 +159,7 @@ def _path_up_sql() -> str:
     table, attachments = Message._meta.db_table, Attachment._meta.db_table
     pk, parent = Message._meta.pk.column, Message._meta.get_field("parent").column
     message = Attachment._meta.get_field("message").column
-    columns = ", ".join(
-        f"m.{field.column}" for field in Message._meta.concrete_fields if not field.name.startswith("search_")
-    )
+    columns = ", ".join(f"m.{Message._meta.get_field(name).column}" for name in _PATH_FIELDS)
     return (
         f"WITH RECURSIVE up (id, depth) AS (SELECT {pk}, 0 FROM {table} WHERE {pk} = %s"
         f" UNION ALL SELECT m.{parent}, up.depth + 1 FROM {table} m JOIN up ON m.{pk} = up.id"
@@ -172,7 +174,7 @@ def history_for(*, reply: Message) -> History:
     with their files; one statement, and one more only when a user message on the path has files."""
     if reply.parent_id is None:
         return History(messages=[], attachments={})
-    messages = list(Message.objects.raw(_path_up_sql(), [reply.parent_id]))
+    messages = rows.read_sql(Message, _path_up_sql(), [reply.parent_id], fields=_PATH_FIELDS, extra=["has_files"])
     with_files = [m.pk for m in messages if m.role == Message.Role.USER and m.has_files]
     return History(messages=messages, attachments=attachments_by_message(message_ids=with_files) if with_files else {})
 

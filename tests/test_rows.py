@@ -164,3 +164,20 @@ def test_an_id_too_large_for_its_column_is_no_such_conversation_not_an_overflow(
     with pytest.raises(ChatError) as refused:
         selectors.conversation_get_for(user=conversation.owner, conversation_id=10**30)
     assert refused.value.code == "not_found"
+
+
+def test_a_whole_written_statement_reads_its_fields_defers_the_rest_and_sets_its_extra_columns(conversation):
+    sent = services.message_send(conversation=conversation, client_id="c-1", content="Plan a trip")
+    fields = ("id", "conversation", "role", "content", "tokens_estimated", "created_at")  # the model's order
+    sql = "SELECT id, conversation_id, role, content, tokens_estimated, created_at, 7 FROM chat_message WHERE id = %s"
+    (read,) = rows.read_sql(Message, sql, [sent.user_message.pk], fields=fields, extra=["lucky"])
+    by_orm = Message.objects.get(pk=sent.user_message.pk)
+    assert [getattr(read, f.attname) for f in map(Message._meta.get_field, fields)] == [
+        getattr(by_orm, f.attname) for f in map(Message._meta.get_field, fields)
+    ]
+    assert read.lucky == 7 and read.get_deferred_fields() >= {"status", "parts"}
+
+
+def test_fields_named_out_of_the_models_order_are_refused_not_misread():
+    with pytest.raises(ValueError, match="order"):
+        rows.read_sql(Message, "SELECT 1", [], fields=("content", "id"))
