@@ -14,8 +14,9 @@ class Follower:
 
     a delta at our length is appended, one that overlaps has the overlap dropped, one past our
     length is a gap: subscribe again for a snapshot. A `done` whose length differs from ours, or
-    silence while a reply runs, asks for a snapshot too. A dropped socket reconnects and resumes
-    with `after: {message, seq}`.
+    silence while a reply runs, asks for a snapshot too; once asked, no gap asks again before that
+    snapshot comes (the frames already on their way would each ask: a flood the server refuses and
+    ends with 4429). A dropped socket reconnects and resumes with `after: {message, seq}`.
     """
 
     def __init__(self, port: int, cookie: bytes, conversation: int) -> None:
@@ -33,6 +34,7 @@ class Follower:
         self.reconnects = 0
         self.resyncs = 0
         self._pending_resync = False  # a gap was seen: ask for a snapshot before reading on
+        self._awaiting_snapshot = False  # asked for one (a subscribe without `after`), not yet come
 
     async def connect(self) -> "Follower":
         headers = {"Origin": f"http://127.0.0.1:{self.port}", "Cookie": self.cookie.decode()}
@@ -52,6 +54,7 @@ class Follower:
         frame: dict[str, Any] = {"type": "subscribe", "conversation": self.conversation}
         if resume and self.message is not None and self.status in (None, "pending", "streaming"):
             frame["after"] = {"message": self.message, "seq": self.seq}
+        self._awaiting_snapshot = "after" not in frame
         await self.send(frame)
 
     async def ask(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -102,7 +105,10 @@ class Follower:
         if kind == "accepted":
             payload = frame["message"]
             self.message, self.text, self.seq, self.status = payload["id"], payload["content"], 0, payload["status"]
-        elif kind == "snapshot" and frame["message"] is not None:
+        elif kind == "snapshot":  # the answer to a subscribe, with the latest reply if there is one
+            self._awaiting_snapshot = False
+            if frame["message"] is None:
+                return
             payload = frame["message"]
             self.message, self.text, self.seq, self.status = (
                 payload["id"],
@@ -118,7 +124,7 @@ class Follower:
         elif kind == "delta" and frame["message"] == self.message:
             if frame["offset"] > len(self.text):
                 self.gaps += 1
-                self._pending_resync = True
+                self._pending_resync = not self._awaiting_snapshot
                 return
             self.text += frame["text"][len(self.text) - frame["offset"] :]
             self.seq = frame["seq"]
@@ -127,7 +133,7 @@ class Follower:
         elif kind == "done" and frame["message"]["id"] == self.message:
             if frame["message"]["length"] != len(self.text):
                 self.gaps += 1
-                self._pending_resync = True
+                self._pending_resync = not self._awaiting_snapshot
                 return
             self.status = frame["message"]["status"]
 
