@@ -27,14 +27,6 @@ from django.utils import timezone
 M = TypeVar("M", bound=models.Model)
 
 
-@dataclass(frozen=True)
-class _Reader:
-    columns: str  # every column, qualified by the table
-    select: str  # "SELECT <every column> FROM <table>": a caller adds its WHERE
-    converters: dict[int, Any]  # by column index, as the ORM's compiler applies them
-    compiler: Any
-
-
 def _connection() -> BaseDatabaseWrapper:
     """This thread's connection, looked up once per statement: each use of `django.db.connection` (a
     proxy) is a lookup of its own, and preparing forty fields would make eighty. The statements
@@ -42,15 +34,49 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Some fields of a model as a statement selects them, in the model's order."""
+
+    names: frozenset[str]  # the fields' attribute names
+    sql: str  # the columns, qualified by the table
+    converters: dict[int, Any]  # by column index, as the ORM's compiler applies them
+    compiler: Any
+
+
 @cache
-def _reader(model: type[models.Model], vendor: str) -> _Reader:
-    quote = connection.ops.quote_name
-    fields = model._meta.concrete_fields
-    table = model._meta.db_table
+def _columns(model: type[models.Model], names: tuple[str, ...], vendor: str) -> _Columns:
+    order = [field.name for field in model._meta.concrete_fields]
+    if [order.index(name) for name in names] != sorted(order.index(name) for name in names):
+        raise ValueError(
+            f"fields {names} are not in the order of {model.__name__}'s fields: from_db would misread them"
+        )
+    quote, table = connection.ops.quote_name, model._meta.db_table
+    fields = [model._meta.get_field(name) for name in names]
     compiler = Query(model).get_compiler(connection=connection)
-    columns = ", ".join(f"{quote(table)}.{quote(field.column)}" for field in fields)
     converters = compiler.get_converters([field.get_col(table) for field in fields])
-    return _Reader(columns, f"SELECT {columns} FROM {quote(table)}", converters, compiler)  # noqa: S608 (names only)
+    sql = ", ".join(f"{quote(table)}.{quote(field.column)}" for field in fields)
+    return _Columns(frozenset(field.attname for field in fields), sql, converters, compiler)
+
+
+def _every_column(model: type[models.Model], vendor: str) -> _Columns:
+    return _columns(model, tuple(field.name for field in model._meta.concrete_fields), vendor)
+
+
+def _instances(
+    model: type[M], found: list[tuple], columns: _Columns, db: BaseDatabaseWrapper, extra: Sequence[str] = ()
+) -> list[M]:
+    """The rows as instances, each value converted as the ORM converts it; the fields not in `columns`
+    deferred, and each column after theirs set as the attribute its `extra` name says."""
+    if columns.converters:
+        found = columns.compiler.apply_converters(found, columns.converters)
+    count, instances = len(columns.names), []
+    for row in found:
+        instance = model.from_db(db.alias, columns.names, row[:count])
+        for name, value in zip(extra, row[count:], strict=True):
+            setattr(instance, name, value)
+        instances.append(instance)
+    return instances
 
 
 def storable_id(model: type[models.Model], value: int) -> bool:
@@ -70,37 +96,12 @@ def read(model: type[M], rest: str, params: Sequence[Any]) -> list[M]:
     """The rows of `model` the SQL `rest` selects (all that follows `FROM <its table>`: joins, WHERE,
     ORDER BY, with `%s` for each of `params`), as the ORM would have returned them."""
     db = _connection()
-    reader = _reader(model, db.vendor)
+    columns = _every_column(model, db.vendor)
+    table = db.ops.quote_name(model._meta.db_table)
     with db.cursor() as cursor:
-        cursor.execute(f"{reader.select} {rest}", params)
+        cursor.execute(f"SELECT {columns.sql} FROM {table} {rest}", params)  # noqa: S608 (names only)
         found = cursor.fetchall()
-    return _instances(model, found, reader, db)
-
-
-def _instances(model: type[M], found: list[tuple], reader: _Reader, db: BaseDatabaseWrapper) -> list[M]:
-    if reader.converters:
-        found = reader.compiler.apply_converters(found, reader.converters)
-    return [model.from_db(db.alias, None, row) for row in found]
-
-
-@dataclass(frozen=True)
-class _Columns:
-    names: frozenset[str]  # the fields' attribute names
-    converters: dict[int, Any]
-    compiler: Any
-
-
-@cache
-def _columns(model: type[models.Model], names: tuple[str, ...], vendor: str) -> _Columns:
-    table = model._meta.db_table
-    order = [field.name for field in model._meta.concrete_fields]
-    if [order.index(name) for name in names] != sorted(order.index(name) for name in names):
-        raise ValueError(
-            f"fields {names} are not in the order of {model.__name__}'s fields: from_db would misread them"
-        )
-    compiler = Query(model).get_compiler(connection=connection)
-    converters = compiler.get_converters([model._meta.get_field(name).get_col(table) for name in names])
-    return _Columns(frozenset(model._meta.get_field(name).attname for name in names), converters, compiler)
+    return _instances(model, found, columns, db)
 
 
 def read_sql(
@@ -115,15 +116,7 @@ def read_sql(
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
-    if columns.converters:
-        found = columns.compiler.apply_converters(found, columns.converters)
-    count, instances = len(fields), []
-    for row in found:
-        instance = model.from_db(db.alias, columns.names, row[:count])
-        for name, value in zip(extra, row[count:], strict=True):
-            setattr(instance, name, value)
-        instances.append(instance)
-    return instances
+    return _instances(model, found, columns, db, extra)
 
 
 def read_one(model: type[M], where: str, params: Sequence[Any]) -> M | None:
@@ -138,23 +131,34 @@ def read_one_with(model: type[M], relation: str, where: str, params: Sequence[An
     `select_related(relation)`). Both tables are in the statement: `where` qualifies its columns."""
     db = _connection()
     field = model._meta.get_field(relation)
-    outer, inner = _reader(model, db.vendor), _reader(field.related_model, db.vendor)
+    outer, inner = _every_column(model, db.vendor), _every_column(field.related_model, db.vendor)
     quote = db.ops.quote_name
     table, related = quote(model._meta.db_table), quote(field.related_model._meta.db_table)
     on = f"{related}.{quote(field.target_field.column)} = {table}.{quote(field.column)}"
     with db.cursor() as cursor:
         cursor.execute(
-            f"SELECT {outer.columns}, {inner.columns} FROM {table} JOIN {related} ON {on} WHERE {where} LIMIT 1",
+            f"SELECT {outer.sql}, {inner.sql} FROM {table} JOIN {related} ON {on} WHERE {where} LIMIT 1",
             params,
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(model._meta.concrete_fields)
+    split = len(outer.names)
     (instance,) = _instances(model, [row[:split]], outer, db)
     (target,) = _instances(field.related_model, [row[split:]], inner, db)
     setattr(instance, relation, target)
     return instance
+
+
+Computed = Mapping[str, tuple[str, Sequence[Any]]]  # column name: an SQL expression and its parameters
+
+
+def _split(computed: Computed | None) -> tuple[tuple[tuple[str, str], ...], list[Any]]:
+    """`computed` as the statement's part (each name with its expression: a key of the cached statement)
+    and the parameters of its expressions, in that order."""
+    computed = computed or {}
+    expressions = tuple((name, expression) for name, (expression, _) in computed.items())
+    return expressions, [value for _, arguments in computed.values() for value in arguments]
 
 
 @dataclass(frozen=True)
@@ -183,13 +187,13 @@ def _writer(model: type[models.Model], computed: tuple[tuple[str, str], ...], ve
     return _Writer(sql, fields, stamped, tuple(defaults))
 
 
-def insert(instance: M, *, computed: Mapping[str, tuple[str, Sequence[Any]]] | None = None) -> M:
+def insert(instance: M, *, computed: Computed | None = None) -> M:
     """INSERT a new, unsaved `instance` and return it saved (its pk set, auto_now(_add) fields the time
     now), as `save()` would. A field still at its default is stored as prepared once per process;
     `computed` columns (name to an SQL expression and its parameters) are stored from their expression."""
     db = _connection()
-    computed = computed or {}
-    writer = _writer(type(instance), tuple((name, sql) for name, (sql, _) in computed.items()), db.vendor)
+    expressions, computed_params = _split(computed)
+    writer = _writer(type(instance), expressions, db.vendor)
     now = timezone.now()
     for name in writer.stamped:
         setattr(instance, name, now)
@@ -199,7 +203,7 @@ def insert(instance: M, *, computed: Mapping[str, tuple[str, Sequence[Any]]] | N
         if field.attname in writer.stamped or value != default or type(value) is not type(default):
             stored = field.get_db_prep_save(value, db)
         params.append(stored)
-    params += [value for _, arguments in computed.values() for value in arguments]
+    params += computed_params
     with db.cursor() as cursor:
         cursor.execute(writer.insert, params)
         (instance.pk,) = cursor.fetchone()
@@ -236,7 +240,7 @@ def update(
     pk: int,
     changes: Mapping[str, Any],
     *,
-    computed: Mapping[str, tuple[str, Sequence[Any]]] | None = None,
+    computed: Computed | None = None,
     where: str = "",
     params: Sequence[Any] = (),
 ) -> int:
@@ -244,11 +248,9 @@ def update(
     `QuerySet.update` would) and `computed` columns (name to an SQL expression and its parameters), if
     it also matches the SQL condition `where` (with `params`); how many rows changed (0 or 1)."""
     db = _connection()
-    computed = computed or {}
-    expressions = tuple((name, expression) for name, (expression, _) in computed.items())
+    expressions, computed_params = _split(computed)
     updater = _updater(model, tuple(changes), expressions, where, db.vendor)
-    values = _update_params(updater, changes, db)
-    values += [value for _, arguments in computed.values() for value in arguments]
+    values = [*_update_params(updater, changes, db), *computed_params]
     with db.cursor() as cursor:
         cursor.execute(updater.sql, [*values, pk, *params])
         return cursor.rowcount
@@ -260,10 +262,8 @@ def update_returning(
     """`update`, answering the row as it is after it (as `read` would), or None if it did not match."""
     db = _connection()
     updater = _updater(model, tuple(changes), (), where, db.vendor)
-    reader = _reader(model, db.vendor)
+    columns = _every_column(model, db.vendor)
     with db.cursor() as cursor:
-        cursor.execute(
-            f"{updater.sql} RETURNING {reader.columns}", [*_update_params(updater, changes, db), pk, *params]
-        )
+        cursor.execute(f"{updater.sql} RETURNING {columns.sql}", [*_update_params(updater, changes, db), pk, *params])
         found = cursor.fetchall()
-    return _instances(model, found, reader, db)[0] if found else None
+    return _instances(model, found, columns, db)[0] if found else None
