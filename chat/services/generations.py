@@ -378,10 +378,26 @@ def generation_finish(
     return reply
 
 
+# `DailyUsage.objects.filter(user_id=..., day=...).update(tokens=F("tokens") + ..., cost=F("cost") + ...)`,
+# written out (chat/rows.py): every reply's last write.
 _ADD_USAGE = (
     f'UPDATE "{DailyUsage._meta.db_table}" SET tokens = tokens + %s, cost = cost + %s'  # noqa: S608 (names only)
     " WHERE user_id = %s AND day = %s"
 )
+
+
+def _usage_added(*, user_id: int, day: date, tokens: int, cost: Decimal) -> bool:
+    """Added to the user's row for the day; False if there is none yet."""
+    cost_field, day_field = DailyUsage._meta.get_field("cost"), DailyUsage._meta.get_field("day")
+    params = [
+        tokens,
+        cost_field.get_db_prep_save(cost, connection),
+        user_id,
+        day_field.get_db_prep_save(day, connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD_USAGE, params)
+        return cursor.rowcount > 0
 
 
 def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decimal | None = None) -> None:
@@ -389,27 +405,15 @@ def usage_add(*, user_id: int, tokens: int, day: date | None = None, cost: Decim
     cost = cost or Decimal(0)
     if tokens <= 0 and cost <= 0:
         return
-    tokens = max(tokens, 0)
-    day = day or timezone.now().astimezone(UTC).date()
-    added = {"tokens": F("tokens") + tokens, "cost": F("cost") + cost}
-    with connection.cursor() as cursor:  # the UPDATE below, written out (chat/rows.py): every reply's last write
-        cost_field, day_field = DailyUsage._meta.get_field("cost"), DailyUsage._meta.get_field("day")
-        cursor.execute(
-            _ADD_USAGE,
-            [
-                tokens,
-                cost_field.get_db_prep_save(cost, connection),
-                user_id,
-                day_field.get_db_prep_save(day, connection),
-            ],
-        )
-        if cursor.rowcount:
-            return
+    usage = {"user_id": user_id, "day": day or timezone.now().astimezone(UTC).date(), "tokens": max(tokens, 0)}
+    usage["cost"] = cost
+    if _usage_added(**usage):
+        return
     try:
         with transaction.atomic():
-            DailyUsage.objects.create(user_id=user_id, day=day, tokens=tokens, cost=cost)
+            DailyUsage.objects.create(**usage)
     except IntegrityError:  # another process created the row first
-        DailyUsage.objects.filter(user_id=user_id, day=day).update(**added)
+        _usage_added(**usage)
 
 
 def _cost_of(reply: Message, result: StreamResult) -> Decimal | None:
